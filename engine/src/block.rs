@@ -1,0 +1,442 @@
+//! Block files: a header, records, and (once sealed) a trailer with the per-sequence offset
+//! table. Layout in `docs/format.md` ("Block file"). Also the in-memory buffer of the active
+//! block and the scanner recovery uses.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::io::Mapping;
+use crate::record::{self, DecodeError, Head, RecordRef};
+
+pub const BLOCK_MAGIC: [u8; 8] = *b"TLBLOCK\0";
+pub const SEAL_MAGIC: [u8; 8] = *b"TLSEAL\0\0";
+pub const BLOCK_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 64;
+pub const FOOTER_LEN: usize = 48;
+/// Offset-table entry of a sequence that has no record in this block.
+pub const NO_RECORD: u32 = u32::MAX;
+/// Largest run of missing sequences padded inside a block; a larger gap starts a new block.
+pub const MAX_PAD: u64 = 1024;
+
+/// The fixed header at the start of every block file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub stream_id: u64,
+    pub block_id: u64,
+    pub first_seq: u64,
+    pub created_ns: i64,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+impl BlockHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&BLOCK_MAGIC);
+        b[8..10].copy_from_slice(&BLOCK_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[16..24].copy_from_slice(&self.stream_id.to_le_bytes());
+        b[24..32].copy_from_slice(&self.block_id.to_le_bytes());
+        b[32..40].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[40..48].copy_from_slice(&self.created_ns.to_le_bytes());
+        let sum = xxh3_64(&b[..56]);
+        b[56..64].copy_from_slice(&sum.to_le_bytes());
+        debug_assert_eq!(BlockHeader::decode(&b), Some(*self));
+        b
+    }
+
+    /// `None` when the bytes are not an intact header of a known version.
+    pub fn decode(b: &[u8]) -> Option<BlockHeader> {
+        if b.len() < HEADER_LEN
+            || b[0..8] != BLOCK_MAGIC
+            || u16::from_le_bytes([b[8], b[9]]) != BLOCK_VERSION
+            || u64_at(b, 56) != xxh3_64(&b[..56])
+        {
+            return None;
+        }
+        Some(BlockHeader {
+            stream_id: u64_at(b, 16),
+            block_id: u64_at(b, 24),
+            first_seq: u64_at(b, 32),
+            created_ns: u64_at(b, 40) as i64,
+        })
+    }
+}
+
+/// The trailer written when a block is sealed: the offset table and a footer.
+pub fn encode_trailer(block_id: u64, first_seq: u64, body_end: u64, offsets: &[u32]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(offsets.len() * 4 + FOOTER_LEN);
+    for o in offsets {
+        t.extend_from_slice(&o.to_le_bytes());
+    }
+    t.extend_from_slice(&SEAL_MAGIC);
+    t.extend_from_slice(&block_id.to_le_bytes());
+    t.extend_from_slice(&(offsets.len() as u64).to_le_bytes());
+    t.extend_from_slice(&body_end.to_le_bytes());
+    t.extend_from_slice(&first_seq.to_le_bytes());
+    let sum = xxh3_64(&t);
+    t.extend_from_slice(&sum.to_le_bytes());
+    debug_assert_eq!(t.len(), offsets.len() * 4 + FOOTER_LEN);
+    t
+}
+
+/// A valid trailer found at the end of a sealed block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub block_id: u64,
+    pub first_seq: u64,
+    pub slots: usize,
+    /// End of the records; the offset table starts here.
+    pub body_end: usize,
+}
+
+/// Reads the trailer of a whole block file, if it has an intact one.
+pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
+    let n = file.len();
+    if n < HEADER_LEN + FOOTER_LEN {
+        return None;
+    }
+    let f = &file[n - FOOTER_LEN..];
+    if f[0..8] != SEAL_MAGIC {
+        return None;
+    }
+    let slots = usize::try_from(u64_at(f, 16)).ok()?;
+    let body_end = usize::try_from(u64_at(f, 24)).ok()?;
+    let table_len = slots.checked_mul(4)?;
+    if body_end.checked_add(table_len)?.checked_add(FOOTER_LEN)? != n || body_end < HEADER_LEN {
+        return None;
+    }
+    if u64_at(f, 40) != xxh3_64(&file[body_end..n - 8]) {
+        return None;
+    }
+    Some(Trailer {
+        block_id: u64_at(f, 8),
+        first_seq: u64_at(f, 32),
+        slots,
+        body_end,
+    })
+}
+
+/// Sequence -> record offset within one block.
+pub enum Offsets {
+    Owned(Vec<u32>),
+    /// The offset table of a sealed block, read in place from its mapping.
+    Mapped {
+        map: Arc<Mapping>,
+        at: usize,
+        slots: usize,
+    },
+}
+
+impl Offsets {
+    pub fn len(&self) -> usize {
+        match self {
+            Offsets::Owned(v) => v.len(),
+            Offsets::Mapped { slots, .. } => *slots,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            Offsets::Owned(v) => v.get(i).copied(),
+            Offsets::Mapped { map, at, slots } => (i < *slots).then(|| u32_at(map, at + i * 4)),
+        }
+    }
+    fn owned(&mut self) -> &mut Vec<u32> {
+        if let Offsets::Mapped { .. } = self {
+            let v: Vec<u32> = (0..self.len()).filter_map(|i| self.get(i)).collect();
+            *self = Offsets::Owned(v);
+        }
+        match self {
+            Offsets::Owned(v) => v,
+            Offsets::Mapped { .. } => unreachable!("converted above"),
+        }
+    }
+    pub fn push(&mut self, off: u32) {
+        self.owned().push(off);
+    }
+    pub fn truncate(&mut self, n: usize) {
+        match self {
+            Offsets::Owned(v) => v.truncate(n),
+            Offsets::Mapped { slots, .. } => *slots = (*slots).min(n),
+        }
+    }
+    pub fn to_vec(&self) -> Vec<u32> {
+        (0..self.len()).filter_map(|i| self.get(i)).collect()
+    }
+}
+
+/// The growing body of the active block: one writer appends past the committed length while
+/// any number of readers (loads, the flusher) read below it without a lock.
+pub struct AppendBuf {
+    ptr: NonNull<u8>,
+    cap: usize,
+    len: AtomicUsize,
+}
+
+// SAFETY: bytes below `len` are never written again and are published with Release/Acquire;
+// bytes at or above `len` are touched only through `&mut Writer`, of which there is one.
+unsafe impl Send for AppendBuf {}
+unsafe impl Sync for AppendBuf {}
+
+impl AppendBuf {
+    fn layout(cap: usize) -> Layout {
+        // A capacity of zero is not a valid allocation; `new` never asks for one.
+        Layout::from_size_align(cap.max(1), 8).unwrap_or(Layout::new::<u64>())
+    }
+
+    /// A zeroed buffer of `cap` bytes (the OS hands out zero pages lazily, so unused capacity
+    /// costs address space, not memory) and its single writer.
+    pub fn new(cap: usize) -> Writer {
+        let layout = Self::layout(cap);
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        Writer(Arc::new(AppendBuf {
+            ptr,
+            cap: layout.size(),
+            len: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The committed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        let len = self.len.load(Ordering::Acquire);
+        // SAFETY: `len <= cap` and bytes below `len` are immutable once committed.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Replaces committed bytes (used only by `erase`).
+    ///
+    /// # Safety
+    /// The caller must guarantee that no other thread reads `off..off + bytes.len()` during
+    /// the call: the stream holds its state lock exclusively (readers copy under the shared
+    /// lock) and the range is already written to the file (the flusher never reads it again).
+    pub unsafe fn overwrite(&self, off: usize, bytes: &[u8]) {
+        let len = self.len();
+        if off.checked_add(bytes.len()).is_some_and(|end| end <= len) {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(off), bytes.len());
+        }
+    }
+}
+
+impl Drop for AppendBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+    }
+}
+
+/// The one handle allowed to append to an [`AppendBuf`].
+pub struct Writer(Arc<AppendBuf>);
+
+impl Writer {
+    pub fn buf(&self) -> &Arc<AppendBuf> {
+        &self.0
+    }
+    pub fn spare(&self) -> usize {
+        self.0.cap - self.0.len()
+    }
+    /// Lets `f` fill up to `n` bytes past the committed end, then commits what it reports.
+    pub fn append_with(&mut self, n: usize, f: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        let len = self.0.len();
+        debug_assert!(n <= self.0.cap - len, "append past capacity");
+        let n = n.min(self.0.cap - len);
+        // SAFETY: `[len, len+n)` is inside the allocation and above the committed length, so
+        // no reader looks at it; `&mut self` makes this the only writer.
+        let spare = unsafe { std::slice::from_raw_parts_mut(self.0.ptr.as_ptr().add(len), n) };
+        let wrote = f(spare).min(n);
+        self.0.len.store(len + wrote, Ordering::Release);
+        wrote
+    }
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.append_with(bytes.len(), |s| {
+            s.copy_from_slice(bytes);
+            bytes.len()
+        });
+    }
+}
+
+/// One step of a scan.
+pub enum Scanned<'a> {
+    Record(RecordRef<'a>),
+    /// A damaged record. With `Some(head)` its header was intact, so we know exactly what was
+    /// lost; with `None` the scanner skipped to the next valid header.
+    Damaged(Option<Head>),
+}
+
+/// Result of scanning a block body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// End of the last record (good or damaged) that the scanner could delimit.
+    pub end: usize,
+    /// Bytes after `end` that are not a record (a torn tail or garbage).
+    pub torn: bool,
+}
+
+/// Walks the records in `bytes[from..to]`, calling `visit(offset, item)` for each.
+pub fn scan<'a>(
+    bytes: &'a [u8],
+    from: usize,
+    to: usize,
+    mut visit: impl FnMut(usize, Scanned<'a>),
+) -> ScanEnd {
+    let to = to.min(bytes.len());
+    let body = &bytes[..to];
+    let mut off = from.min(to);
+    while off < to {
+        match record::decode(&body[off..]) {
+            Ok(r) => {
+                visit(off, Scanned::Record(r));
+                off += r.len;
+            }
+            Err(DecodeError::End) => {
+                return ScanEnd {
+                    end: off,
+                    torn: body[off..].iter().any(|&b| b != 0),
+                }
+            }
+            Err(DecodeError::Truncated) => {
+                return ScanEnd {
+                    end: off,
+                    torn: true,
+                }
+            }
+            Err(DecodeError::BadBody(h)) => {
+                visit(off, Scanned::Damaged(Some(h)));
+                off += h.len;
+            }
+            Err(DecodeError::BadHeader) => match record::resync(body, off + 1) {
+                Some(next) if record::decode(&body[next..]).is_ok() => {
+                    visit(off, Scanned::Damaged(None));
+                    off = next;
+                }
+                _ => {
+                    return ScanEnd {
+                        end: off,
+                        torn: true,
+                    }
+                }
+            },
+        }
+    }
+    ScanEnd {
+        end: off,
+        torn: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{encode, Kind};
+
+    #[test]
+    fn header_round_trip_and_damage() {
+        let h = BlockHeader {
+            stream_id: 1,
+            block_id: 2,
+            first_seq: 3,
+            created_ns: 4,
+        };
+        let mut b = h.encode();
+        assert_eq!(BlockHeader::decode(&b), Some(h));
+        b[30] ^= 1;
+        assert_eq!(BlockHeader::decode(&b), None);
+    }
+
+    #[test]
+    fn trailer_round_trip() {
+        let mut file = vec![0u8; HEADER_LEN + 100];
+        let body_end = file.len() as u64;
+        file.extend(encode_trailer(9, 5, body_end, &[64, NO_RECORD, 80]));
+        let t = decode_trailer(&file).unwrap();
+        assert_eq!(
+            (t.block_id, t.first_seq, t.slots, t.body_end),
+            (9, 5, 3, 164)
+        );
+        let n = file.len();
+        file[n - 20] ^= 1;
+        assert_eq!(decode_trailer(&file), None);
+    }
+
+    #[test]
+    fn append_buf_publishes() {
+        let mut w = AppendBuf::new(16);
+        w.append(b"abc");
+        assert_eq!(w.buf().bytes(), b"abc");
+        assert_eq!(w.spare(), 13);
+    }
+
+    #[test]
+    fn scan_skips_one_damaged_record() {
+        let mut b = vec![0u8; HEADER_LEN];
+        for s in 1..=3u64 {
+            b.extend(encode(Kind::Msg, s, 0, b"a", b"", b"payload"));
+        }
+        let rec = (b.len() - HEADER_LEN) / 3;
+        b[HEADER_LEN + rec + 3] ^= 0x10; // header of record 2
+        let mut seen = vec![];
+        let mut damaged = 0;
+        let end = scan(&b, HEADER_LEN, b.len(), |_, s| match s {
+            Scanned::Record(r) => seen.push(r.seq),
+            Scanned::Damaged(_) => damaged += 1,
+        });
+        assert_eq!(seen, vec![1, 3]);
+        assert_eq!(damaged, 1);
+        assert_eq!(
+            end,
+            ScanEnd {
+                end: b.len(),
+                torn: false
+            }
+        );
+    }
+
+    #[test]
+    fn scan_stops_at_torn_tail() {
+        let mut b = vec![0u8; HEADER_LEN];
+        b.extend(encode(Kind::Msg, 1, 0, b"a", b"", b"x"));
+        let good = b.len();
+        let r2 = encode(Kind::Msg, 2, 0, b"a", b"", b"yyyyyyyy");
+        b.extend(&r2[..r2.len() / 2]);
+        let end = scan(&b, HEADER_LEN, b.len(), |_, _| {});
+        assert_eq!(
+            end,
+            ScanEnd {
+                end: good,
+                torn: true
+            }
+        );
+    }
+}

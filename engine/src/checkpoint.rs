@@ -1,0 +1,205 @@
+//! The index checkpoint: everything recovery needs to skip the log before a position.
+//! Layout in `docs/format.md` ("Checkpoint").
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::deletes::DeleteSet;
+
+pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
+pub const CKPT_VERSION: u16 = 1;
+const FIXED_LEN: usize = 96;
+const BLOCK_LEN: usize = 40;
+const RANGE_LEN: usize = 16;
+
+/// A block as the lookup knew it at checkpoint time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub id: u64,
+    pub first_seq: u64,
+    pub slots: u64,
+    pub live: u64,
+    pub live_bytes: u64,
+}
+
+/// Stream state as of log position (`pos_block`, `pos_offset`): every record before that
+/// position is reflected here, none after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub stream_id: u64,
+    pub last_seq: u64,
+    pub last_ts: i64,
+    pub floor: u64,
+    pub live_bytes: u64,
+    pub pos_block: u64,
+    pub pos_offset: u64,
+    pub next_block_id: u64,
+    pub blocks: Vec<BlockEntry>,
+    pub deletes: DeleteSet,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let n =
+            FIXED_LEN + self.blocks.len() * BLOCK_LEN + self.deletes.range_count() * RANGE_LEN + 8;
+        let mut b = Vec::with_capacity(n);
+        b.extend_from_slice(&CKPT_MAGIC);
+        b.extend_from_slice(&CKPT_VERSION.to_le_bytes());
+        b.extend_from_slice(&[0u8; 6]);
+        for v in [
+            self.stream_id,
+            self.last_seq,
+            self.last_ts as u64,
+            self.floor,
+            self.live_bytes,
+            self.pos_block,
+            self.pos_offset,
+            self.next_block_id,
+            self.blocks.len() as u64,
+            self.deletes.range_count() as u64,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        debug_assert_eq!(b.len(), FIXED_LEN);
+        for e in &self.blocks {
+            for v in [e.id, e.first_seq, e.slots, e.live, e.live_bytes] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for (s, e) in self.deletes.ranges() {
+            b.extend_from_slice(&s.to_le_bytes());
+            b.extend_from_slice(&e.to_le_bytes());
+        }
+        let sum = xxh3_64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        debug_assert_eq!(b.len(), n);
+        b
+    }
+
+    /// Decodes a checkpoint; `Err` says why the bytes are not one.
+    pub fn decode(b: &[u8]) -> Result<Checkpoint, &'static str> {
+        if b.len() < FIXED_LEN + 8 {
+            return Err("too short");
+        }
+        if b[0..8] != CKPT_MAGIC {
+            return Err("bad magic");
+        }
+        if u16::from_le_bytes([b[8], b[9]]) != CKPT_VERSION {
+            return Err("unknown version");
+        }
+        let body = b.len() - 8;
+        if u64_at(b, body) != xxh3_64(&b[..body]) {
+            return Err("checksum mismatch");
+        }
+        let nb = usize::try_from(u64_at(b, 80)).map_err(|_| "bad block count")?;
+        let nr = usize::try_from(u64_at(b, 88)).map_err(|_| "bad range count")?;
+        let need = nb
+            .checked_mul(BLOCK_LEN)
+            .and_then(|x| nr.checked_mul(RANGE_LEN).and_then(|y| x.checked_add(y)))
+            .and_then(|x| x.checked_add(FIXED_LEN))
+            .ok_or("bad counts")?;
+        if need != body {
+            return Err("length does not match counts");
+        }
+        let mut p = FIXED_LEN;
+        let mut blocks = Vec::with_capacity(nb);
+        for _ in 0..nb {
+            let f = |i: usize| u64_at(b, p + i * 8);
+            blocks.push(BlockEntry {
+                id: f(0),
+                first_seq: f(1),
+                slots: f(2),
+                live: f(3),
+                live_bytes: f(4),
+            });
+            p += BLOCK_LEN;
+        }
+        let mut deletes = DeleteSet::new();
+        let mut prev_end: Option<u64> = None;
+        for _ in 0..nr {
+            let (s, e) = (u64_at(b, p), u64_at(b, p + 8));
+            if s > e || prev_end.is_some_and(|pe| pe >= s) {
+                return Err("delete ranges out of order");
+            }
+            deletes.insert_range(s, e);
+            prev_end = Some(e);
+            p += RANGE_LEN;
+        }
+        Ok(Checkpoint {
+            stream_id: u64_at(b, 16),
+            last_seq: u64_at(b, 24),
+            last_ts: u64_at(b, 32) as i64,
+            floor: u64_at(b, 40),
+            live_bytes: u64_at(b, 48),
+            pos_block: u64_at(b, 56),
+            pos_offset: u64_at(b, 64),
+            next_block_id: u64_at(b, 72),
+            blocks,
+            deletes,
+        })
+    }
+}
+
+/// The sequence lease: the highest sequence that may have been handed out. Written durably
+/// before any sequence above it is returned, so a crash never lets a sequence be reused.
+pub const LEASE_MAGIC: [u8; 8] = *b"TLLEASE\0";
+
+pub fn encode_lease(stream_id: u64, seq: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&LEASE_MAGIC);
+    b.extend_from_slice(&stream_id.to_le_bytes());
+    b.extend_from_slice(&seq.to_le_bytes());
+    let sum = xxh3_64(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+pub fn decode_lease(b: &[u8]) -> Option<(u64, u64)> {
+    if b.len() != 32 || b[0..8] != LEASE_MAGIC || u64_at(b, 24) != xxh3_64(&b[..24]) {
+        return None;
+    }
+    Some((u64_at(b, 8), u64_at(b, 16)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let mut d = DeleteSet::new();
+        d.insert_range(5, 9);
+        d.insert(20);
+        let c = Checkpoint {
+            stream_id: 1,
+            last_seq: 30,
+            last_ts: 7,
+            floor: 2,
+            live_bytes: 100,
+            pos_block: 3,
+            pos_offset: 64,
+            next_block_id: 4,
+            blocks: vec![BlockEntry {
+                id: 3,
+                first_seq: 2,
+                slots: 29,
+                live: 22,
+                live_bytes: 100,
+            }],
+            deletes: d,
+        };
+        let b = c.encode();
+        assert_eq!(Checkpoint::decode(&b), Ok(c));
+        for i in 0..b.len() {
+            let mut x = b.clone();
+            x[i] ^= 4;
+            assert!(Checkpoint::decode(&x).is_err());
+        }
+        assert_eq!(decode_lease(&encode_lease(1, 99)), Some((1, 99)));
+    }
+}

@@ -1,0 +1,181 @@
+//! Stream and store configuration, validated before anything is written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::error::ConfigError;
+use crate::io::IoBackendChoice;
+use crate::record::MAX_MESSAGE_LEN;
+use crate::subject::validate_filter;
+
+/// Where a stream keeps its messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// Block files in the store directory.
+    #[default]
+    File,
+    /// Process memory; gone when the store is closed.
+    Memory,
+}
+
+/// When an append counts as stored. See `docs/durability.md`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `append` returns after the record is on stable storage; concurrent appenders share one
+    /// fdatasync (group commit).
+    #[default]
+    Always,
+    /// Data is synced at least this often; a crash of the machine loses at most this window.
+    Interval(Duration),
+    /// Data is handed to the OS within a few milliseconds and synced only at checkpoints.
+    None,
+}
+
+/// Smallest block size.
+pub const MIN_BLOCK_SIZE: u64 = 4 << 10;
+/// Largest block size.
+pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
+/// Default block size.
+pub const DEFAULT_BLOCK_SIZE: u64 = 8 << 20;
+
+/// A stream's configuration; persisted with the stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Subject filters the stream accepts; empty accepts every subject.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub durability: Durability,
+    /// Size at which a block is sealed and a new one started.
+    pub block_size: u64,
+    /// Largest headers + payload accepted by `append` (at most 32 MiB).
+    pub max_msg_size: u32,
+}
+
+impl StreamConfig {
+    /// A file stream with durable appends and 8 MiB blocks.
+    pub fn new(name: impl Into<String>) -> Self {
+        StreamConfig {
+            name: name.into(),
+            subjects: Vec::new(),
+            storage: Storage::File,
+            durability: Durability::Always,
+            block_size: DEFAULT_BLOCK_SIZE,
+            max_msg_size: 1 << 20,
+        }
+    }
+    pub fn subjects<S: Into<String>>(mut self, s: impl IntoIterator<Item = S>) -> Self {
+        self.subjects = s.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn storage(mut self, s: Storage) -> Self {
+        self.storage = s;
+        self
+    }
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    pub fn block_size(mut self, b: u64) -> Self {
+        self.block_size = b;
+        self
+    }
+    pub fn max_msg_size(mut self, m: u32) -> Self {
+        self.max_msg_size = m;
+        self
+    }
+
+    /// Checks every field; nothing is created for an invalid config.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_name(&self.name)?;
+        for f in &self.subjects {
+            validate_filter(f)?;
+        }
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+            return Err(ConfigError::InvalidLimit {
+                name: "block_size",
+                why: format!("must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE}"),
+            });
+        }
+        if self.max_msg_size == 0 || self.max_msg_size as usize > MAX_MESSAGE_LEN {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_msg_size",
+                why: format!("must be between 1 and {MAX_MESSAGE_LEN}"),
+            });
+        }
+        if let Durability::Interval(d) = self.durability {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return Err(ConfigError::InvalidLimit {
+                    name: "durability interval",
+                    why: "must be between 1 ns and 1 hour".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validates a stream name: it becomes a directory name.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Options for opening a store.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// Write path; `Auto` probes io_uring and falls back to pwrite.
+    pub io_backend: IoBackendChoice,
+    /// Time source; the system clock when `None`.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Run no background thread (tests drive flushes and checkpoints by hand).
+    pub manual_maintenance: bool,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("io_backend", &self.io_backend)
+            .field("manual_maintenance", &self.manual_maintenance)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(StreamConfig::new("orders_1-x").validate().is_ok());
+        for bad in ["", "a.b", "a/b", "..", "a b", &"x".repeat(129)] {
+            assert!(StreamConfig::new(bad).validate().is_err(), "{bad:?}");
+        }
+        assert!(StreamConfig::new("s").block_size(10).validate().is_err());
+        assert!(StreamConfig::new("s").max_msg_size(0).validate().is_err());
+        assert!(StreamConfig::new("s")
+            .subjects(["a.>.b"])
+            .validate()
+            .is_err());
+        assert!(StreamConfig::new("s")
+            .durability(Durability::Interval(Duration::ZERO))
+            .validate()
+            .is_err());
+    }
+}

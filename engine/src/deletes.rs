@@ -1,0 +1,182 @@
+//! The set of removed sequences inside a stream's range, as sorted, merged ranges.
+
+use std::collections::BTreeMap;
+
+/// Sorted disjoint inclusive ranges `start -> end`; adjacent ranges are always merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteSet {
+    ranges: BTreeMap<u64, u64>,
+    count: u64,
+}
+
+impl DeleteSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of sequences in the set.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.ranges
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, &e)| e >= seq)
+    }
+
+    /// Adds `a..=b`; returns how many sequences were new.
+    pub fn insert_range(&mut self, a: u64, b: u64) -> u64 {
+        if a > b {
+            return 0;
+        }
+        let (mut lo, mut hi) = (a, b);
+        let mut absorbed = 0u64;
+        // Merge with every range that overlaps or touches [a, b].
+        let first = self
+            .ranges
+            .range(..=a)
+            .next_back()
+            .filter(|(_, &e)| e.saturating_add(1) >= a)
+            .map(|(&s, _)| s)
+            .unwrap_or(a);
+        let touching: Vec<(u64, u64)> = self
+            .ranges
+            .range(first..=b.saturating_add(1))
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in touching {
+            self.ranges.remove(&s);
+            absorbed += e - s + 1;
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.ranges.insert(lo, hi);
+        let total = hi - lo + 1;
+        let added = total - absorbed;
+        self.count += added;
+        debug_assert!(self.check());
+        added
+    }
+
+    pub fn insert(&mut self, seq: u64) -> bool {
+        self.insert_range(seq, seq) == 1
+    }
+
+    /// Drops every sequence below `floor`.
+    pub fn remove_below(&mut self, floor: u64) {
+        let below: Vec<(u64, u64)> = self.ranges.range(..floor).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in below {
+            self.ranges.remove(&s);
+            if e >= floor {
+                self.ranges.insert(floor, e);
+                self.count -= floor - s;
+            } else {
+                self.count -= e - s + 1;
+            }
+        }
+        debug_assert!(self.check());
+    }
+
+    /// Drops every sequence above `last`.
+    pub fn remove_above(&mut self, last: u64) {
+        let above: Vec<(u64, u64)> = self
+            .ranges
+            .range(..)
+            .rev()
+            .take_while(|(_, &e)| e > last)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in above {
+            self.ranges.remove(&s);
+            if s <= last {
+                self.ranges.insert(s, last);
+                self.count -= e - last;
+            } else {
+                self.count -= e - s + 1;
+            }
+        }
+        debug_assert!(self.check());
+    }
+
+    /// If a range starts exactly at `floor`, removes it and returns its end.
+    pub fn take_range_at(&mut self, floor: u64) -> Option<u64> {
+        let e = self.ranges.remove(&floor)?;
+        self.count -= e - floor + 1;
+        Some(e)
+    }
+
+    /// Number of set members in `a..=b`.
+    pub fn count_in(&self, a: u64, b: u64) -> u64 {
+        if a > b {
+            return 0;
+        }
+        let mut n = 0;
+        let start = self
+            .ranges
+            .range(..=a)
+            .next_back()
+            .map(|(&s, _)| s)
+            .unwrap_or(a);
+        for (&s, &e) in self.ranges.range(start..=b) {
+            let lo = s.max(a);
+            let hi = e.min(b);
+            if lo <= hi {
+                n += hi - lo + 1;
+            }
+        }
+        n
+    }
+
+    /// The ranges, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(&s, &e)| (s, e))
+    }
+
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    fn check(&self) -> bool {
+        let mut prev: Option<u64> = None;
+        let mut n = 0;
+        for (&s, &e) in &self.ranges {
+            if s > e || prev.is_some_and(|p| p.saturating_add(1) >= s) {
+                return false;
+            }
+            n += e - s + 1;
+            prev = Some(e);
+        }
+        n == self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_set(ops in proptest::collection::vec((0u8..4, 0u64..60, 0u64..8), 1..80)) {
+            let mut d = DeleteSet::new();
+            let mut m = BTreeSet::new();
+            for (op, a, w) in ops {
+                match op {
+                    0 | 1 => { let added = d.insert_range(a, a + w); let before = m.len(); m.extend(a..=a + w); prop_assert_eq!(added as usize, m.len() - before); }
+                    2 => { d.remove_below(a); m.retain(|&x| x >= a); }
+                    _ => { d.remove_above(a); m.retain(|&x| x <= a); }
+                }
+                prop_assert_eq!(d.len() as usize, m.len());
+                for x in 0..80 { prop_assert_eq!(d.contains(x), m.contains(&x)); }
+                prop_assert_eq!(d.count_in(10, 30) as usize, m.range(10..=30).count());
+            }
+        }
+    }
+}

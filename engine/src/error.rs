@@ -1,0 +1,141 @@
+//! Errors, one type per family of operations. Each keeps the `io::Error` that caused it.
+
+use std::io;
+use std::sync::Arc;
+
+/// A stream that failed a write or an fsync refuses further writes until it is reopened,
+/// because the state of the un-synced data is unknown (see `docs/durability.md`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stream is poisoned by an earlier failed write or fsync: {cause}")]
+pub struct Poisoned {
+    #[source]
+    pub cause: Arc<io::Error>,
+}
+
+/// A failure to make data durable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurabilityError {
+    /// The device (or quota) is full. Nothing from the failed batch is reported as stored.
+    #[error("storage is full")]
+    StorageFull(#[source] io::Error),
+    /// A write or fsync failed; the stream is now poisoned for writes.
+    #[error("write or fsync failed")]
+    Io(#[source] io::Error),
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+}
+
+impl DurabilityError {
+    pub(crate) fn from_io(e: io::Error) -> Self {
+        if crate::io::is_storage_full(&e) {
+            DurabilityError::StorageFull(e)
+        } else {
+            DurabilityError::Io(e)
+        }
+    }
+}
+
+/// Invalid configuration or names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("invalid stream name {0:?}: 1-128 characters of A-Z a-z 0-9 - _")]
+    InvalidName(String),
+    #[error("invalid subject {subject:?}: {why}")]
+    InvalidSubject { subject: String, why: &'static str },
+    #[error("invalid subject filter {filter:?}: {why}")]
+    InvalidFilter { filter: String, why: &'static str },
+    #[error("invalid limit {name}: {why}")]
+    InvalidLimit { name: &'static str, why: String },
+}
+
+/// Errors of [`crate::Store::open`] and store-level calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store directory is locked by another process")]
+    Locked(#[source] io::Error),
+    #[error("I/O error on the store directory")]
+    Io(#[from] io::Error),
+    #[error("store metadata at {path} is corrupt: {why}")]
+    Corrupt { path: String, why: String },
+    #[error("failed to open stream {name}")]
+    Stream {
+        name: String,
+        #[source]
+        source: Box<StreamError>,
+    },
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Errors of stream creation, opening and deletion.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    #[error("stream {0} does not exist")]
+    NotFound(String),
+    #[error("stream {0} already exists")]
+    AlreadyExists(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("I/O error")]
+    Io(#[from] io::Error),
+    #[error("{what} is corrupt: {why}")]
+    Corrupt { what: String, why: String },
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Errors of appends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error(transparent)]
+    InvalidSubject(ConfigError),
+    #[error("subject {0:?} is not accepted by this stream's subject filters")]
+    SubjectNotInStream(String),
+    #[error("message of {size} bytes exceeds the maximum of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("sequence {seq} is not after the last sequence {last}")]
+    SequenceNotAfterLast { seq: u64, last: u64 },
+    #[error("batch is empty")]
+    EmptyBatch,
+    #[error(transparent)]
+    Durability(#[from] DurabilityError),
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+    #[error("stream is closed")]
+    Closed,
+}
+
+/// Errors of reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Never stored, removed, or outside the stream's range.
+    #[error("no message with sequence {0}")]
+    NotFound(u64),
+    /// The record failed its checksum: this message alone is lost.
+    #[error("message {0} is damaged on disk")]
+    Corrupt(u64),
+    #[error("stream is closed")]
+    Closed,
+}
+
+/// Errors of removals, purges, compaction, truncation, skips and syncs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    #[error("no message with sequence {0}")]
+    NotFound(u64),
+    #[error("invalid sequence {seq}: {why}")]
+    InvalidSequence { seq: u64, why: &'static str },
+    #[error(transparent)]
+    Durability(#[from] DurabilityError),
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+    #[error("stream is closed")]
+    Closed,
+}

@@ -1,0 +1,45 @@
+//! tidelog: an embeddable, log-structured message store.
+//!
+//! A [`Store`] is a directory of named [`Stream`]s. A stream keeps subject-addressed messages
+//! in segmented append-only block files, numbered by sequences that are never reused, and
+//! makes them durable according to its [`Durability`] mode (durable acknowledgements with
+//! group commit by default). See `docs/architecture.md` for the design and `docs/format.md`
+//! for every on-disk structure.
+//!
+//! ```
+//! use tidelog::{Store, StoreOptions, StreamConfig};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+//! let orders = store.create_stream(StreamConfig::new("orders")).unwrap();
+//! let a = orders.append("orders.eu.42", b"", b"hello").unwrap();
+//! assert_eq!(orders.load(a.seq).unwrap().payload(), b"hello");
+//! ```
+
+mod block;
+mod checkpoint;
+pub mod clock;
+mod config;
+mod deletes;
+mod error;
+pub mod io;
+mod record;
+mod recovery;
+mod state;
+mod store;
+mod stream;
+pub mod subject;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Durability, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE};
+pub use error::{
+    AppendError, ConfigError, DurabilityError, LoadError, Poisoned, StoreError, StreamError,
+    WriteError,
+};
+pub use io::{IoBackend, IoBackendChoice};
+pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
+pub use recovery::RecoveryReport;
+pub use store::Store;
+pub use stream::{Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState};

@@ -1,0 +1,314 @@
+//! The record: the unit of the log. Layout in `docs/format.md` ("Record").
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Bytes before the subject.
+pub const HEADER_LEN: usize = 32;
+/// Bytes after the payload (the xxh3-64 checksum).
+pub const TRAILER_LEN: usize = 8;
+/// Smallest valid record.
+pub const MIN_RECORD_LEN: usize = HEADER_LEN + TRAILER_LEN;
+/// Largest subject, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 4096;
+/// Largest headers + payload of one message, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 32 << 20;
+/// Largest record the decoder accepts; anything longer is damage, not data.
+pub const MAX_RECORD_LEN: usize = MIN_RECORD_LEN + MAX_SUBJECT_LEN + MAX_MESSAGE_LEN;
+
+/// What a record does when replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A stored message with sequence `seq`.
+    Msg = 1,
+    /// Sequences `payload as u64 ..= seq` were skipped.
+    Skip = 2,
+    /// Message `seq` was removed.
+    Delete = 3,
+    /// Message `seq` was removed and its bytes overwritten.
+    Erase = 4,
+    /// Every message below `seq` was removed (purge and compact).
+    Purge = 5,
+    /// Every message above `seq` was removed and `seq` is the new last sequence.
+    Truncate = 6,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Msg,
+            2 => Kind::Skip,
+            3 => Kind::Delete,
+            4 => Kind::Erase,
+            5 => Kind::Purge,
+            6 => Kind::Truncate,
+            _ => return None,
+        })
+    }
+}
+
+/// Flag bit: the record's subject, headers and payload were overwritten by `erase`.
+pub const FLAG_ERASED: u8 = 1;
+/// Flag bit: more records of the same atomic batch follow; recovery drops a batch whose last
+/// record (the one without this bit) is missing.
+pub const FLAG_BATCH: u8 = 2;
+
+/// A decoded record borrowing from the block bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub kind: Kind,
+    pub flags: u8,
+    pub seq: u64,
+    pub ts: i64,
+    pub subject: &'a [u8],
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+    /// Whole encoded length.
+    pub len: usize,
+}
+
+/// The fixed header alone, trusted once its own check passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub len: usize,
+    pub kind: Kind,
+    pub flags: u8,
+    pub seq: u64,
+    pub ts: i64,
+    pub subject_len: usize,
+    pub headers_len: usize,
+}
+
+/// Why bytes are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A zero length field (or no bytes at all): the end of the log.
+    End,
+    /// Fewer bytes than the header or the stated length need: a torn tail.
+    Truncated,
+    /// The header fails its check or is inconsistent: resynchronise.
+    BadHeader,
+    /// The header is good but the body fails the checksum: this record alone is lost.
+    BadBody(Head),
+}
+
+/// Encoded size of a record.
+pub fn encoded_len(subject: usize, headers: usize, payload: usize) -> usize {
+    MIN_RECORD_LEN + subject + headers + payload
+}
+
+fn head_check(b: &[u8]) -> u32 {
+    xxh3_64(&b[..28]) as u32
+}
+
+/// Encodes a record into `out[..encoded_len]`. `out` must be at least that long; returns the
+/// length written.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_into(
+    out: &mut [u8],
+    kind: Kind,
+    flags: u8,
+    seq: u64,
+    ts: i64,
+    subject: &[u8],
+    headers: &[u8],
+    payload: &[u8],
+) -> usize {
+    let len = encoded_len(subject.len(), headers.len(), payload.len());
+    debug_assert!(out.len() >= len, "encode_into: buffer too small");
+    debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_RECORD_LEN);
+    let out = &mut out[..len];
+    out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[4] = kind as u8;
+    out[5] = flags;
+    out[6..8].copy_from_slice(&(subject.len() as u16).to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&ts.to_le_bytes());
+    out[24..28].copy_from_slice(&(headers.len() as u32).to_le_bytes());
+    let hc = head_check(out);
+    out[28..32].copy_from_slice(&hc.to_le_bytes());
+    let mut p = HEADER_LEN;
+    for part in [subject, headers, payload] {
+        out[p..p + part.len()].copy_from_slice(part);
+        p += part.len();
+    }
+    let sum = xxh3_64(&out[..p]);
+    out[p..p + 8].copy_from_slice(&sum.to_le_bytes());
+    debug_assert_eq!(decode(out).map(|r| r.seq), Ok(seq));
+    len
+}
+
+/// Encodes a record into a new vector.
+pub fn encode(
+    kind: Kind,
+    seq: u64,
+    ts: i64,
+    subject: &[u8],
+    headers: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = vec![0u8; encoded_len(subject.len(), headers.len(), payload.len())];
+    encode_into(&mut v, kind, 0, seq, ts, subject, headers, payload);
+    v
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Decodes and checks the fixed header at the start of `b`.
+pub fn decode_head(b: &[u8]) -> Result<Head, DecodeError> {
+    if b.len() < 4 || u32_at(b, 0) == 0 {
+        return Err(DecodeError::End);
+    }
+    if b.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    if u32_at(b, 28) != head_check(b) {
+        return Err(DecodeError::BadHeader);
+    }
+    let len = u32_at(b, 0) as usize;
+    let kind = Kind::from_u8(b[4]).ok_or(DecodeError::BadHeader)?;
+    let subject_len = u16::from_le_bytes([b[6], b[7]]) as usize;
+    let headers_len = u32_at(b, 24) as usize;
+    if !(MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&len)
+        || subject_len > MAX_SUBJECT_LEN
+        || MIN_RECORD_LEN + subject_len + headers_len > len
+    {
+        return Err(DecodeError::BadHeader);
+    }
+    Ok(Head {
+        len,
+        kind,
+        flags: b[5],
+        seq: u64_at(b, 8),
+        ts: u64_at(b, 16) as i64,
+        subject_len,
+        headers_len,
+    })
+}
+
+/// Decodes and fully verifies the record at the start of `b`.
+pub fn decode(b: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
+    let h = decode_head(b)?;
+    if b.len() < h.len {
+        return Err(DecodeError::Truncated);
+    }
+    let body_end = h.len - TRAILER_LEN;
+    if u64_at(b, body_end) != xxh3_64(&b[..body_end]) {
+        return Err(DecodeError::BadBody(h));
+    }
+    let s = HEADER_LEN;
+    let hd = s + h.subject_len;
+    let pl = hd + h.headers_len;
+    Ok(RecordRef {
+        kind: h.kind,
+        flags: h.flags,
+        seq: h.seq,
+        ts: h.ts,
+        subject: &b[s..hd],
+        headers: &b[hd..pl],
+        payload: &b[pl..body_end],
+        len: h.len,
+    })
+}
+
+/// The erased form of the message record at the start of `b`: same length and sequence, the
+/// subject, headers and payload zeroed, flagged [`FLAG_ERASED`]. `None` if `b` does not start
+/// with a message record (damaged records are left as they are).
+pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
+    let h = decode_head(b).ok()?;
+    if h.kind != Kind::Msg || b.len() < h.len {
+        return None;
+    }
+    let body = h.len - MIN_RECORD_LEN;
+    let zeros = vec![0u8; body];
+    let (subject, rest) = zeros.split_at(h.subject_len);
+    let (headers, payload) = rest.split_at(h.headers_len);
+    let mut out = vec![0u8; h.len];
+    encode_into(
+        &mut out,
+        Kind::Msg,
+        (h.flags & FLAG_BATCH) | FLAG_ERASED,
+        h.seq,
+        h.ts,
+        subject,
+        headers,
+        payload,
+    );
+    Some(out)
+}
+
+/// From a failed position, the next offset (within `b`) where a record with a valid header
+/// starts, if any. Recovery uses it to step over one damaged record.
+pub fn resync(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + HEADER_LEN <= b.len() {
+        if decode_head(&b[i..]).is_ok() {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let v = encode(Kind::Msg, 7, 99, b"a.b", b"h", b"payload");
+        let r = decode(&v).unwrap();
+        assert_eq!((r.kind, r.seq, r.ts), (Kind::Msg, 7, 99));
+        assert_eq!(
+            (r.subject, r.headers, r.payload),
+            (&b"a.b"[..], &b"h"[..], &b"payload"[..])
+        );
+        assert_eq!(r.len, v.len());
+    }
+
+    #[test]
+    fn zeros_are_end_of_log() {
+        assert_eq!(decode(&[0u8; 64]), Err(DecodeError::End));
+        assert_eq!(decode(&[]), Err(DecodeError::End));
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let v = encode(Kind::Msg, 1, 2, b"x.y", b"", b"hello world");
+        for i in 0..v.len() {
+            for bit in 0..8 {
+                let mut c = v.clone();
+                c[i] ^= 1 << bit;
+                assert!(decode(&c).is_err(), "flip at {i}:{bit} not detected");
+            }
+        }
+    }
+
+    #[test]
+    fn body_damage_keeps_the_header() {
+        let mut v = encode(Kind::Msg, 5, 0, b"s", b"", b"abc");
+        let n = v.len();
+        v[n - 10] ^= 0xff;
+        assert!(matches!(decode(&v), Err(DecodeError::BadBody(h)) if h.seq == 5));
+    }
+
+    #[test]
+    fn resync_finds_next_record() {
+        let mut v = encode(Kind::Msg, 1, 0, b"a", b"", b"one");
+        let first = v.len();
+        v.extend(encode(Kind::Msg, 2, 0, b"a", b"", b"two"));
+        v[2] ^= 0x40;
+        assert_eq!(decode(&v), Err(DecodeError::BadHeader));
+        assert_eq!(resync(&v, 1), Some(first));
+    }
+}

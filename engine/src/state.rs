@@ -1,0 +1,499 @@
+//! The in-memory state of one stream's log: the block lookup (sequence -> record), the delete
+//! set and the counters. Live operations and recovery replay change it through the same
+//! `apply_*` methods, so a reopened stream is the stream that was running (invariant
+//! `replay-equals-live` in `docs/format.md`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::block::{AppendBuf, BlockHeader, Offsets, Writer, HEADER_LEN, MAX_PAD, NO_RECORD};
+use crate::deletes::DeleteSet;
+use crate::io::{Mapping, OpenMode, VFile, Vfs};
+use crate::record::{self, Kind};
+
+/// Where a block's bytes live right now.
+pub(crate) enum Data {
+    /// The block being appended to.
+    Active(Writer),
+    /// Rolled over; its tail and trailer may still be on their way to disk (memory streams
+    /// stay in this state).
+    Sealing(Arc<AppendBuf>),
+    /// Sealed on disk and mapped.
+    Sealed(Arc<Mapping>),
+}
+
+pub(crate) struct Block {
+    pub id: u64,
+    pub first_seq: u64,
+    pub offsets: Offsets,
+    pub live: u64,
+    pub live_bytes: u64,
+    pub data: Data,
+    pub file: Option<Arc<dyn VFile>>,
+    /// Bytes of the body already handed to the file.
+    pub written: usize,
+    /// The directory entry of the file is durable.
+    pub dir_synced: bool,
+}
+
+impl Block {
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Active(w) => w.buf().bytes(),
+            Data::Sealing(b) => b.bytes(),
+            Data::Sealed(m) => m,
+        }
+    }
+    pub fn slots(&self) -> u64 {
+        self.offsets.len() as u64
+    }
+    /// One past the highest sequence this block has a slot for.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.slots()
+    }
+    pub fn offset_of(&self, seq: u64) -> Option<usize> {
+        let slot = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.offsets
+            .get(slot)
+            .filter(|&o| o != NO_RECORD)
+            .map(|o| o as usize)
+    }
+    fn record_len(&self, off: usize) -> u64 {
+        self.bytes()
+            .get(off..off + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+            .unwrap_or(0)
+    }
+    pub fn path(dir: &Path, id: u64) -> PathBuf {
+        dir.join(format!("{id:020}.blk"))
+    }
+}
+
+/// Largest sequence number; leaves headroom so `seq + 1` never overflows.
+pub const MAX_SEQ: u64 = 1 << 62;
+
+/// What one message removal freed.
+struct Freed {
+    bytes: u64,
+}
+
+pub(crate) struct LogState {
+    pub stream_id: u64,
+    pub dir: PathBuf,
+    pub block_size: usize,
+    /// Persistent streams have files; memory streams only buffers.
+    pub persistent: bool,
+    /// Sorted by `first_seq`; the last one receives appends.
+    pub blocks: Vec<Block>,
+    /// Blocks with no live message, kept until a checkpoint makes their records redundant.
+    pub retired: Vec<Block>,
+    pub next_block_id: u64,
+    pub last_seq: u64,
+    pub last_ts: i64,
+    /// Every sequence below `floor` is gone; the delete set holds only gaps above it.
+    pub floor: u64,
+    pub deletes: DeleteSet,
+    pub live_bytes: u64,
+    /// Bytes encoded since open: the position group commit waits on.
+    pub lsn: u64,
+}
+
+impl LogState {
+    pub fn new(stream_id: u64, dir: PathBuf, block_size: usize, persistent: bool) -> Self {
+        LogState {
+            stream_id,
+            dir,
+            block_size,
+            persistent,
+            blocks: Vec::new(),
+            retired: Vec::new(),
+            next_block_id: 1,
+            last_seq: 0,
+            last_ts: 0,
+            floor: 1,
+            deletes: DeleteSet::new(),
+            live_bytes: 0,
+            lsn: 0,
+        }
+    }
+
+    /// Live messages. The delete set only ever holds sequences in `floor..=last_seq`
+    /// (invariant `deletes-inside-range`), so this is O(1).
+    /// A block by id, live or retired.
+    pub fn block_mut(&mut self, id: u64) -> Option<&mut Block> {
+        self.blocks
+            .iter_mut()
+            .chain(self.retired.iter_mut())
+            .find(|b| b.id == id)
+    }
+
+    pub fn messages(&self) -> u64 {
+        debug_assert!(self
+            .deletes
+            .ranges()
+            .all(|(s, e)| s >= self.floor && e <= self.last_seq));
+        (self.last_seq + 1)
+            .saturating_sub(self.floor)
+            .saturating_sub(self.deletes.len())
+    }
+
+    fn block_index(&self, seq: u64) -> Option<usize> {
+        let i = self.blocks.partition_point(|b| b.first_seq <= seq);
+        i.checked_sub(1)
+    }
+
+    /// The block and offset of a live message.
+    pub fn find(&self, seq: u64) -> Option<(usize, usize)> {
+        if seq < self.floor || seq > self.last_seq || self.deletes.contains(seq) {
+            return None;
+        }
+        let bi = self.block_index(seq)?;
+        let off = self.blocks[bi].offset_of(seq)?;
+        Some((bi, off))
+    }
+
+    /// True when a message with `seq` and an encoded length `len` can go into the last block.
+    fn fits(&self, seq: Option<u64>, len: usize) -> bool {
+        let Some(b) = self.blocks.last() else {
+            return false;
+        };
+        let Data::Active(w) = &b.data else {
+            return false;
+        };
+        if w.spare() < len {
+            return false;
+        }
+        match seq {
+            None => true,
+            Some(_) if b.slots() == 0 => true,
+            Some(s) => s >= b.end_seq() && s - b.end_seq() <= MAX_PAD,
+        }
+    }
+
+    /// Makes room for `len` bytes (and for `seq`'s slot) in the active block, rolling to a new
+    /// block when needed.
+    pub fn ensure_room(
+        &mut self,
+        vfs: &dyn Vfs,
+        seq: Option<u64>,
+        len: usize,
+        now: i64,
+    ) -> std::io::Result<()> {
+        if self.fits(seq, len) {
+            return Ok(());
+        }
+        self.roll(vfs, len, now)
+    }
+
+    /// Seals the active block (logically; its trailer is written by the next flush) and starts
+    /// a new one.
+    pub fn roll(&mut self, vfs: &dyn Vfs, need: usize, now: i64) -> std::io::Result<()> {
+        let id = self.next_block_id;
+        let file = if self.persistent {
+            Some(vfs.open(&Block::path(&self.dir, id), OpenMode::CreateNew)?)
+        } else {
+            None
+        };
+        self.next_block_id += 1;
+        if let Some(b) = self.blocks.last_mut() {
+            if let Data::Active(w) = &b.data {
+                b.data = Data::Sealing(w.buf().clone());
+            }
+        }
+        let cap = self.block_size.max(need + HEADER_LEN);
+        let mut w = AppendBuf::new(cap);
+        let first_seq = self.last_seq + 1;
+        w.append(
+            &BlockHeader {
+                stream_id: self.stream_id,
+                block_id: id,
+                first_seq,
+                created_ns: now,
+            }
+            .encode(),
+        );
+        self.lsn += HEADER_LEN as u64;
+        self.push_block(Block {
+            id,
+            first_seq,
+            offsets: Offsets::Owned(Vec::new()),
+            live: 0,
+            live_bytes: 0,
+            data: Data::Active(w),
+            file,
+            written: 0,
+            dir_synced: false,
+        });
+        Ok(())
+    }
+
+    /// Appends `b` as the newest block, retiring the previous one if nothing in it is live.
+    pub fn push_block(&mut self, b: Block) {
+        self.blocks.push(b);
+        let n = self.blocks.len();
+        if n >= 2 {
+            self.retire_if_empty(n - 2);
+        }
+    }
+
+    fn retire_if_empty(&mut self, i: usize) {
+        if i + 1 < self.blocks.len() && self.blocks[i].live == 0 {
+            let b = self.blocks.remove(i);
+            self.retired.push(b);
+        }
+    }
+
+    /// Encodes a record into the active block (which `ensure_room` prepared) and returns its
+    /// offset and length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode(
+        &mut self,
+        kind: Kind,
+        flags: u8,
+        seq: u64,
+        ts: i64,
+        subject: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+    ) -> (usize, usize) {
+        let len = record::encoded_len(subject.len(), headers.len(), payload.len());
+        let Some(Block {
+            data: Data::Active(w),
+            ..
+        }) = self.blocks.last_mut()
+        else {
+            debug_assert!(false, "encode without an active block");
+            return (0, 0);
+        };
+        let off = w.buf().len();
+        w.append_with(len, |buf| {
+            record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload)
+        });
+        self.lsn += len as u64;
+        (off, len)
+    }
+
+    /// A message record at `off` of the last block.
+    pub fn apply_msg(&mut self, seq: u64, ts: i64, off: usize, len: usize) {
+        debug_assert!(
+            seq > self.last_seq,
+            "apply_msg: {seq} not after {}",
+            self.last_seq
+        );
+        if seq > self.last_seq + 1 {
+            self.deletes.insert_range(self.last_seq + 1, seq - 1);
+        }
+        let Some(b) = self.blocks.last_mut() else {
+            return;
+        };
+        if b.slots() == 0 {
+            b.first_seq = seq;
+        }
+        while b.end_seq() < seq {
+            b.offsets.push(NO_RECORD);
+        }
+        b.offsets.push(off as u32);
+        b.live += 1;
+        b.live_bytes += len as u64;
+        self.live_bytes += len as u64;
+        self.last_seq = seq;
+        self.last_ts = self.last_ts.max(ts);
+        self.normalize_floor();
+    }
+
+    /// Sequences `first..=last` were skipped.
+    pub fn apply_skip(&mut self, first: u64, last: u64) {
+        if last <= self.last_seq {
+            return;
+        }
+        let first = first.max(self.last_seq + 1);
+        self.deletes.insert_range(first, last);
+        if self.last_seq + 1 < first {
+            self.deletes.insert_range(self.last_seq + 1, first - 1);
+        }
+        self.last_seq = last;
+        self.normalize_floor();
+    }
+
+    /// Removes one live message; `None` if it was not live.
+    pub fn apply_remove(&mut self, seq: u64) -> Option<u64> {
+        let (bi, off) = self.find(seq)?;
+        self.deletes.insert(seq);
+        let freed = self.free(bi, off);
+        self.retire_if_empty(bi);
+        self.normalize_floor();
+        Some(freed.bytes)
+    }
+
+    fn free(&mut self, bi: usize, off: usize) -> Freed {
+        let b = &mut self.blocks[bi];
+        let len = b.record_len(off);
+        b.live = b.live.saturating_sub(1);
+        b.live_bytes = b.live_bytes.saturating_sub(len);
+        self.live_bytes = self.live_bytes.saturating_sub(len);
+        Freed { bytes: len }
+    }
+
+    /// Removes every message below `floor`. Returns how many were removed.
+    pub fn apply_purge(&mut self, floor: u64) -> u64 {
+        if floor <= self.floor {
+            return 0;
+        }
+        let before = self.messages();
+        if floor > self.last_seq + 1 {
+            self.last_seq = floor - 1;
+        }
+        // Whole blocks below the new floor go at once; the straddling block is walked.
+        let mut i = 0;
+        while i < self.blocks.len() {
+            let b = &self.blocks[i];
+            if b.first_seq >= floor {
+                break;
+            }
+            if b.end_seq() <= floor {
+                self.live_bytes = self.live_bytes.saturating_sub(b.live_bytes);
+                let b = &mut self.blocks[i];
+                b.live = 0;
+                b.live_bytes = 0;
+            } else {
+                for seq in b.first_seq.max(self.floor)..floor {
+                    if let Some((bi, off)) = self.find(seq) {
+                        self.free(bi, off);
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.floor = floor;
+        self.deletes.remove_below(floor);
+        self.retire_empty_blocks();
+        self.normalize_floor();
+        before - self.messages()
+    }
+
+    /// Removes every message above `last`; `last` becomes the last sequence.
+    pub fn apply_truncate(&mut self, last: u64) -> u64 {
+        if last >= self.last_seq {
+            return 0;
+        }
+        let before = self.messages();
+        for bi in (0..self.blocks.len()).rev() {
+            let b = &self.blocks[bi];
+            if b.end_seq() <= last + 1 {
+                break;
+            }
+            let from = b.first_seq.max(last + 1);
+            for seq in from..b.end_seq() {
+                if let Some((bj, off)) = self.find(seq) {
+                    self.free(bj, off);
+                }
+            }
+            let b = &mut self.blocks[bi];
+            let keep = last.saturating_add(1).saturating_sub(b.first_seq);
+            b.offsets.truncate(keep as usize);
+        }
+        self.deletes.remove_above(last);
+        self.last_seq = last;
+        self.floor = self.floor.min(last + 1);
+        self.retire_empty_blocks();
+        self.normalize_floor();
+        before - self.messages()
+    }
+
+    fn retire_empty_blocks(&mut self) {
+        let mut i = 0;
+        while i + 1 < self.blocks.len() {
+            if self.blocks[i].live == 0 {
+                let b = self.blocks.remove(i);
+                self.retired.push(b);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Keeps `floor` at the first sequence that is not a known gap.
+    fn normalize_floor(&mut self) {
+        while let Some(end) = self.deletes.take_range_at(self.floor) {
+            self.floor = end + 1;
+        }
+    }
+
+    /// Replays one record found in the log at `off` of the last block.
+    /// Returns false for a record that no valid log can contain here (it is then ignored).
+    pub fn apply_record(&mut self, r: &record::RecordRef<'_>, off: usize) -> bool {
+        if r.seq > MAX_SEQ {
+            return false;
+        }
+        match r.kind {
+            Kind::Msg => {
+                let placeable = r.seq > self.last_seq
+                    && self.blocks.last().is_some_and(|b| {
+                        b.slots() == 0 || (r.seq >= b.end_seq() && r.seq - b.end_seq() <= MAX_PAD)
+                    });
+                if !placeable {
+                    return false;
+                }
+                self.apply_msg(r.seq, r.ts, off, r.len)
+            }
+            Kind::Skip => {
+                let first = r.payload.get(..8).map(|b| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    u64::from_le_bytes(a)
+                });
+                self.apply_skip(first.unwrap_or(r.seq), r.seq);
+            }
+            Kind::Delete | Kind::Erase => {
+                self.apply_remove(r.seq);
+            }
+            Kind::Purge => {
+                self.apply_purge(r.seq);
+            }
+            Kind::Truncate => {
+                self.apply_truncate(r.seq);
+            }
+        }
+        true
+    }
+
+    /// Checks the counters against the blocks (tests and debug builds).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live = 0;
+        let mut bytes = 0;
+        for w in self.blocks.windows(2) {
+            if w[0].first_seq > w[1].first_seq {
+                return Err("blocks out of order".into());
+            }
+        }
+        for b in &self.blocks {
+            let mut bl = 0;
+            let mut bb = 0;
+            for seq in b.first_seq..b.end_seq() {
+                if self
+                    .find(seq)
+                    .is_some_and(|(bi, _)| self.blocks[bi].id == b.id)
+                {
+                    bl += 1;
+                    bb += b.record_len(b.offset_of(seq).unwrap_or(0));
+                }
+            }
+            if bl != b.live || bb != b.live_bytes {
+                return Err(format!(
+                    "block {} counts {}/{} but holds {bl}/{bb}",
+                    b.id, b.live, b.live_bytes
+                ));
+            }
+            live += bl;
+            bytes += bb;
+        }
+        if live != self.messages() || bytes != self.live_bytes {
+            return Err(format!(
+                "stream counts {}/{} but blocks hold {live}/{bytes}",
+                self.messages(),
+                self.live_bytes
+            ));
+        }
+        Ok(())
+    }
+}

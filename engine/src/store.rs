@@ -1,0 +1,358 @@
+//! A store: a locked directory of named streams and the background thread that keeps them
+//! flushed, synced and checkpointed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{self, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Storage, StoreOptions, StreamConfig};
+use crate::error::{StoreError, StreamError};
+use crate::io::{read_file, IoBackend, OpenMode, OsVfs, Vfs};
+use crate::recovery::{recover, RecoveryReport};
+use crate::state::LogState;
+use crate::stream::Stream;
+
+const STREAMS_DIR: &str = "streams";
+const LOCK_FILE: &str = "LOCK";
+const CONFIG_FILE: &str = "config";
+const CONFIG_MAGIC: [u8; 8] = *b"TLCONF\0\0";
+const CONFIG_VERSION: u16 = 1;
+/// How often the maintainer looks at every stream when nobody wakes it.
+const TICK: Duration = Duration::from_millis(10);
+
+type Streams = Arc<Mutex<BTreeMap<String, Stream>>>;
+
+struct Inner {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    clock: Arc<dyn Clock>,
+    streams: Streams,
+    wake: Option<Sender<()>>,
+    stop: Arc<AtomicBool>,
+    maintainer: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    _lock: Box<dyn Send + Sync>,
+}
+
+/// An open store. Cheap to clone; closing (or dropping the last handle) flushes and
+/// checkpoints every stream.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn encode_config(stream_id: u64, cfg: &StreamConfig) -> Result<Vec<u8>, StreamError> {
+    let json = serde_json::to_vec(cfg).map_err(|e| StreamError::Corrupt {
+        what: "config".into(),
+        why: e.to_string(),
+    })?;
+    let mut b = Vec::with_capacity(json.len() + 32);
+    b.extend_from_slice(&CONFIG_MAGIC);
+    b.extend_from_slice(&CONFIG_VERSION.to_le_bytes());
+    b.extend_from_slice(&[0u8; 2]);
+    b.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    b.extend_from_slice(&stream_id.to_le_bytes());
+    b.extend_from_slice(&json);
+    let sum = xxh3_64(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    Ok(b)
+}
+
+fn decode_config(b: &[u8]) -> Result<(u64, StreamConfig), String> {
+    if b.len() < 32 || b[0..8] != CONFIG_MAGIC {
+        return Err("bad magic".into());
+    }
+    if u16::from_le_bytes([b[8], b[9]]) != CONFIG_VERSION {
+        return Err("unknown version".into());
+    }
+    let n = b.len() - 8;
+    let mut sum = [0u8; 8];
+    sum.copy_from_slice(&b[n..]);
+    if u64::from_le_bytes(sum) != xxh3_64(&b[..n]) {
+        return Err("checksum mismatch".into());
+    }
+    let len = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+    if 24 + len != n {
+        return Err("length mismatch".into());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&b[16..24]);
+    let cfg: StreamConfig = serde_json::from_slice(&b[24..n]).map_err(|e| e.to_string())?;
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok((u64::from_le_bytes(id), cfg))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
+        let vfs = OsVfs::new(opts.io_backend)?;
+        Self::open_with_vfs(dir, Arc::new(vfs), opts)
+    }
+
+    /// Opens a store over any [`Vfs`] (an in-memory one, or one that injects faults).
+    pub fn open_with_vfs(
+        dir: impl AsRef<Path>,
+        vfs: Arc<dyn Vfs>,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let sdir = dir.join(STREAMS_DIR);
+        vfs.create_dir_all(&sdir)?;
+        let lock = vfs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                StoreError::Locked(e)
+            } else {
+                StoreError::Io(e)
+            }
+        })?;
+        let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+        let (wake_tx, wake_rx) = channel::bounded::<()>(1);
+        let wake = (!opts.manual_maintenance).then_some(wake_tx);
+        let streams: Streams = Arc::default();
+        let mut names = vfs.list(&sdir)?;
+        names.sort();
+        for name in names {
+            if name.starts_with('.') {
+                // An interrupted create or delete.
+                vfs.remove_dir_all(&sdir.join(&name))?;
+                continue;
+            }
+            let s = open_stream(
+                &*vfs,
+                &sdir.join(&name),
+                vfs.clone(),
+                clock.clone(),
+                wake.clone(),
+            )
+            .map_err(|e| StoreError::Stream {
+                name: name.clone(),
+                source: Box::new(e),
+            })?;
+            streams.lock().insert(name, s);
+        }
+        vfs.sync_dir(&sdir)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let maintainer = wake
+            .is_some()
+            .then(|| spawn_maintainer(streams.clone(), wake_rx, stop.clone()));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                vfs,
+                clock,
+                streams,
+                wake,
+                stop,
+                maintainer: Mutex::new(maintainer),
+                closed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The write path in use.
+    pub fn io_backend(&self) -> IoBackend {
+        self.inner.vfs.backend()
+    }
+
+    fn check_open(&self) -> Result<(), StreamError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StreamError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Creates a stream. Nothing is created when the config is invalid or the name is taken.
+    pub fn create_stream(&self, cfg: StreamConfig) -> Result<Stream, StreamError> {
+        self.check_open()?;
+        cfg.validate()?;
+        let mut streams = self.inner.streams.lock();
+        if streams.contains_key(&cfg.name) {
+            return Err(StreamError::AlreadyExists(cfg.name));
+        }
+        let stream_id = xxh3_64(
+            format!(
+                "{}:{}:{}",
+                cfg.name,
+                self.inner.clock.now_ns(),
+                std::process::id()
+            )
+            .as_bytes(),
+        );
+        let sdir = self.inner.dir.join(STREAMS_DIR);
+        let dir = sdir.join(&cfg.name);
+        let persistent = cfg.storage == Storage::File;
+        if persistent {
+            let vfs = &*self.inner.vfs;
+            let tmp = sdir.join(format!(".{}.new", cfg.name));
+            if vfs.exists(&tmp) {
+                vfs.remove_dir_all(&tmp)?;
+            }
+            vfs.create_dir_all(&tmp)?;
+            let f = vfs.open(&tmp.join(CONFIG_FILE), OpenMode::CreateNew)?;
+            f.write_and_sync(&[(&encode_config(stream_id, &cfg)?, 0)])?;
+            vfs.sync_dir(&tmp)?;
+            vfs.rename(&tmp, &dir)?;
+            vfs.sync_dir(&sdir)?;
+        }
+        let state = LogState::new(stream_id, dir.clone(), cfg.block_size as usize, persistent);
+        let s = Stream::from_parts(
+            cfg.clone(),
+            self.inner.vfs.clone(),
+            self.inner.clock.clone(),
+            dir,
+            persistent,
+            state,
+            0,
+            RecoveryReport::default(),
+            self.inner.wake.clone(),
+        );
+        streams.insert(cfg.name, s.clone());
+        Ok(s)
+    }
+
+    /// A handle to an existing stream.
+    pub fn stream(&self, name: &str) -> Result<Stream, StreamError> {
+        self.check_open()?;
+        self.inner
+            .streams
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StreamError::NotFound(name.to_owned()))
+    }
+
+    /// Stream names, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.inner.streams.lock().keys().cloned().collect()
+    }
+
+    /// Deletes a stream and its files. Handles to it return `Closed` from then on.
+    pub fn delete_stream(&self, name: &str) -> Result<(), StreamError> {
+        self.check_open()?;
+        let s = self
+            .inner
+            .streams
+            .lock()
+            .remove(name)
+            .ok_or_else(|| StreamError::NotFound(name.to_owned()))?;
+        s.mark_closed();
+        if s.s.persistent {
+            let vfs = &*self.inner.vfs;
+            let sdir = self.inner.dir.join(STREAMS_DIR);
+            let doomed = sdir.join(format!(".{name}.deleted"));
+            if vfs.exists(&doomed) {
+                vfs.remove_dir_all(&doomed)?;
+            }
+            vfs.rename(s.dir(), &doomed)?;
+            vfs.sync_dir(&sdir)?;
+            vfs.remove_dir_all(&doomed)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, syncs and checkpoints every stream, then stops the background thread. The
+    /// first error is returned; every stream is still closed.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.stop.store(true, Ordering::Release);
+        if let Some(w) = &self.inner.wake {
+            let _ = w.try_send(());
+        }
+        if let Some(h) = self.inner.maintainer.lock().take() {
+            let _ = h.join();
+        }
+        let mut first: Option<StoreError> = None;
+        for (name, s) in self.inner.streams.lock().iter() {
+            if let Err(e) = s.close() {
+                first.get_or_insert(StoreError::Stream {
+                    name: name.clone(),
+                    source: Box::new(StreamError::Io(io::Error::other(e))),
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.maintainer.lock().take() {
+            let _ = h.join();
+        }
+        for s in self.streams.lock().values() {
+            // Errors here have already poisoned the stream; a drop cannot report them.
+            let _ = s.close();
+        }
+    }
+}
+
+fn open_stream(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    vfs_arc: Arc<dyn Vfs>,
+    clock: Arc<dyn Clock>,
+    wake: Option<Sender<()>>,
+) -> Result<Stream, StreamError> {
+    let bytes = read_file(vfs, &dir.join(CONFIG_FILE))?;
+    let (stream_id, cfg) = decode_config(&bytes).map_err(|why| StreamError::Corrupt {
+        what: format!("{}/config", dir.display()),
+        why,
+    })?;
+    let rec = recover(vfs, dir, stream_id, cfg.block_size as usize)?;
+    Ok(Stream::from_parts(
+        cfg,
+        vfs_arc,
+        clock,
+        dir.to_path_buf(),
+        true,
+        rec.state,
+        rec.lease,
+        rec.report,
+        wake,
+    ))
+}
+
+fn spawn_maintainer(
+    streams: Streams,
+    wake: channel::Receiver<()>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("tidelog-maintainer".into())
+        .spawn(move || loop {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            match wake.recv_timeout(TICK) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let list: Vec<Stream> = streams.lock().values().cloned().collect();
+            for s in list {
+                // A failure poisons that stream and is reported to its next writer; the other
+                // streams carry on.
+                let _ = s.maintain();
+            }
+        })
+        .unwrap_or_else(|_| std::thread::spawn(|| {}))
+}

@@ -1,0 +1,926 @@
+//! A stream: the public API over one log, its durability (group commit), checkpoints and the
+//! sequence lease.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::Sender;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::block::{encode_trailer, AppendBuf, Offsets};
+use crate::checkpoint::{encode_lease, BlockEntry, Checkpoint};
+use crate::clock::Clock;
+use crate::config::{Durability, StreamConfig};
+use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
+use crate::io::{self, VFile, Vfs};
+use crate::record::{self, Kind, FLAG_BATCH};
+use crate::recovery::RecoveryReport;
+use crate::state::{Block, Data, LogState, MAX_SEQ};
+use crate::subject;
+
+/// Unwritten bytes after which the background flusher is woken.
+const WAKE_BYTES: u64 = 1 << 20;
+/// Unwritten bytes after which an appender writes them itself (backpressure).
+const INLINE_BYTES: u64 = 32 << 20;
+/// Log bytes between checkpoints.
+const CKPT_BYTES: u64 = 32 << 20;
+/// Time between checkpoints while the log changes.
+const CKPT_EVERY: Duration = Duration::from_secs(1);
+/// Sequences reserved by one lease write.
+const LEASE_SPAN: u64 = 1 << 20;
+
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+pub(crate) const LEASE_FILE: &str = "lease";
+
+/// Where and when an appended message was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    pub seq: u64,
+    pub ts: i64,
+}
+
+/// The result of a batch append: sequences `first_seq..=last_seq`, all with timestamp `ts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BatchAppended {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub ts: i64,
+}
+
+/// A message to append.
+#[derive(Clone, Copy, Debug)]
+pub struct NewMessage<'a> {
+    pub subject: &'a str,
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl<'a> NewMessage<'a> {
+    pub fn new(subject: &'a str, payload: &'a [u8]) -> Self {
+        NewMessage {
+            subject,
+            headers: &[],
+            payload,
+        }
+    }
+    pub fn with_headers(mut self, headers: &'a [u8]) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+/// A message read from a stream (one allocation holding subject, headers and payload).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub ts: i64,
+    data: Box<[u8]>,
+    subject_len: usize,
+    headers_len: usize,
+}
+
+impl StoredMessage {
+    fn from_record(r: &record::RecordRef<'_>) -> Self {
+        let mut data = Vec::with_capacity(r.subject.len() + r.headers.len() + r.payload.len());
+        data.extend_from_slice(r.subject);
+        data.extend_from_slice(r.headers);
+        data.extend_from_slice(r.payload);
+        StoredMessage {
+            seq: r.seq,
+            ts: r.ts,
+            data: data.into_boxed_slice(),
+            subject_len: r.subject.len(),
+            headers_len: r.headers.len(),
+        }
+    }
+    pub fn subject(&self) -> &str {
+        std::str::from_utf8(&self.data[..self.subject_len]).unwrap_or("")
+    }
+    pub fn headers(&self) -> &[u8] {
+        &self.data[self.subject_len..self.subject_len + self.headers_len]
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.data[self.subject_len + self.headers_len..]
+    }
+}
+
+impl std::fmt::Debug for StoredMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMessage")
+            .field("seq", &self.seq)
+            .field("ts", &self.ts)
+            .field("subject", &self.subject())
+            .field("headers_len", &self.headers_len)
+            .field("payload_len", &self.payload().len())
+            .finish()
+    }
+}
+
+/// A snapshot of a stream's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StreamState {
+    pub messages: u64,
+    /// Encoded bytes of the live messages.
+    pub bytes: u64,
+    /// First live sequence, or `last_seq + 1` when empty.
+    pub first_seq: u64,
+    pub first_ts: i64,
+    pub last_seq: u64,
+    pub last_ts: i64,
+    /// Sequences between first and last that hold no message.
+    pub num_deleted: u64,
+    /// Those sequences as inclusive ranges.
+    pub deleted: Vec<(u64, u64)>,
+    pub blocks: usize,
+}
+
+/// What the I/O path is doing; held while writing so concurrent flushers queue behind it
+/// and find their data already synced (group commit).
+struct IoState {
+    ckpt_lsn: u64,
+    ckpt_at: Instant,
+}
+
+pub(crate) struct Shared {
+    pub name: String,
+    pub cfg: StreamConfig,
+    pub vfs: Arc<dyn Vfs>,
+    pub clock: Arc<dyn Clock>,
+    pub dir: PathBuf,
+    pub persistent: bool,
+    pub state: RwLock<LogState>,
+    io: Mutex<IoState>,
+    lease_lock: Mutex<()>,
+    lease: AtomicU64,
+    written_lsn: AtomicU64,
+    synced_lsn: AtomicU64,
+    last_sync: Mutex<Instant>,
+    poison: OnceLock<Poisoned>,
+    closed: AtomicBool,
+    pub recovery: RecoveryReport,
+    wake: Option<Sender<()>>,
+}
+
+/// A handle to one stream. Cheap to clone; every method may be called from any thread.
+#[derive(Clone)]
+pub struct Stream {
+    pub(crate) s: Arc<Shared>,
+}
+
+/// One write the flusher performs outside the state lock.
+struct Job {
+    id: u64,
+    file: Arc<dyn VFile>,
+    buf: Arc<AppendBuf>,
+    from: usize,
+    to: usize,
+    trailer: Option<Vec<u8>>,
+    new_file: bool,
+}
+
+struct Work {
+    jobs: Vec<Job>,
+    lsn: u64,
+    ckpt: Option<(Checkpoint, Vec<u64>)>,
+}
+
+impl Stream {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        cfg: StreamConfig,
+        vfs: Arc<dyn Vfs>,
+        clock: Arc<dyn Clock>,
+        dir: PathBuf,
+        persistent: bool,
+        state: LogState,
+        lease: u64,
+        recovery: RecoveryReport,
+        wake: Option<Sender<()>>,
+    ) -> Stream {
+        let lsn = state.lsn;
+        Stream {
+            s: Arc::new(Shared {
+                name: cfg.name.clone(),
+                cfg,
+                vfs,
+                clock,
+                dir,
+                persistent,
+                state: RwLock::new(state),
+                io: Mutex::new(IoState {
+                    ckpt_lsn: lsn,
+                    ckpt_at: Instant::now(),
+                }),
+                lease_lock: Mutex::new(()),
+                lease: AtomicU64::new(lease),
+                written_lsn: AtomicU64::new(lsn),
+                synced_lsn: AtomicU64::new(lsn),
+                last_sync: Mutex::new(Instant::now()),
+                poison: OnceLock::new(),
+                closed: AtomicBool::new(false),
+                recovery,
+                wake,
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.s.name
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.s.cfg
+    }
+
+    /// What recovery found when this stream was opened: lost sequences, a torn tail, whether a
+    /// checkpoint was used.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.s.recovery
+    }
+
+    /// True once a failed write or fsync has stopped this stream from accepting writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.s.poison.get().is_some()
+    }
+
+    fn check_writable(&self) -> Result<(), AppendError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        if let Some(p) = self.s.poison.get() {
+            return Err(AppendError::Poisoned(p.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_message(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
+        subject::validate_subject(m.subject).map_err(AppendError::InvalidSubject)?;
+        let subjects = &self.s.cfg.subjects;
+        if !subjects.is_empty() && !subjects.iter().any(|f| subject::matches(f, m.subject)) {
+            return Err(AppendError::SubjectNotInStream(m.subject.to_owned()));
+        }
+        let size = m.headers.len() + m.payload.len();
+        let max = self.s.cfg.max_msg_size as usize;
+        if size > max {
+            return Err(AppendError::TooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Appends one message. With [`Durability::Always`] it returns once the message is on
+    /// stable storage.
+    pub fn append(
+        &self,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<Appended, AppendError> {
+        let m = NewMessage {
+            subject,
+            headers,
+            payload,
+        };
+        self.check_writable()?;
+        self.check_message(&m)?;
+        let (a, lsn) = {
+            let mut st = self.s.state.write();
+            let seq = st.last_seq + 1;
+            let ts = self.s.clock.now_ns().max(st.last_ts);
+            self.put(&mut st, seq, ts, 0, &m)?;
+            (Appended { seq, ts }, st.lsn)
+        };
+        self.after_write(lsn, a.seq)?;
+        Ok(a)
+    }
+
+    /// Appends all messages or none, with one durability wait. Sequences are consecutive and
+    /// share one timestamp. After a crash either the whole batch is present or none of it.
+    pub fn append_batch(&self, msgs: &[NewMessage<'_>]) -> Result<BatchAppended, AppendError> {
+        self.check_writable()?;
+        if msgs.is_empty() {
+            return Err(AppendError::EmptyBatch);
+        }
+        for m in msgs {
+            self.check_message(m)?;
+        }
+        let total: usize = msgs
+            .iter()
+            .map(|m| record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len()))
+            .sum();
+        let (b, lsn) = {
+            let mut st = self.s.state.write();
+            let first = st.last_seq + 1;
+            let ts = self.s.clock.now_ns().max(st.last_ts);
+            // The whole batch goes into one block so recovery can drop an incomplete batch by
+            // cutting the tail of a single file.
+            st.ensure_room(&*self.s.vfs, Some(first), total, ts)
+                .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
+            for (i, m) in msgs.iter().enumerate() {
+                let flags = if i + 1 < msgs.len() { FLAG_BATCH } else { 0 };
+                self.put(&mut st, first + i as u64, ts, flags, m)?;
+            }
+            (
+                BatchAppended {
+                    first_seq: first,
+                    last_seq: st.last_seq,
+                    ts,
+                },
+                st.lsn,
+            )
+        };
+        self.after_write(lsn, b.last_seq)?;
+        Ok(b)
+    }
+
+    /// Stores a message under a sequence and timestamp chosen by the caller (replicas and
+    /// mirrors). `seq` must be after the last sequence; the gap becomes skipped sequences.
+    pub fn append_raw(
+        &self,
+        seq: u64,
+        ts: i64,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), AppendError> {
+        let m = NewMessage {
+            subject,
+            headers,
+            payload,
+        };
+        self.check_writable()?;
+        self.check_message(&m)?;
+        let lsn = {
+            let mut st = self.s.state.write();
+            if seq <= st.last_seq || seq > MAX_SEQ {
+                return Err(AppendError::SequenceNotAfterLast {
+                    seq,
+                    last: st.last_seq,
+                });
+            }
+            self.put(&mut st, seq, ts, 0, &m)?;
+            st.lsn
+        };
+        self.after_write(lsn, seq)?;
+        Ok(())
+    }
+
+    fn put(
+        &self,
+        st: &mut LogState,
+        seq: u64,
+        ts: i64,
+        flags: u8,
+        m: &NewMessage<'_>,
+    ) -> Result<(), AppendError> {
+        if seq > MAX_SEQ {
+            return Err(AppendError::SequenceNotAfterLast {
+                seq,
+                last: st.last_seq,
+            });
+        }
+        let len = record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
+        st.ensure_room(&*self.s.vfs, Some(seq), len, ts)
+            .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
+        let (off, len) = st.encode(
+            Kind::Msg,
+            flags,
+            seq,
+            ts,
+            m.subject.as_bytes(),
+            m.headers,
+            m.payload,
+        );
+        st.apply_msg(seq, ts, off, len);
+        Ok(())
+    }
+
+    /// Writes a control record and applies it; `apply` runs only if `valid` accepted the op.
+    fn control<T>(
+        &self,
+        kind: Kind,
+        seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
+        apply: impl FnOnce(&mut LogState, u64) -> T,
+    ) -> Result<T, WriteError> {
+        self.check_writable().map_err(|e| match e {
+            AppendError::Poisoned(p) => WriteError::Poisoned(p),
+            _ => WriteError::Closed,
+        })?;
+        let (out, lsn, last) = {
+            let mut st = self.s.state.write();
+            let (seq, payload) = seq_of(&st)?;
+            let now = self.s.clock.now_ns();
+            let len = record::encoded_len(0, 0, payload.len());
+            st.ensure_room(&*self.s.vfs, None, len, now)
+                .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
+            st.encode(kind, 0, seq, now, &[], &[], &payload);
+            let out = apply(&mut st, seq);
+            (out, st.lsn, st.last_seq)
+        };
+        self.after_write(lsn, last)?;
+        Ok(out)
+    }
+
+    /// Skips the next `count` sequences; returns the last one skipped.
+    pub fn skip(&self, count: u64) -> Result<u64, WriteError> {
+        self.control(
+            Kind::Skip,
+            |st| {
+                let last = st.last_seq.saturating_add(count);
+                if count == 0 || last > MAX_SEQ {
+                    return Err(WriteError::InvalidSequence {
+                        seq: last,
+                        why: "count must be 1 or more and stay below 2^62",
+                    });
+                }
+                Ok((last, (st.last_seq + 1).to_le_bytes().to_vec()))
+            },
+            |st, last| {
+                let first = st.last_seq + 1;
+                st.apply_skip(first, last);
+                last
+            },
+        )
+    }
+
+    /// Reads one message.
+    pub fn load(&self, seq: u64) -> Result<StoredMessage, LoadError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            return Err(LoadError::Closed);
+        }
+        let st = self.s.state.read();
+        let (bi, off) = st.find(seq).ok_or(LoadError::NotFound(seq))?;
+        let bytes = st.blocks[bi].bytes();
+        match record::decode(bytes.get(off..).unwrap_or(&[])) {
+            Ok(r) if r.seq == seq && r.kind == Kind::Msg => Ok(StoredMessage::from_record(&r)),
+            _ => Err(LoadError::Corrupt(seq)),
+        }
+    }
+
+    /// Removes one message.
+    pub fn remove(&self, seq: u64) -> Result<(), WriteError> {
+        self.control(
+            Kind::Delete,
+            |st| {
+                st.find(seq)
+                    .map(|_| (seq, Vec::new()))
+                    .ok_or(WriteError::NotFound(seq))
+            },
+            |st, seq| {
+                st.apply_remove(seq);
+            },
+        )
+    }
+
+    /// Removes one message and overwrites its bytes on disk (and in memory) before returning.
+    pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
+        let mut at = None;
+        self.control(
+            Kind::Erase,
+            |st| {
+                let (bi, off) = st.find(seq).ok_or(WriteError::NotFound(seq))?;
+                at = Some((st.blocks[bi].id, off));
+                Ok((seq, Vec::new()))
+            },
+            |st, seq| {
+                st.apply_remove(seq);
+            },
+        )?;
+        if let Some((id, off)) = at {
+            // The original record must be on disk before it can be overwritten there.
+            self.flush(true, false, None)?;
+            self.overwrite_erased(id, off)
+                .map_err(|e| self.poison_with(e))?;
+        }
+        Ok(())
+    }
+
+    fn overwrite_erased(&self, id: u64, off: usize) -> std::io::Result<()> {
+        let mut st = self.s.state.write();
+        let persistent = self.s.persistent;
+        let Some(b) = st.block_mut(id) else {
+            return Ok(());
+        };
+        let Some(erased) = record::erased_copy(b.bytes().get(off..).unwrap_or(&[])) else {
+            return Ok(());
+        };
+        let end = off + erased.len();
+        match &b.data {
+            Data::Active(w) if !persistent || end <= b.written => {
+                // SAFETY: we hold the state write lock, so no reader is copying these bytes,
+                // and they are below `written`, so no flusher will read them again.
+                unsafe { w.buf().overwrite(off, &erased) }
+            }
+            Data::Sealing(buf) if !persistent || end <= b.written => {
+                // SAFETY: as above.
+                unsafe { buf.overwrite(off, &erased) }
+            }
+            _ => {}
+        }
+        if let Some(file) = &b.file {
+            file.write_all_at(&erased, off as u64)?;
+            file.sync_data()?;
+            if let Data::Sealed(_) = b.data {
+                b.data = Data::Sealed(Arc::new(file.map()?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every message; sequences continue after the last one. Returns how many went.
+    pub fn purge(&self) -> Result<u64, WriteError> {
+        self.control(
+            Kind::Purge,
+            |st| Ok((st.last_seq + 1, Vec::new())),
+            |st, floor| st.apply_purge(floor),
+        )
+    }
+
+    /// Removes every message below `seq`. Returns how many went.
+    pub fn compact(&self, seq: u64) -> Result<u64, WriteError> {
+        self.control(
+            Kind::Purge,
+            |_| {
+                if seq == 0 || seq > MAX_SEQ {
+                    return Err(WriteError::InvalidSequence {
+                        seq,
+                        why: "must be between 1 and 2^62",
+                    });
+                }
+                Ok((seq, Vec::new()))
+            },
+            |st, floor| st.apply_purge(floor),
+        )
+    }
+
+    /// Removes every message above `seq` and makes `seq` the last sequence (replication
+    /// rollback): the next append gets `seq + 1`. Always durable before it returns.
+    pub fn truncate(&self, seq: u64) -> Result<u64, WriteError> {
+        let n = self.control(
+            Kind::Truncate,
+            |st| {
+                if seq >= st.last_seq {
+                    return Err(WriteError::InvalidSequence {
+                        seq,
+                        why: "not below the last sequence",
+                    });
+                }
+                Ok((seq, Vec::new()))
+            },
+            |st, last| st.apply_truncate(last),
+        )?;
+        if self.uses_lease() {
+            // The lease would otherwise make a restart jump past the sequences we just freed.
+            self.flush(true, false, None)?;
+            self.write_lease(seq)?;
+        }
+        Ok(n)
+    }
+
+    /// The stream's counters.
+    pub fn state(&self) -> StreamState {
+        let st = self.s.state.read();
+        let first_ts = st
+            .find(st.floor)
+            .and_then(|(bi, off)| record::decode_head(st.blocks[bi].bytes().get(off..)?).ok())
+            .map(|h| h.ts)
+            .unwrap_or(0);
+        StreamState {
+            messages: st.messages(),
+            bytes: st.live_bytes,
+            first_seq: st.floor,
+            first_ts,
+            last_seq: st.last_seq,
+            last_ts: st.last_ts,
+            num_deleted: st.deletes.len(),
+            deleted: st.deletes.ranges().collect(),
+            blocks: st.blocks.len(),
+        }
+    }
+
+    /// Writes and fsyncs everything appended so far, whatever the durability mode.
+    pub fn sync(&self) -> Result<(), WriteError> {
+        self.flush(true, false, None)?;
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (after syncing), so a reopen replays nothing.
+    pub fn checkpoint(&self) -> Result<(), WriteError> {
+        self.flush(true, true, None)?;
+        Ok(())
+    }
+
+    /// Checks the counters against the blocks. O(messages); for tests and `verify`.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.s.state.read().check_invariants()
+    }
+
+    fn uses_lease(&self) -> bool {
+        self.s.persistent && !matches!(self.s.cfg.durability, Durability::Always)
+    }
+
+    fn after_write(&self, lsn: u64, last_seq: u64) -> Result<(), DurabilityError> {
+        if !self.s.persistent {
+            return Ok(());
+        }
+        match self.s.cfg.durability {
+            Durability::Always => self.flush(true, false, Some(lsn))?,
+            Durability::Interval(d) => {
+                if self.s.last_sync.lock().elapsed() >= d {
+                    self.flush(true, false, Some(lsn))?;
+                } else {
+                    self.nudge(lsn)?;
+                }
+            }
+            Durability::None => self.nudge(lsn)?,
+        }
+        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::Acquire) {
+            self.write_lease(last_seq + LEASE_SPAN)?;
+        }
+        Ok(())
+    }
+
+    fn nudge(&self, lsn: u64) -> Result<(), DurabilityError> {
+        let unwritten = lsn.saturating_sub(self.s.written_lsn.load(Ordering::Acquire));
+        let no_flusher = self.s.wake.is_none();
+        if unwritten >= INLINE_BYTES || (no_flusher && unwritten >= WAKE_BYTES) {
+            return self.flush(false, false, Some(lsn));
+        }
+        if unwritten >= WAKE_BYTES {
+            if let Some(w) = &self.s.wake {
+                let _ = w.try_send(());
+            }
+        }
+        Ok(())
+    }
+
+    fn write_lease(&self, upto: u64) -> Result<(), DurabilityError> {
+        let _g = self.s.lease_lock.lock();
+        let path = self.s.dir.join(LEASE_FILE);
+        let id = self.s.state.read().stream_id;
+        io::replace_file(&*self.s.vfs, &path, &encode_lease(id, upto))
+            .map_err(|e| self.poison_with(e))?;
+        self.s.lease.store(upto, Ordering::Release);
+        Ok(())
+    }
+
+    fn poison_with(&self, e: std::io::Error) -> DurabilityError {
+        let kind = e.kind();
+        let raw = e.raw_os_error();
+        let copy = match raw {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(kind, e.to_string()),
+        };
+        let _ = self.s.poison.set(Poisoned {
+            cause: Arc::new(copy),
+        });
+        DurabilityError::from_io(e)
+    }
+
+    /// Writes (and with `sync`, fsyncs) everything encoded so far; with `ckpt`, also writes a
+    /// checkpoint. With `target`, returns at once if that log position is already handled:
+    /// concurrent durable appenders queue on the I/O lock and most find their work done by
+    /// the one ahead of them (group commit).
+    pub(crate) fn flush(
+        &self,
+        sync: bool,
+        ckpt: bool,
+        target: Option<u64>,
+    ) -> Result<(), DurabilityError> {
+        if !self.s.persistent {
+            return Ok(());
+        }
+        let mut io = self.s.io.lock();
+        if let Some(p) = self.s.poison.get() {
+            return Err(DurabilityError::Poisoned(p.clone()));
+        }
+        if let Some(t) = target {
+            let done = if sync {
+                &self.s.synced_lsn
+            } else {
+                &self.s.written_lsn
+            };
+            if done.load(Ordering::Acquire) >= t {
+                return Ok(());
+            }
+        }
+        let work = self.snapshot(ckpt);
+        let sync = sync || ckpt;
+        if let Err(e) = self.write_jobs(&work.jobs, sync) {
+            return Err(self.poison_with(e));
+        }
+        self.finish_jobs(&work.jobs, sync);
+        self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
+        if sync {
+            self.s.synced_lsn.fetch_max(work.lsn, Ordering::AcqRel);
+            *self.s.last_sync.lock() = Instant::now();
+        }
+        if let Some((ck, deletable)) = work.ckpt {
+            // A failed checkpoint loses nothing: the log is synced and the previous
+            // checkpoint stays valid; recovery just replays more.
+            io::replace_file(
+                &*self.s.vfs,
+                &self.s.dir.join(CHECKPOINT_FILE),
+                &ck.encode(),
+            )
+            .map_err(DurabilityError::from_io)?;
+            io.ckpt_lsn = work.lsn;
+            io.ckpt_at = Instant::now();
+            self.drop_retired(&deletable)
+                .map_err(DurabilityError::from_io)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, ckpt: bool) -> Work {
+        let st = self.s.state.read();
+        let mut jobs = Vec::new();
+        let mut all: Vec<&Block> = st.retired.iter().chain(st.blocks.iter()).collect();
+        all.sort_by_key(|b| b.id);
+        for b in all {
+            let Some(file) = &b.file else { continue };
+            let (buf, trailer) = match &b.data {
+                Data::Active(w) => (w.buf().clone(), None),
+                Data::Sealing(buf) => {
+                    let t =
+                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.to_vec());
+                    (buf.clone(), Some(t))
+                }
+                Data::Sealed(_) => continue,
+            };
+            let to = buf.len();
+            if to == b.written && trailer.is_none() && b.dir_synced {
+                continue;
+            }
+            jobs.push(Job {
+                id: b.id,
+                file: file.clone(),
+                buf,
+                from: b.written,
+                to,
+                trailer,
+                new_file: !b.dir_synced,
+            });
+        }
+        let ckpt = ckpt.then(|| {
+            let (pos_block, pos_offset) = st
+                .blocks
+                .last()
+                .map(|b| (b.id, b.bytes().len() as u64))
+                .unwrap_or((0, 0));
+            let ck = Checkpoint {
+                stream_id: st.stream_id,
+                last_seq: st.last_seq,
+                last_ts: st.last_ts,
+                floor: st.floor,
+                live_bytes: st.live_bytes,
+                pos_block,
+                pos_offset,
+                next_block_id: st.next_block_id,
+                blocks: st
+                    .blocks
+                    .iter()
+                    .map(|b| BlockEntry {
+                        id: b.id,
+                        first_seq: b.first_seq,
+                        slots: b.slots(),
+                        live: b.live,
+                        live_bytes: b.live_bytes,
+                    })
+                    .collect(),
+                deletes: st.deletes.clone(),
+            };
+            (ck, st.retired.iter().map(|b| b.id).collect())
+        });
+        Work {
+            jobs,
+            lsn: st.lsn,
+            ckpt,
+        }
+    }
+
+    fn write_jobs(&self, jobs: &[Job], sync: bool) -> std::io::Result<()> {
+        let mut new_file = false;
+        for j in jobs {
+            let bytes = j.buf.bytes();
+            let mut parts: Vec<(&[u8], u64)> = Vec::with_capacity(2);
+            if j.to > j.from {
+                parts.push((&bytes[j.from..j.to], j.from as u64));
+            }
+            if let Some(t) = &j.trailer {
+                parts.push((t, j.to as u64));
+            }
+            if sync || j.trailer.is_some() {
+                j.file.write_and_sync(&parts)?;
+            } else {
+                for (b, off) in parts {
+                    j.file.write_all_at(b, off)?;
+                }
+            }
+            new_file |= j.new_file;
+        }
+        if new_file && sync {
+            self.s.vfs.sync_dir(&self.s.dir)?;
+        }
+        Ok(())
+    }
+
+    fn finish_jobs(&self, jobs: &[Job], sync: bool) {
+        let mut st = self.s.state.write();
+        for j in jobs {
+            let Some(b) = st.block_mut(j.id) else {
+                continue;
+            };
+            b.written = b.written.max(j.to);
+            if sync {
+                b.dir_synced = true;
+            }
+            if j.trailer.is_some() {
+                if let Ok(map) = j.file.map() {
+                    let map = Arc::new(map);
+                    if let Offsets::Mapped { .. } = b.offsets {
+                        b.offsets = Offsets::Owned(b.offsets.to_vec());
+                    }
+                    b.data = Data::Sealed(map);
+                }
+            }
+        }
+    }
+
+    fn drop_retired(&self, ids: &[u64]) -> std::io::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let gone: Vec<Block> = {
+            let mut st = self.s.state.write();
+            let (gone, keep): (Vec<Block>, Vec<Block>) = std::mem::take(&mut st.retired)
+                .into_iter()
+                .partition(|b| ids.contains(&b.id));
+            st.retired = keep;
+            gone
+        };
+        for b in &gone {
+            let p = Block::path(&self.s.dir, b.id);
+            match self.s.vfs.remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        self.s.vfs.sync_dir(&self.s.dir)
+    }
+
+    /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
+    /// renew the sequence lease ahead of need.
+    pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
+        if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
+            return Ok(());
+        }
+        let (lsn, last_seq) = {
+            let st = self.s.state.read();
+            (st.lsn, st.last_seq)
+        };
+        let (ck_due, sync_due) = {
+            let io = self.s.io.lock();
+            let ck_due = lsn > io.ckpt_lsn
+                && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY);
+            let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
+            let sync_due = unsynced
+                && match self.s.cfg.durability {
+                    Durability::Interval(d) => self.s.last_sync.lock().elapsed() >= d / 2,
+                    _ => false,
+                };
+            (ck_due, sync_due)
+        };
+        if ck_due || sync_due || lsn > self.s.written_lsn.load(Ordering::Acquire) {
+            self.flush(sync_due, ck_due, None)?;
+        }
+        if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::Acquire) {
+            self.write_lease(last_seq + LEASE_SPAN)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, checkpoints and releases the lease so a clean reopen replays nothing and skips
+    /// no sequence. Later calls on this handle return `Closed`.
+    pub(crate) fn close(&self) -> Result<(), DurabilityError> {
+        if self.s.closed.swap(true, Ordering::AcqRel) || !self.s.persistent || self.is_poisoned() {
+            return Ok(());
+        }
+        self.flush(true, true, None)?;
+        if self.uses_lease() {
+            let last = self.s.state.read().last_seq;
+            self.write_lease(last)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.s.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.s.dir
+    }
+}

@@ -1,0 +1,111 @@
+//! Subjects (`orders.eu.42`) and filters (`orders.*.42`, `orders.>`).
+
+use crate::error::ConfigError;
+use crate::record::MAX_SUBJECT_LEN;
+
+fn check_tokens(s: &str, wildcards: bool) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("empty");
+    }
+    if s.len() > MAX_SUBJECT_LEN {
+        return Err("longer than 4096 bytes");
+    }
+    let n = s.split('.').count();
+    for (i, tok) in s.split('.').enumerate() {
+        if tok.is_empty() {
+            return Err("empty token");
+        }
+        if tok
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err("whitespace or control character");
+        }
+        let wild = tok == "*" || tok == ">";
+        if !wild && tok.contains(['*', '>']) {
+            return Err("wildcard inside a token");
+        }
+        if wild && !wildcards {
+            return Err("wildcards are not allowed in a published subject");
+        }
+        if tok == ">" && i + 1 != n {
+            return Err("'>' must be the last token");
+        }
+    }
+    Ok(())
+}
+
+/// Validates a subject a message is published to (no wildcards).
+pub fn validate_subject(s: &str) -> Result<(), ConfigError> {
+    check_tokens(s, false).map_err(|why| ConfigError::InvalidSubject {
+        subject: s.to_owned(),
+        why,
+    })
+}
+
+/// Validates a filter (wildcards allowed).
+pub fn validate_filter(s: &str) -> Result<(), ConfigError> {
+    check_tokens(s, true).map_err(|why| ConfigError::InvalidFilter {
+        filter: s.to_owned(),
+        why,
+    })
+}
+
+/// True when `subject` matches `filter`. Both must be valid.
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (f.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert!(validate_subject("a.b.c").is_ok());
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            "a.>",
+            "a b",
+            "a.b*",
+            &"x".repeat(5000),
+        ] {
+            assert!(validate_subject(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn filters() {
+        for ok in ["a.*", "a.>", ">", "*.b.*"] {
+            assert!(validate_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a.>.b", "a.b>", "", "a..*"] {
+            assert!(validate_filter(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn matching() {
+        assert!(matches("a.*", "a.b"));
+        assert!(!matches("a.*", "a.b.c"));
+        assert!(matches("a.>", "a.b.c"));
+        assert!(!matches("a.>", "a"));
+        assert!(matches(">", "x"));
+        assert!(matches("a.b", "a.b"));
+        assert!(!matches("a.b", "a.c"));
+    }
+}

@@ -1,0 +1,95 @@
+use std::sync::Arc;
+
+use tidelog::io::MemVfs;
+use tidelog::{Durability, Storage, Store, StoreOptions, StreamConfig};
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        manual_maintenance: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn append_load_remove_reopen_memvfs() {
+    let vfs = MemVfs::new();
+    let store = Store::open_with_vfs("/db", Arc::new(vfs.clone()), opts()).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new("s").block_size(4096))
+        .unwrap();
+    for i in 0..200u32 {
+        let a = s
+            .append(&format!("a.{}", i % 7), b"", &i.to_le_bytes())
+            .unwrap();
+        assert_eq!(a.seq, i as u64 + 1);
+    }
+    s.remove(5).unwrap();
+    s.erase(6).unwrap();
+    assert!(s.load(5).is_err());
+    assert_eq!(s.load(7).unwrap().payload(), &6u32.to_le_bytes());
+    s.compact(10).unwrap();
+    s.truncate(150).unwrap();
+    s.check_invariants().unwrap();
+    let st = s.state();
+    assert_eq!((st.first_seq, st.last_seq, st.messages), (10, 150, 141));
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open_with_vfs("/db", Arc::new(vfs.clone()), opts()).unwrap();
+    let s2 = store.stream("s").unwrap();
+    assert_eq!(s2.state(), st);
+    s2.check_invariants().unwrap();
+    let a = s2.append("a.b", b"h", b"p").unwrap();
+    assert_eq!(a.seq, 151);
+    drop(store);
+    // Crash without close.
+    let crashed = vfs.after_crash(tidelog::io::CrashKind::PowerLoss);
+    let store = Store::open_with_vfs("/db", Arc::new(crashed), opts()).unwrap();
+    let s3 = store.stream("s").unwrap();
+    assert_eq!(s3.state().last_seq, 151);
+    s3.check_invariants().unwrap();
+}
+
+#[test]
+fn file_store_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    eprintln!("backend {}", store.io_backend());
+    let s = store
+        .create_stream(
+            StreamConfig::new("s")
+                .durability(Durability::None)
+                .block_size(64 << 10),
+        )
+        .unwrap();
+    for i in 0..10_000u32 {
+        s.append("x.y", b"", &i.to_le_bytes()).unwrap();
+    }
+    assert!(Store::open(dir.path(), StoreOptions::default()).is_err());
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store.stream("s").unwrap();
+    assert_eq!(s.state().messages, 10_000);
+    assert_eq!(s.load(9_999).unwrap().payload(), &9_998u32.to_le_bytes());
+    assert!(s.recovery_report().used_checkpoint);
+    assert_eq!(s.recovery_report().replayed_records, 0);
+}
+
+#[test]
+fn memory_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store
+        .create_stream(
+            StreamConfig::new("m")
+                .storage(Storage::Memory)
+                .block_size(4096),
+        )
+        .unwrap();
+    for i in 0..1000u32 {
+        s.append("x", b"", &i.to_le_bytes()).unwrap();
+    }
+    s.erase(3).unwrap();
+    assert_eq!(s.state().messages, 999);
+    s.check_invariants().unwrap();
+}
