@@ -149,9 +149,6 @@ impl Offsets {
             Offsets::Mapped { slots, .. } => *slots,
         }
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     pub fn get(&self, i: usize) -> Option<u32> {
         match self {
             Offsets::Owned(v) => v.get(i).copied(),
@@ -226,14 +223,6 @@ impl AppendBuf {
 
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.cap
     }
 
     /// Replaces committed bytes (used only by `erase`).

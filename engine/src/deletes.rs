@@ -19,10 +19,6 @@ impl DeleteSet {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     pub fn contains(&self, seq: u64) -> bool {
         self.ranges
             .range(..=seq)
@@ -112,6 +108,7 @@ impl DeleteSet {
     }
 
     /// Number of set members in `a..=b`.
+    #[cfg(test)]
     pub fn count_in(&self, a: u64, b: u64) -> u64 {
         if a > b {
             return 0;

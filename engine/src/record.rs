@@ -139,6 +139,7 @@ pub fn encode_into(
 }
 
 /// Encodes a record into a new vector.
+#[cfg(test)]
 pub fn encode(
     kind: Kind,
     seq: u64,

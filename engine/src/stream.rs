@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::block::{encode_trailer, AppendBuf, Offsets};
@@ -29,6 +29,8 @@ const INLINE_BYTES: u64 = 32 << 20;
 const CKPT_BYTES: u64 = 32 << 20;
 /// Time between checkpoints while the log changes.
 const CKPT_EVERY: Duration = Duration::from_secs(1);
+/// Blocks smaller than this are not worth rewriting.
+const COMPACT_MIN_BYTES: usize = 64 << 10;
 /// Sequences reserved by one lease write.
 const LEASE_SPAN: u64 = 1 << 20;
 
@@ -158,6 +160,11 @@ pub(crate) struct Shared {
     written_lsn: AtomicU64,
     synced_lsn: AtomicU64,
     last_sync: Mutex<Instant>,
+    /// Group commit: whether a leader is syncing, and the condvar followers wait on.
+    commit: Mutex<bool>,
+    committed: Condvar,
+    /// The last checkpoint known to be on disk: compaction keeps every record it calls live.
+    durable_ckpt: Mutex<Option<Arc<Checkpoint>>>,
     poison: OnceLock<Poisoned>,
     closed: AtomicBool,
     pub recovery: RecoveryReport,
@@ -219,6 +226,9 @@ impl Stream {
                 written_lsn: AtomicU64::new(lsn),
                 synced_lsn: AtomicU64::new(lsn),
                 last_sync: Mutex::new(Instant::now()),
+                commit: Mutex::new(false),
+                durable_ckpt: Mutex::new(None),
+                committed: Condvar::new(),
                 poison: OnceLock::new(),
                 closed: AtomicBool::new(false),
                 recovery,
@@ -626,10 +636,10 @@ impl Stream {
             return Ok(());
         }
         match self.s.cfg.durability {
-            Durability::Always => self.flush(true, false, Some(lsn))?,
+            Durability::Always => self.wait_durable(lsn)?,
             Durability::Interval(d) => {
                 if self.s.last_sync.lock().elapsed() >= d {
-                    self.flush(true, false, Some(lsn))?;
+                    self.wait_durable(lsn)?;
                 } else {
                     self.nudge(lsn)?;
                 }
@@ -640,6 +650,32 @@ impl Stream {
             self.write_lease(last_seq + LEASE_SPAN)?;
         }
         Ok(())
+    }
+
+    /// Returns once log position `lsn` is synced. One caller at a time leads: it syncs
+    /// everything appended so far while the others wait on the condvar, then the next
+    /// leader covers everything that arrived meanwhile. A mutex alone would let a returning
+    /// leader barge ahead of parked waiters, so each fsync would cover one message.
+    fn wait_durable(&self, lsn: u64) -> Result<(), DurabilityError> {
+        loop {
+            if self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            let mut leading = self.s.commit.lock();
+            if self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            if *leading {
+                self.s.committed.wait(&mut leading);
+                continue;
+            }
+            *leading = true;
+            drop(leading);
+            let r = self.flush(true, false, Some(lsn));
+            *self.s.commit.lock() = false;
+            self.s.committed.notify_all();
+            return r;
+        }
     }
 
     fn nudge(&self, lsn: u64) -> Result<(), DurabilityError> {
@@ -728,6 +764,7 @@ impl Stream {
             .map_err(DurabilityError::from_io)?;
             io.ckpt_lsn = work.lsn;
             io.ckpt_at = Instant::now();
+            *self.s.durable_ckpt.lock() = Some(Arc::new(ck));
             self.drop_retired(&deletable)
                 .map_err(DurabilityError::from_io)?;
         }
@@ -871,6 +908,90 @@ impl Stream {
         self.s.vfs.sync_dir(&self.s.dir)
     }
 
+    /// Reclaims space now: checkpoints, deletes blocks with no live message and rewrites
+    /// sealed blocks that are less than half live. Returns how many blocks were rewritten.
+    pub fn reclaim(&self) -> Result<usize, WriteError> {
+        self.flush(true, true, None)?;
+        let mut n = 0;
+        while self
+            .compact_one_sparse()
+            .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?
+        {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Rewrites the sparsest eligible sealed block, if any: write a new file with the records
+    /// the durable checkpoint calls live, fsync, rename over the old one, fsync the directory.
+    /// Never in place, so a crash leaves the old or the new file. Records deleted after that
+    /// checkpoint are kept, so replaying their tombstones and the checkpoint's per-block
+    /// counts stay valid (invariant `compaction-keeps-checkpoint-live`).
+    fn compact_one_sparse(&self) -> std::io::Result<bool> {
+        let Some(ck) = self.s.durable_ckpt.lock().clone() else {
+            return Ok(false);
+        };
+        let _io = self.s.io.lock();
+        let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
+        let pick = {
+            let st = self.s.state.read();
+            let n = st.blocks.len();
+            st.blocks
+                .iter()
+                .take(n.saturating_sub(1))
+                .filter(|b| b.id < ck.pos_block && matches!(b.data, Data::Sealed(_)))
+                .filter(|b| b.written >= min_bytes && (b.live_bytes as usize) * 2 < b.written)
+                .min_by_key(|b| b.live_bytes * 1000 / b.written.max(1) as u64)
+                .and_then(|b| match &b.data {
+                    Data::Sealed(m) => Some((b.id, b.first_seq, m.clone(), b.offsets.to_vec())),
+                    _ => None,
+                })
+        };
+        let Some((id, first_seq, map, offsets)) = pick else {
+            return Ok(false);
+        };
+        let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
+        let mut out = Vec::with_capacity(map.len() / 2);
+        out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
+        let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
+        for (i, &off) in offsets.iter().enumerate() {
+            let rec = map.get(off as usize..).and_then(|b| {
+                record::decode_head(b)
+                    .ok()
+                    .map(|h| &b[..h.len.min(b.len())])
+            });
+            if let (Some(rec), true) = (
+                rec,
+                off != crate::block::NO_RECORD && live(first_seq + i as u64),
+            ) {
+                new_offsets[i] = out.len() as u32;
+                out.extend_from_slice(rec);
+            }
+        }
+        let body_end = out.len();
+        out.extend(encode_trailer(id, first_seq, body_end as u64, &new_offsets));
+        let path = Block::path(&self.s.dir, id);
+        let tmp = io::tmp_path(&path);
+        if self.s.vfs.exists(&tmp) {
+            self.s.vfs.remove_file(&tmp)?;
+        }
+        let f = self.s.vfs.open(&tmp, io::OpenMode::CreateNew)?;
+        f.write_and_sync(&[(&out, 0)])?;
+        self.s.vfs.rename(&tmp, &path)?;
+        self.s.vfs.sync_dir(&self.s.dir)?;
+        let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
+        let map = Arc::new(file.map()?);
+        let mut st = self.s.state.write();
+        if let Some(b) = st.block_mut(id) {
+            new_offsets.truncate(b.offsets.len());
+            b.offsets = Offsets::Owned(new_offsets);
+            b.data = Data::Sealed(map);
+            b.file = Some(file);
+            b.written = body_end;
+        }
+        Ok(true)
+    }
+
     /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
     /// renew the sequence lease ahead of need.
     pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
@@ -898,6 +1019,11 @@ impl Stream {
         }
         if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::Acquire) {
             self.write_lease(last_seq + LEASE_SPAN)?;
+        }
+        if ck_due {
+            // One block per checkpoint bounds the I/O spent on reclamation.
+            self.compact_one_sparse()
+                .map_err(DurabilityError::from_io)?;
         }
         Ok(())
     }

@@ -10,29 +10,57 @@ fn check_tokens(s: &str, wildcards: bool) -> Result<(), &'static str> {
     if s.len() > MAX_SUBJECT_LEN {
         return Err("longer than 4096 bytes");
     }
-    let n = s.split('.').count();
-    for (i, tok) in s.split('.').enumerate() {
+    let b = s.as_bytes();
+    if plain_tokens(b) {
+        return Ok(());
+    }
+    // Only subjects with wildcards or bad bytes get here.
+    let mut tok_start = 0;
+    for i in 0..=b.len() {
+        let c = b.get(i).copied().unwrap_or(b'.');
+        if c != b'.' {
+            if c <= b' ' || c == 0x7f {
+                return Err("whitespace or control character");
+            }
+            continue;
+        }
+        let tok = &b[tok_start..i];
         if tok.is_empty() {
             return Err("empty token");
         }
-        if tok
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err("whitespace or control character");
-        }
-        let wild = tok == "*" || tok == ">";
-        if !wild && tok.contains(['*', '>']) {
+        let wild = tok == b"*" || tok == b">";
+        if !wild && tok.iter().any(|&c| c == b'*' || c == b'>') {
             return Err("wildcard inside a token");
         }
         if wild && !wildcards {
             return Err("wildcards are not allowed in a published subject");
         }
-        if tok == ">" && i + 1 != n {
+        if tok == b">" && i != b.len() {
             return Err("'>' must be the last token");
         }
+        tok_start = i + 1;
     }
     Ok(())
+}
+
+/// Fast path run on every append: true when `b` is non-empty dot-separated tokens of plain
+/// bytes (no wildcard, whitespace or control characters).
+fn plain_tokens(b: &[u8]) -> bool {
+    let mut prev_dot = true;
+    for &c in b {
+        if c == b'.' {
+            if prev_dot {
+                return false;
+            }
+            prev_dot = true;
+        } else {
+            if c <= b' ' || c == 0x7f || c == b'*' || c == b'>' {
+                return false;
+            }
+            prev_dot = false;
+        }
+    }
+    !prev_dot
 }
 
 /// Validates a subject a message is published to (no wildcards).
