@@ -138,14 +138,26 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
 }
 
 /// Options for opening a store.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StoreOptions {
-    /// Write path; `Auto` probes io_uring and falls back to pwrite.
+    /// Write path; `Auto` probes io_uring and falls back to pwrite. The default reads the
+    /// `TIDELOG_IO` environment variable (`auto`, `io_uring`, `pwrite`) so operators can force
+    /// the fallback without rebuilding, and the test suite can run on both paths.
     pub io_backend: IoBackendChoice,
     /// Time source; the system clock when `None`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Run no background thread (tests drive flushes and checkpoints by hand).
     pub manual_maintenance: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            io_backend: IoBackendChoice::from_env(),
+            clock: None,
+            manual_maintenance: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for StoreOptions {
