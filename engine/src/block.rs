@@ -198,22 +198,6 @@ impl AppendBuf {
         Layout::from_size_align(cap.max(1), 8).unwrap_or(Layout::new::<u64>())
     }
 
-    /// A zeroed buffer of `cap` bytes (the OS hands out zero pages lazily, so unused capacity
-    /// costs address space, not memory) and its single writer.
-    pub fn new(cap: usize) -> Writer {
-        let layout = Self::layout(cap);
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
-        Writer(Arc::new(AppendBuf {
-            ptr,
-            cap: layout.size(),
-            len: AtomicUsize::new(0),
-        }))
-    }
-
     /// The committed bytes.
     pub fn bytes(&self) -> &[u8] {
         let len = self.len.load(Ordering::Acquire);
@@ -250,6 +234,22 @@ impl Drop for AppendBuf {
 pub struct Writer(Arc<AppendBuf>);
 
 impl Writer {
+    /// A zeroed buffer of `cap` bytes (the OS hands out zero pages lazily, so unused capacity
+    /// costs address space, not memory) and its single writer.
+    pub fn new(cap: usize) -> Writer {
+        let layout = AppendBuf::layout(cap);
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        Writer(Arc::new(AppendBuf {
+            ptr,
+            cap: layout.size(),
+            len: AtomicUsize::new(0),
+        }))
+    }
+
     pub fn buf(&self) -> &Arc<AppendBuf> {
         &self.0
     }
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn append_buf_publishes() {
-        let mut w = AppendBuf::new(16);
+        let mut w = Writer::new(16);
         w.append(b"abc");
         assert_eq!(w.buf().bytes(), b"abc");
         assert_eq!(w.spare(), 13);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::block::{
-    self, decode_trailer, AppendBuf, BlockHeader, Offsets, Scanned, HEADER_LEN, NO_RECORD,
+    self, decode_trailer, BlockHeader, Offsets, Scanned, Writer, HEADER_LEN, NO_RECORD,
 };
 use crate::checkpoint::{decode_lease, BlockEntry, Checkpoint};
 use crate::io::{read_file, Mapping, OpenMode, VFile, Vfs};
@@ -425,9 +425,9 @@ fn finish_block(
     drop(map);
     if is_last {
         let cap = st.block_size.max(header.len() + record::MIN_RECORD_LEN);
-        let mut w = AppendBuf::new(cap);
+        let mut w = Writer::new(cap);
         w.append(&header);
-        if (file.len()? as usize) > header.len() {
+        if (file.size()? as usize) > header.len() {
             file.set_len(header.len() as u64)?;
             file.sync_data()?;
         }

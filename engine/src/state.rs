@@ -201,7 +201,7 @@ impl LogState {
             }
         }
         let cap = self.block_size.max(need + HEADER_LEN);
-        let mut w = AppendBuf::new(cap);
+        let mut w = Writer::new(cap);
         let first_seq = self.last_seq + 1;
         w.append(
             &BlockHeader {

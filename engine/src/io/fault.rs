@@ -161,8 +161,8 @@ impl FaultyFile {
 }
 
 impl VFile for FaultyFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         self.inner.read_exact_at(buf, off)

@@ -107,7 +107,7 @@ fn not_found() -> io::Error {
 }
 
 impl VFile for MemFile {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.data.read().len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {

@@ -42,7 +42,7 @@ impl fmt::Display for IoBackend {
 
 /// An open file. Offsets are explicit, so writers never share a cursor.
 pub trait VFile: Send + Sync {
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Reads exactly `buf.len()` bytes at `off` (short files are an `UnexpectedEof` error).
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
     /// Writes all of `buf` at `off`.
@@ -112,7 +112,7 @@ pub trait Vfs: Send + Sync {
 /// Reads a whole file.
 pub fn read_file(vfs: &dyn Vfs, path: &Path) -> io::Result<Vec<u8>> {
     let f = vfs.open(path, OpenMode::Existing)?;
-    let len = usize::try_from(f.len()?).map_err(|_| io::Error::other("file too large"))?;
+    let len = usize::try_from(f.size()?).map_err(|_| io::Error::other("file too large"))?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, 0)?;
     Ok(buf)

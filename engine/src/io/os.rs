@@ -69,7 +69,7 @@ struct OsFile {
 }
 
 impl VFile for OsFile {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
@@ -95,7 +95,7 @@ impl VFile for OsFile {
         self.file.set_len(len)
     }
     fn map(&self) -> io::Result<Mapping> {
-        if self.len()? == 0 {
+        if self.size()? == 0 {
             return Ok(Mapping::Empty);
         }
         // SAFETY: only sealed block files are mapped; the engine never truncates or writes

@@ -78,6 +78,7 @@ fn submit(ring: &mut IoUring, parts: &[(&[u8], u64)], fd: types::Fd, sync: bool)
     }
     ring.submit_and_wait(n)?;
     let mut first_err: Option<io::Error> = None;
+    let mut first_was_cancel = false;
     let mut seen = 0;
     while seen < n {
         let cqes: Vec<(u64, i32)> = ring
@@ -90,15 +91,23 @@ fn submit(ring: &mut IoUring, parts: &[(&[u8], u64)], fd: types::Fd, sync: bool)
         }
         for (ud, res) in cqes {
             seen += 1;
-            let expected = (ud as usize) < parts.len();
-            if res < 0 {
-                if first_err.is_none() {
-                    first_err = Some(io::Error::from_raw_os_error(-res));
-                }
-            } else if expected && res as usize != parts[ud as usize].0.len() {
-                if first_err.is_none() {
-                    // A short write through io_uring: report it; the caller poisons the stream.
-                    first_err = Some(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+            let short = (ud as usize) < parts.len()
+                && res >= 0
+                && res as usize != parts[ud as usize].0.len();
+            let err = if res < 0 {
+                Some(io::Error::from_raw_os_error(-res))
+            } else if short {
+                // A short write through io_uring: reported, and the caller poisons the stream.
+                Some(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+            } else {
+                None
+            };
+            // Entries cancelled because an earlier link failed say ECANCELED; keep the cause.
+            let cancelled = res == -rustix::io::Errno::CANCELED.raw_os_error();
+            if let Some(e) = err {
+                if first_err.is_none() || (!cancelled && first_was_cancel) {
+                    first_err = Some(e);
+                    first_was_cancel = cancelled;
                 }
             }
         }
