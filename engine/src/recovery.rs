@@ -174,6 +174,7 @@ pub(crate) fn recover(
                 data: Data::Sealed(map),
                 file: Some(file),
                 written: t.body_end,
+                synced: t.body_end,
                 dir_synced: true,
             });
             continue;
@@ -199,6 +200,8 @@ pub(crate) fn recover(
             data: Data::Sealed(map.clone()),
             file: Some(file.clone()),
             written: 0,
+            // Found in the page cache; the next sync makes sure it is on disk.
+            synced: 0,
             dir_synced: true,
         };
         if entry.is_some() {

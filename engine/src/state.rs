@@ -30,8 +30,10 @@ pub(crate) struct Block {
     pub live_bytes: u64,
     pub data: Data,
     pub file: Option<Arc<dyn VFile>>,
-    /// Bytes of the body already handed to the file.
+    /// Bytes of the file already handed to the OS.
     pub written: usize,
+    /// Bytes of the file known to be on stable storage.
+    pub synced: usize,
     /// The directory entry of the file is durable.
     pub dir_synced: bool,
 }
@@ -142,6 +144,22 @@ impl LogState {
         i.checked_sub(1)
     }
 
+    /// The block (live or retired) whose slots cover `seq`, whether or not the message is
+    /// still live.
+    pub fn locate_mut(&mut self, seq: u64) -> Option<&mut Block> {
+        let bi = self
+            .block_index(seq)
+            .filter(|&i| self.blocks[i].offset_of(seq).is_some());
+        match bi {
+            Some(i) => self.blocks.get_mut(i),
+            None => self
+                .retired
+                .iter_mut()
+                .rev()
+                .find(|b| b.offset_of(seq).is_some()),
+        }
+    }
+
     /// The block and offset of a live message.
     pub fn find(&self, seq: u64) -> Option<(usize, usize)> {
         if seq < self.floor || seq > self.last_seq || self.deletes.contains(seq) {
@@ -222,6 +240,7 @@ impl LogState {
             data: Data::Active(w),
             file,
             written: 0,
+            synced: 0,
             dir_synced: false,
         });
         Ok(())

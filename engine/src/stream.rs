@@ -24,7 +24,7 @@ use crate::subject;
 /// Unwritten bytes after which the background flusher is woken.
 const WAKE_BYTES: u64 = 1 << 20;
 /// Unwritten bytes after which an appender writes them itself (backpressure).
-const INLINE_BYTES: u64 = 32 << 20;
+const INLINE_BYTES: u64 = 8 << 20;
 /// Log bytes between checkpoints.
 const CKPT_BYTES: u64 = 32 << 20;
 /// Time between checkpoints while the log changes.
@@ -154,7 +154,10 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub persistent: bool,
     pub state: RwLock<LogState>,
-    io: Mutex<IoState>,
+    /// Serializes writes (and the linked write+fsync of a durable leader).
+    write_lock: Mutex<()>,
+    /// Serializes fsyncs and checkpoints; writes never wait behind it.
+    sync_lock: Mutex<IoState>,
     lease_lock: Mutex<()>,
     lease: AtomicU64,
     written_lsn: AtomicU64,
@@ -217,7 +220,8 @@ impl Stream {
                 dir,
                 persistent,
                 state: RwLock::new(state),
-                io: Mutex::new(IoState {
+                write_lock: Mutex::new(()),
+                sync_lock: Mutex::new(IoState {
                     ckpt_lsn: lsn,
                     ckpt_at: Instant::now(),
                 }),
@@ -486,48 +490,51 @@ impl Stream {
 
     /// Removes one message and overwrites its bytes on disk (and in memory) before returning.
     pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
-        let mut at = None;
         self.control(
             Kind::Erase,
             |st| {
-                let (bi, off) = st.find(seq).ok_or(WriteError::NotFound(seq))?;
-                at = Some((st.blocks[bi].id, off));
-                Ok((seq, Vec::new()))
+                st.find(seq)
+                    .map(|_| (seq, Vec::new()))
+                    .ok_or(WriteError::NotFound(seq))
             },
             |st, seq| {
                 st.apply_remove(seq);
             },
         )?;
-        if let Some((id, off)) = at {
-            // The original record must be on disk before it can be overwritten there.
-            self.flush(true, false, None)?;
-            self.overwrite_erased(id, off)
-                .map_err(|e| self.poison_with(e))?;
-        }
+        // The original record must be on disk before it can be overwritten there.
+        self.flush(true, false, None)?;
+        self.overwrite_erased(seq)
+            .map_err(|e| self.poison_with(e))?;
         Ok(())
     }
 
-    fn overwrite_erased(&self, id: u64, off: usize) -> std::io::Result<()> {
+    /// Overwrites the (already removed) record of `seq` with its erased form, in the file and
+    /// in memory. Runs under the write lock so it cannot interleave with a compaction that is
+    /// moving the record, and locates the record afresh for the same reason.
+    fn overwrite_erased(&self, seq: u64) -> std::io::Result<()> {
+        let _w = self.s.write_lock.lock();
         let mut st = self.s.state.write();
         let persistent = self.s.persistent;
-        let Some(b) = st.block_mut(id) else {
+        let Some(b) = st.locate_mut(seq) else {
+            return Ok(());
+        };
+        let Some(off) = b.offset_of(seq) else {
             return Ok(());
         };
         let Some(erased) = record::erased_copy(b.bytes().get(off..).unwrap_or(&[])) else {
             return Ok(());
         };
         let end = off + erased.len();
-        match &b.data {
-            Data::Active(w) if !persistent || end <= b.written => {
-                // SAFETY: we hold the state write lock, so no reader is copying these bytes,
-                // and they are below `written`, so no flusher will read them again.
-                unsafe { w.buf().overwrite(off, &erased) }
-            }
-            Data::Sealing(buf) if !persistent || end <= b.written => {
-                // SAFETY: as above.
-                unsafe { buf.overwrite(off, &erased) }
-            }
-            _ => {}
+        let in_memory = match &b.data {
+            Data::Active(w) => Some(w.buf().clone()),
+            Data::Sealing(buf) => Some(buf.clone()),
+            Data::Sealed(_) => None,
+        };
+        if let Some(buf) = in_memory.filter(|_| !persistent || end <= b.written) {
+            // SAFETY: we hold the state write lock, so no reader is copying these bytes, and
+            // they are below `written`, so no flusher reads them again (memory streams have
+            // no flusher).
+            unsafe { buf.overwrite(off, &erased) }
         }
         if let Some(file) = &b.file {
             file.write_all_at(&erased, off as u64)?;
@@ -728,32 +735,41 @@ impl Stream {
         if !self.s.persistent {
             return Ok(());
         }
-        let mut io = self.s.io.lock();
-        if let Some(p) = self.s.poison.get() {
-            return Err(DurabilityError::Poisoned(p.clone()));
+        let sync = sync || ckpt;
+        let done = |t: u64| !ckpt && self.done_lsn(sync) >= t;
+        if target.is_some_and(done) {
+            return Ok(());
         }
-        if let Some(t) = target {
-            let done = if sync {
-                &self.s.synced_lsn
-            } else {
-                &self.s.written_lsn
-            };
-            if done.load(Ordering::Acquire) >= t {
+        let (lsn, ckpt) = {
+            // Writes never queue behind an fsync: under `None` a checkpoint's sync must not
+            // hold back handing data to the OS.
+            let _w = self.s.write_lock.lock();
+            self.check_poison()?;
+            if target.is_some_and(done) {
                 return Ok(());
             }
+            let work = self.snapshot(ckpt);
+            // A durable appender leading a group commit submits write + fdatasync as one
+            // linked chain (one io_uring submission).
+            let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
+            self.write_jobs(&work.jobs, linked)
+                .map_err(|e| self.poison_with(e))?;
+            self.finish_jobs(&work.jobs, linked);
+            self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
+            (work.lsn, work.ckpt)
+        };
+        if !sync {
+            return Ok(());
         }
-        let work = self.snapshot(ckpt);
-        let sync = sync || ckpt;
-        if let Err(e) = self.write_jobs(&work.jobs, sync) {
-            return Err(self.poison_with(e));
+        let mut io = self.s.sync_lock.lock();
+        self.check_poison()?;
+        if ckpt.is_none() && self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
         }
-        self.finish_jobs(&work.jobs, sync);
-        self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
-        if sync {
-            self.s.synced_lsn.fetch_max(work.lsn, Ordering::AcqRel);
-            *self.s.last_sync.lock() = Instant::now();
-        }
-        if let Some((ck, deletable)) = work.ckpt {
+        self.sync_written().map_err(|e| self.poison_with(e))?;
+        self.s.synced_lsn.fetch_max(lsn, Ordering::AcqRel);
+        *self.s.last_sync.lock() = Instant::now();
+        if let Some((ck, deletable)) = ckpt {
             // A failed checkpoint loses nothing: the log is synced and the previous
             // checkpoint stays valid; recovery just replays more.
             io::replace_file(
@@ -762,13 +778,29 @@ impl Stream {
                 &ck.encode(),
             )
             .map_err(DurabilityError::from_io)?;
-            io.ckpt_lsn = work.lsn;
+            io.ckpt_lsn = lsn;
             io.ckpt_at = Instant::now();
             *self.s.durable_ckpt.lock() = Some(Arc::new(ck));
             self.drop_retired(&deletable)
                 .map_err(DurabilityError::from_io)?;
         }
         Ok(())
+    }
+
+    fn done_lsn(&self, synced: bool) -> u64 {
+        let w = if synced {
+            &self.s.synced_lsn
+        } else {
+            &self.s.written_lsn
+        };
+        w.load(Ordering::Acquire)
+    }
+
+    fn check_poison(&self) -> Result<(), DurabilityError> {
+        match self.s.poison.get() {
+            Some(p) => Err(DurabilityError::Poisoned(p.clone())),
+            None => Ok(()),
+        }
     }
 
     fn snapshot(&self, ckpt: bool) -> Work {
@@ -788,7 +820,7 @@ impl Stream {
                 Data::Sealed(_) => continue,
             };
             let to = buf.len();
-            if to == b.written && trailer.is_none() && b.dir_synced {
+            if to == b.written && trailer.is_none() {
                 continue;
             }
             jobs.push(Job {
@@ -838,7 +870,9 @@ impl Stream {
         }
     }
 
-    fn write_jobs(&self, jobs: &[Job], sync: bool) -> std::io::Result<()> {
+    /// Writes the jobs; with `linked`, each file's writes and its fdatasync go as one chain and
+    /// new directory entries are synced too.
+    fn write_jobs(&self, jobs: &[Job], linked: bool) -> std::io::Result<()> {
         let mut new_file = false;
         for j in jobs {
             let bytes = j.buf.bytes();
@@ -849,7 +883,7 @@ impl Stream {
             if let Some(t) = &j.trailer {
                 parts.push((t, j.to as u64));
             }
-            if sync || j.trailer.is_some() {
+            if linked {
                 j.file.write_and_sync(&parts)?;
             } else {
                 for (b, off) in parts {
@@ -858,32 +892,65 @@ impl Stream {
             }
             new_file |= j.new_file;
         }
-        if new_file && sync {
+        if new_file && linked {
             self.s.vfs.sync_dir(&self.s.dir)?;
         }
         Ok(())
     }
 
-    fn finish_jobs(&self, jobs: &[Job], sync: bool) {
+    fn finish_jobs(&self, jobs: &[Job], synced: bool) {
         let mut st = self.s.state.write();
         for j in jobs {
             let Some(b) = st.block_mut(j.id) else {
                 continue;
             };
             b.written = b.written.max(j.to);
-            if sync {
+            if synced {
+                b.synced = b.written;
                 b.dir_synced = true;
             }
             if j.trailer.is_some() {
                 if let Ok(map) = j.file.map() {
-                    let map = Arc::new(map);
                     if let Offsets::Mapped { .. } = b.offsets {
                         b.offsets = Offsets::Owned(b.offsets.to_vec());
                     }
-                    b.data = Data::Sealed(map);
+                    b.data = Data::Sealed(Arc::new(map));
                 }
             }
         }
+    }
+
+    /// fdatasyncs every file with written but unsynced bytes, and the directory if a block
+    /// file is new.
+    fn sync_written(&self) -> std::io::Result<()> {
+        let (files, new_dir) = {
+            let st = self.s.state.read();
+            let all = st.blocks.iter().chain(st.retired.iter());
+            let files: Vec<(u64, Arc<dyn VFile>, usize)> = all
+                .filter(|b| b.synced < b.written || !b.dir_synced)
+                .filter_map(|b| b.file.clone().map(|f| (b.id, f, b.written)))
+                .collect();
+            let new_dir = st
+                .blocks
+                .iter()
+                .chain(st.retired.iter())
+                .any(|b| b.file.is_some() && !b.dir_synced);
+            (files, new_dir)
+        };
+        for (_, f, _) in &files {
+            f.sync_data()?;
+        }
+        if new_dir {
+            self.s.vfs.sync_dir(&self.s.dir)?;
+        }
+        let mut st = self.s.state.write();
+        for (id, _, w) in files {
+            if let Some(b) = st.block_mut(id) {
+                b.synced = b.synced.max(w);
+                b.dir_synced = true;
+            }
+        }
+        Ok(())
     }
 
     fn drop_retired(&self, ids: &[u64]) -> std::io::Result<()> {
@@ -931,7 +998,7 @@ impl Stream {
         let Some(ck) = self.s.durable_ckpt.lock().clone() else {
             return Ok(false);
         };
-        let _io = self.s.io.lock();
+        let _w = self.s.write_lock.lock();
         let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
         let pick = {
             let st = self.s.state.read();
@@ -1003,7 +1070,7 @@ impl Stream {
             (st.lsn, st.last_seq)
         };
         let (ck_due, sync_due) = {
-            let io = self.s.io.lock();
+            let io = self.s.sync_lock.lock();
             let ck_due = lsn > io.ckpt_lsn
                 && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY);
             let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
