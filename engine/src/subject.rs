@@ -43,21 +43,32 @@ fn check_tokens(s: &str, wildcards: bool) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Byte classes for the fast path: 0 plain, 1 dot, 2 needs the slow path.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = if i == b'.' as usize {
+            1
+        } else if i <= b' ' as usize || i == 0x7f || i == b'*' as usize || i == b'>' as usize {
+            2
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Fast path run on every append: true when `b` is non-empty dot-separated tokens of plain
 /// bytes (no wildcard, whitespace or control characters).
 fn plain_tokens(b: &[u8]) -> bool {
     let mut prev_dot = true;
     for &c in b {
-        if c == b'.' {
-            if prev_dot {
-                return false;
-            }
-            prev_dot = true;
-        } else {
-            if c <= b' ' || c == 0x7f || c == b'*' || c == b'>' {
-                return false;
-            }
-            prev_dot = false;
+        match CLASS[c as usize] {
+            0 => prev_dot = false,
+            1 if !prev_dot => prev_dot = true,
+            _ => return false,
         }
     }
     !prev_dot
