@@ -123,59 +123,102 @@ pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
     if u64_at(f, 40) != xxh3_64(&file[body_end..n - 8]) {
         return None;
     }
+    let first_seq = u64_at(f, 32);
+    if first_seq > crate::record::MAX_SEQ || slots as u64 > crate::record::MAX_SEQ - first_seq {
+        return None;
+    }
     Some(Trailer {
         block_id: u64_at(f, 8),
-        first_seq: u64_at(f, 32),
+        first_seq,
         slots,
         body_end,
     })
 }
 
-/// Sequence -> record offset within one block.
-pub enum Offsets {
+enum Table {
     Owned(Vec<u32>),
     /// The offset table of a sealed block, read in place from its mapping.
     Mapped {
         map: Arc<Mapping>,
         at: usize,
-        slots: usize,
+        len: usize,
     },
 }
 
+/// Sequence -> record offset within one block. The *physical* table describes the records in
+/// the file and is what a trailer stores; the *logical* length can be shorter after a
+/// `truncate`, so that a truncate that never reaches the disk cannot shorten a trailer.
+pub struct Offsets {
+    table: Table,
+    logical: usize,
+}
+
 impl Offsets {
+    pub fn owned(v: Vec<u32>) -> Self {
+        Offsets {
+            logical: v.len(),
+            table: Table::Owned(v),
+        }
+    }
+    pub fn mapped(map: Arc<Mapping>, at: usize, len: usize, logical: usize) -> Self {
+        Offsets {
+            table: Table::Mapped { map, at, len },
+            logical: logical.min(len),
+        }
+    }
+    /// Slots visible to readers.
     pub fn len(&self) -> usize {
-        match self {
-            Offsets::Owned(v) => v.len(),
-            Offsets::Mapped { slots, .. } => *slots,
+        self.logical
+    }
+    fn physical_get(&self, i: usize) -> Option<u32> {
+        match &self.table {
+            Table::Owned(v) => v.get(i).copied(),
+            Table::Mapped { map, at, len } => (i < *len).then(|| u32_at(map, at + i * 4)),
         }
     }
     pub fn get(&self, i: usize) -> Option<u32> {
-        match self {
-            Offsets::Owned(v) => v.get(i).copied(),
-            Offsets::Mapped { map, at, slots } => (i < *slots).then(|| u32_at(map, at + i * 4)),
+        if i < self.logical {
+            self.physical_get(i)
+        } else {
+            None
         }
     }
-    fn owned(&mut self) -> &mut Vec<u32> {
-        if let Offsets::Mapped { .. } = self {
-            let v: Vec<u32> = (0..self.len()).filter_map(|i| self.get(i)).collect();
-            *self = Offsets::Owned(v);
-        }
-        match self {
-            Offsets::Owned(v) => v,
-            Offsets::Mapped { .. } => unreachable!("converted above"),
+    fn physical_len(&self) -> usize {
+        match &self.table {
+            Table::Owned(v) => v.len(),
+            Table::Mapped { len, .. } => *len,
         }
     }
+    /// The whole physical table, for a trailer.
+    pub fn physical(&self) -> Vec<u32> {
+        (0..self.physical_len())
+            .filter_map(|i| self.physical_get(i))
+            .collect()
+    }
+    /// Appends a slot; slots hidden by a truncate are overwritten first.
     pub fn push(&mut self, off: u32) {
-        self.owned().push(off);
+        self.detach();
+        if let Table::Owned(v) = &mut self.table {
+            v.truncate(self.logical);
+            v.push(off);
+        }
+        self.logical += 1;
     }
-    pub fn truncate(&mut self, n: usize) {
-        match self {
-            Offsets::Owned(v) => v.truncate(n),
-            Offsets::Mapped { slots, .. } => *slots = (*slots).min(n),
+    /// Hides every slot from `n` on (truncate); the physical table is untouched.
+    pub fn clip(&mut self, n: usize) {
+        self.logical = self.logical.min(n);
+    }
+    /// Copies a mapped table to the heap (before the mapping is replaced or dropped).
+    pub fn detach(&mut self) {
+        if let Table::Mapped { .. } = self.table {
+            self.table = Table::Owned(self.physical());
         }
     }
-    pub fn to_vec(&self) -> Vec<u32> {
-        (0..self.len()).filter_map(|i| self.get(i)).collect()
+}
+
+impl Default for Offsets {
+    fn default() -> Self {
+        Self::owned(Vec::new())
     }
 }
 
@@ -294,10 +337,13 @@ pub struct ScanEnd {
 }
 
 /// Walks the records in `bytes[from..to]`, calling `visit(offset, item)` for each.
+/// In a `sealed` body (its extent is known from a valid trailer) nothing is a torn tail: an
+/// undecodable stretch is a damaged record.
 pub fn scan<'a>(
     bytes: &'a [u8],
     from: usize,
     to: usize,
+    sealed: bool,
     mut visit: impl FnMut(usize, Scanned<'a>),
 ) -> ScanEnd {
     let to = to.min(bytes.len());
@@ -329,6 +375,13 @@ pub fn scan<'a>(
                 Some(next) if record::decode(&body[next..]).is_ok() => {
                     visit(off, Scanned::Damaged(None));
                     off = next;
+                }
+                _ if sealed => {
+                    visit(off, Scanned::Damaged(None));
+                    return ScanEnd {
+                        end: to,
+                        torn: false,
+                    };
                 }
                 _ => {
                     return ScanEnd {
@@ -397,7 +450,7 @@ mod tests {
         b[HEADER_LEN + rec + 3] ^= 0x10; // header of record 2
         let mut seen = vec![];
         let mut damaged = 0;
-        let end = scan(&b, HEADER_LEN, b.len(), |_, s| match s {
+        let end = scan(&b, HEADER_LEN, b.len(), false, |_, s| match s {
             Scanned::Record(r) => seen.push(r.seq),
             Scanned::Damaged(_) => damaged += 1,
         });
@@ -419,7 +472,7 @@ mod tests {
         let good = b.len();
         let r2 = encode(Kind::Msg, 2, 0, b"a", b"", b"yyyyyyyy");
         b.extend(&r2[..r2.len() / 2]);
-        let end = scan(&b, HEADER_LEN, b.len(), |_, _| {});
+        let end = scan(&b, HEADER_LEN, b.len(), false, |_, _| {});
         assert_eq!(
             end,
             ScanEnd {

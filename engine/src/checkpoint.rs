@@ -106,24 +106,35 @@ impl Checkpoint {
         if need != body {
             return Err("length does not match counts");
         }
+        let limit = crate::record::MAX_SEQ;
+        if [u64_at(b, 24), u64_at(b, 40)]
+            .iter()
+            .any(|&v| v > limit + 1)
+        {
+            return Err("sequence out of range");
+        }
         let mut p = FIXED_LEN;
         let mut blocks = Vec::with_capacity(nb);
         for _ in 0..nb {
             let f = |i: usize| u64_at(b, p + i * 8);
-            blocks.push(BlockEntry {
+            let e = BlockEntry {
                 id: f(0),
                 first_seq: f(1),
                 slots: f(2),
                 live: f(3),
                 live_bytes: f(4),
-            });
+            };
+            if e.first_seq > limit || e.slots > limit - e.first_seq {
+                return Err("block entry out of range");
+            }
+            blocks.push(e);
             p += BLOCK_LEN;
         }
         let mut deletes = DeleteSet::new();
         let mut prev_end: Option<u64> = None;
         for _ in 0..nr {
             let (s, e) = (u64_at(b, p), u64_at(b, p + 8));
-            if s > e || prev_end.is_some_and(|pe| pe >= s) {
+            if s > e || e > limit || prev_end.is_some_and(|pe| pe >= s) {
                 return Err("delete ranges out of order");
             }
             deletes.insert_range(s, e);

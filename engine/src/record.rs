@@ -8,6 +8,9 @@ pub const HEADER_LEN: usize = 32;
 pub const TRAILER_LEN: usize = 8;
 /// Smallest valid record.
 pub const MIN_RECORD_LEN: usize = HEADER_LEN + TRAILER_LEN;
+/// Largest sequence number; leaves headroom so `seq + 1` never overflows. Decoders reject
+/// anything larger as damage.
+pub const MAX_SEQ: u64 = 1 << 62;
 /// Largest subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 4096;
 /// Largest headers + payload of one message, in bytes.

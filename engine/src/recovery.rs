@@ -142,7 +142,7 @@ pub(crate) fn recover(
         }
     }
     let mut garbage = Vec::new();
-    let mut erase_redo = Vec::new();
+    let mut replay = Replay::default();
     let last_id = ids.last().copied();
     for &id in &ids {
         st.next_block_id = st.next_block_id.max(id + 1);
@@ -164,11 +164,7 @@ pub(crate) fn recover(
             st.blocks.push(Block {
                 id,
                 first_seq: e.first_seq,
-                offsets: Offsets::Mapped {
-                    map: map.clone(),
-                    at: t.body_end,
-                    slots: t.slots.min(e.slots as usize),
-                },
+                offsets: Offsets::mapped(map.clone(), t.body_end, t.slots, e.slots as usize),
                 live: e.live,
                 live_bytes: e.live_bytes,
                 data: Data::Sealed(map),
@@ -188,18 +184,19 @@ pub(crate) fn recover(
         }
         let first_seq = entry
             .map(|e| e.first_seq)
-            .or(header.map(|h| h.first_seq))
+            .or(header.map(|h| h.first_seq.min(crate::record::MAX_SEQ)))
             .unwrap_or(st.last_seq + 1);
         let body_end = trailer.map(|t| t.body_end).unwrap_or(map.len());
         let mut b = Block {
             id,
             first_seq,
-            offsets: Offsets::Owned(Vec::new()),
+            offsets: Offsets::default(),
             live: entry.map(|e| e.live).unwrap_or(0),
             live_bytes: entry.map(|e| e.live_bytes).unwrap_or(0),
             data: Data::Sealed(map.clone()),
             file: Some(file.clone()),
-            written: 0,
+            // The scan's extent; `finish_block` settles it.
+            written: body_end,
             // Found in the page cache; the next sync makes sure it is on disk.
             synced: 0,
             dir_synced: true,
@@ -210,24 +207,34 @@ pub(crate) fn recover(
             b.first_seq = st.last_seq + 1;
             st.push_block(b);
         }
-        let end = replay_block(
-            &mut st,
-            &map,
-            apply_from,
-            body_end,
+        // In a sealed block the trailer names the sequence at every offset, so a damaged
+        // record is identified exactly even when its header is gone.
+        let seq_at: HashMap<usize, u64> = match trailer {
+            Some(t) => Offsets::mapped(map.clone(), t.body_end, t.slots, t.slots)
+                .physical()
+                .iter()
+                .enumerate()
+                .filter(|(_, &o)| o != NO_RECORD)
+                .map(|(i, &o)| (o as usize, t.first_seq + i as u64))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut scan = BlockScan {
+            st: &mut st,
+            report: &mut report,
+            replay: &mut replay,
+            seq_at,
             entry,
-            &mut report,
-            &mut erase_redo,
-        );
+        };
+        let end = scan.run(&map, apply_from, body_end, trailer.is_some());
         let is_last = Some(id) == last_id;
         finish_block(
             &mut st,
             file,
             map,
-            trailer.is_some(),
+            trailer.map(|t| t.body_end),
             end,
             is_last,
-            &mut report,
         )?;
     }
     for id in garbage {
@@ -244,7 +251,7 @@ pub(crate) fn recover(
         let first = st.last_seq + 1;
         st.apply_skip(first, lease);
     }
-    redo_erases(&st, &erase_redo)?;
+    redo_erases(&st, &replay.erase_redo)?;
     report.duration_us = started.elapsed().as_micros() as u64;
     Ok(Recovered {
         state: st,
@@ -267,121 +274,210 @@ fn lose_block(st: &mut LogState, e: &BlockEntry, report: &mut RecoveryReport) {
     st.live_bytes = st.live_bytes.saturating_sub(e.live_bytes);
 }
 
-/// Indexes (and from `apply_from` on, applies) the records of the last block in `st`.
-/// Returns the end of the last complete record or batch.
-fn replay_block(
-    st: &mut LogState,
-    bytes: &[u8],
-    apply_from: Option<usize>,
-    body_end: usize,
-    entry: Option<BlockEntry>,
-    report: &mut RecoveryReport,
-    erase_redo: &mut Vec<(u64, u64, usize)>,
-) -> usize {
-    let apply_from = apply_from.unwrap_or(usize::MAX);
-    let mut batch: Vec<(usize, record::RecordRef<'_>)> = Vec::new();
-    let mut unknown_gap = false;
-    let mut committed_end = HEADER_LEN;
-    let scan_end = block::scan(bytes, HEADER_LEN, body_end, |off, item| {
-        if off < apply_from {
-            if let Scanned::Record(r) = item {
-                index_only(st, &r, off);
-            }
-            committed_end = off + record_len(&item);
-            return;
-        }
-        report.replayed_bytes += record_len(&item) as u64;
-        match item {
-            Scanned::Record(r) if r.flags & FLAG_BATCH != 0 => batch.push((off, r)),
-            Scanned::Record(r) => {
-                report.replayed_records += 1 + batch.len() as u64;
-                for (boff, br) in batch.drain(..) {
-                    apply(st, &br, boff, &mut unknown_gap, report, erase_redo);
-                }
-                apply(st, &r, off, &mut unknown_gap, report, erase_redo);
-                committed_end = off + r.len;
-            }
-            Scanned::Damaged(Some(h)) => {
-                batch.clear();
-                if h.kind == Kind::Msg && h.seq > st.last_seq && h.seq <= crate::state::MAX_SEQ {
-                    report.lose(h.seq, h.seq);
-                    st.apply_skip(h.seq, h.seq);
-                }
-                committed_end = off + h.len;
-            }
-            Scanned::Damaged(None) => {
-                batch.clear();
-                unknown_gap = true;
-            }
-        }
-    });
-    if let Some(e) = entry {
-        // The checkpoint's view of a block wins over an index rebuilt from before it.
-        let b = st.blocks.last_mut();
-        if let Some(b) = b.filter(|b| b.id == e.id && apply_from == usize::MAX) {
-            b.offsets.truncate(e.slots as usize);
-        }
-    }
-    if scan_end.torn || !batch.is_empty() {
-        report.torn_bytes += (body_end.saturating_sub(committed_end)) as u64;
-    }
-    committed_end.max(HEADER_LEN).min(body_end)
+/// Replay state that carries across blocks.
+#[derive(Default)]
+struct Replay {
+    /// A damaged record of unknown sequence was skipped; the next message tells what was lost.
+    unknown_gap: bool,
+    /// (block id, seq, offset) of erases to redo in place.
+    erase_redo: Vec<(u64, u64, usize)>,
 }
 
-fn record_len(item: &Scanned<'_>) -> usize {
+/// Scanning one block: records before `apply_from` are only indexed (the checkpoint already
+/// reflects them), records after it are applied.
+struct BlockScan<'s> {
+    st: &'s mut LogState,
+    report: &'s mut RecoveryReport,
+    replay: &'s mut Replay,
+    seq_at: HashMap<usize, u64>,
+    entry: Option<BlockEntry>,
+}
+
+impl BlockScan<'_> {
+    /// Returns the end of the last complete record or batch.
+    fn run(
+        &mut self,
+        bytes: &[u8],
+        apply_from: Option<usize>,
+        body_end: usize,
+        sealed: bool,
+    ) -> usize {
+        let apply_from = apply_from.unwrap_or(usize::MAX);
+        let mut batch: Vec<(usize, record::RecordRef<'_>)> = Vec::new();
+        let mut committed_end = HEADER_LEN;
+        let mut pending_damage: Option<usize> = None;
+        let scan_end = block::scan(bytes, HEADER_LEN, body_end, sealed, |off, item| {
+            let len = item_len(&item);
+            if off < apply_from {
+                self.index_only(item, off, &mut pending_damage);
+                committed_end = off + len;
+                return;
+            }
+            self.settle_damage(&mut pending_damage, off);
+            self.report.replayed_bytes += len as u64;
+            match item {
+                Scanned::Record(r) if r.flags & FLAG_BATCH != 0 => batch.push((off, r)),
+                Scanned::Record(r) => {
+                    self.report.replayed_records += 1 + batch.len() as u64;
+                    for (boff, br) in batch.drain(..) {
+                        self.apply(&br, boff);
+                    }
+                    self.apply(&r, off);
+                    committed_end = off + r.len;
+                }
+                Scanned::Damaged(head) => {
+                    batch.clear();
+                    let seq = head
+                        .filter(|h| h.kind == Kind::Msg)
+                        .map(|h| h.seq)
+                        .or_else(|| self.seq_at.get(&off).copied());
+                    match (head, seq) {
+                        (_, Some(seq)) => self.lose(seq, off),
+                        (Some(h), None) => self.apply_damaged_control(h),
+                        (None, None) => self.replay.unknown_gap = true,
+                    }
+                    if let Some(h) = head {
+                        committed_end = off + h.len;
+                    }
+                }
+            }
+        });
+        if scan_end.torn && scan_end.end < apply_from {
+            // The checkpoint proves these bytes were durable: not a torn tail but damage.
+            pending_damage.get_or_insert(scan_end.end);
+        }
+        self.settle_damage(&mut pending_damage, apply_from.min(body_end));
+        if let Some(e) = self.entry.filter(|_| apply_from == usize::MAX) {
+            // A covered block rebuilt by scanning: the checkpoint's slot count wins.
+            if let Some(b) = self.st.blocks.last_mut().filter(|b| b.id == e.id) {
+                b.offsets.clip(e.slots as usize);
+            }
+        }
+        if scan_end.torn || !batch.is_empty() {
+            self.report.torn_bytes += body_end.saturating_sub(committed_end) as u64;
+        }
+        if sealed {
+            return body_end;
+        }
+        committed_end.max(HEADER_LEN).min(body_end)
+    }
+
+    /// A damaged stretch at the end of the checkpoint-covered part held every sequence the
+    /// checkpoint gives this block beyond the last one indexed.
+    fn settle_damage(&mut self, pending: &mut Option<usize>, end: usize) {
+        let (Some(start), Some(e)) = (pending.take(), self.entry) else {
+            return;
+        };
+        self.lose_gap_before(e.first_seq + e.slots, end.saturating_sub(start));
+    }
+
+    fn apply(&mut self, r: &record::RecordRef<'_>, off: usize) {
+        let st = &mut *self.st;
+        if self.replay.unknown_gap && r.kind == Kind::Msg && r.seq > st.last_seq + 1 {
+            self.report.lose(st.last_seq + 1, r.seq - 1);
+        }
+        self.replay.unknown_gap = false;
+        if r.kind == Kind::Erase {
+            if let Some((bi, boff)) = st.find(r.seq) {
+                self.replay.erase_redo.push((st.blocks[bi].id, r.seq, boff));
+            }
+        }
+        st.apply_record(r, off);
+    }
+
+    /// A damaged message record of known sequence in the replayed part.
+    fn lose(&mut self, seq: u64, off: usize) {
+        if seq > self.st.last_seq && seq <= crate::state::MAX_SEQ {
+            self.report.lose(seq, seq);
+            self.st.apply_lost(seq, off);
+        }
+    }
+
+    /// A control record whose body is damaged but whose header is intact: everything it does
+    /// is in the header (a Skip's first sequence is implied by the gap rule).
+    fn apply_damaged_control(&mut self, h: record::Head) {
+        let r = record::RecordRef {
+            kind: h.kind,
+            flags: h.flags,
+            seq: h.seq,
+            ts: h.ts,
+            subject: &[],
+            headers: &[],
+            payload: &[],
+            len: h.len,
+        };
+        self.st.apply_record(&r, 0);
+    }
+
+    /// Rebuilds the slot of a record the checkpoint already reflects. A damaged message the
+    /// checkpoint counted as live is now lost and leaves the counters.
+    fn index_only(&mut self, item: Scanned<'_>, off: usize, pending_damage: &mut Option<usize>) {
+        let seq = match &item {
+            Scanned::Record(r) if r.kind == Kind::Truncate => {
+                if let Some(b) = self.st.blocks.last_mut() {
+                    b.offsets
+                        .clip(r.seq.saturating_add(1).saturating_sub(b.first_seq) as usize);
+                }
+                return;
+            }
+            Scanned::Record(r) if r.kind == Kind::Msg => Some(r.seq),
+            Scanned::Record(_) => return,
+            Scanned::Damaged(h) => h
+                .filter(|h| h.kind == Kind::Msg)
+                .map(|h| h.seq)
+                .or_else(|| self.seq_at.get(&off).copied()),
+        };
+        let Some(seq) = seq else {
+            pending_damage.get_or_insert(off);
+            return;
+        };
+        if let Some(start) = pending_damage.take() {
+            self.lose_gap_before(seq, off - start);
+        }
+        if !self.st.place_indexed(seq, off) {
+            return;
+        }
+        if let Scanned::Damaged(_) = item {
+            let len = self
+                .st
+                .blocks
+                .last()
+                .map(|b| b.record_len(off))
+                .unwrap_or(0);
+            self.lose_counted(seq, len);
+        }
+    }
+
+    /// Sequences just before `seq` that the checkpoint counts as live had records inside a
+    /// damaged stretch of `bytes`: they are lost.
+    fn lose_gap_before(&mut self, seq: u64, bytes: usize) {
+        let Some(b) = self.st.blocks.last() else {
+            return;
+        };
+        let lost: Vec<u64> = (b.end_seq()..seq)
+            .filter(|&s| {
+                s >= self.st.floor && s <= self.st.last_seq && !self.st.deletes.contains(s)
+            })
+            .collect();
+        let n = lost.len().max(1) as u64;
+        for (i, s) in lost.iter().enumerate() {
+            let share = bytes as u64 / n + if i == 0 { bytes as u64 % n } else { 0 };
+            self.lose_counted(*s, share);
+        }
+    }
+
+    fn lose_counted(&mut self, seq: u64, len: u64) {
+        if self.st.discount(seq, len) {
+            self.report.lose(seq, seq);
+        }
+    }
+}
+
+fn item_len(item: &Scanned<'_>) -> usize {
     match item {
         Scanned::Record(r) => r.len,
         Scanned::Damaged(Some(h)) => h.len,
         Scanned::Damaged(None) => 0,
-    }
-}
-
-fn apply(
-    st: &mut LogState,
-    r: &record::RecordRef<'_>,
-    off: usize,
-    unknown_gap: &mut bool,
-    report: &mut RecoveryReport,
-    erase_redo: &mut Vec<(u64, u64, usize)>,
-) {
-    if *unknown_gap && r.kind == Kind::Msg && r.seq > st.last_seq + 1 {
-        report.lose(st.last_seq + 1, r.seq - 1);
-    }
-    *unknown_gap = false;
-    if r.kind == Kind::Erase {
-        if let Some((bi, boff)) = st.find(r.seq) {
-            erase_redo.push((st.blocks[bi].id, r.seq, boff));
-        }
-    }
-    st.apply_record(r, off);
-}
-
-/// Rebuilds the offset of a record already reflected in the checkpoint.
-fn index_only(st: &mut LogState, r: &record::RecordRef<'_>, off: usize) {
-    let Some(b) = st.blocks.last_mut() else {
-        return;
-    };
-    match r.kind {
-        Kind::Msg => {
-            if b.slots() == 0 {
-                b.first_seq = r.seq;
-            }
-            if r.seq < b.first_seq || r.seq - b.end_seq().min(r.seq) > block::MAX_PAD {
-                return;
-            }
-            if r.seq < b.end_seq() {
-                b.offsets.truncate((r.seq - b.first_seq) as usize);
-            }
-            while b.end_seq() < r.seq {
-                b.offsets.push(NO_RECORD);
-            }
-            b.offsets.push(off as u32);
-        }
-        Kind::Truncate if r.seq < b.end_seq() => {
-            b.offsets
-                .truncate(r.seq.saturating_add(1).saturating_sub(b.first_seq) as usize);
-        }
-        _ => {}
     }
 }
 
@@ -390,10 +486,9 @@ fn finish_block(
     st: &mut LogState,
     file: Arc<dyn VFile>,
     map: Arc<Mapping>,
-    sealed: bool,
+    sealed_body: Option<usize>,
     end: usize,
     is_last: bool,
-    report: &mut RecoveryReport,
 ) -> io::Result<()> {
     let Some(b) = st
         .blocks
@@ -404,17 +499,14 @@ fn finish_block(
     else {
         return Ok(());
     };
-    if sealed {
-        if let Offsets::Owned(_) = b.offsets {
-            b.written = end;
-        }
+    if let Some(body_end) = sealed_body {
+        b.written = body_end;
         return Ok(());
     }
-    let bytes = map.get(..end).unwrap_or(&[]);
-    let mut header = bytes.to_vec();
-    if BlockHeader::decode(bytes).is_none() {
+    let mut body = map.get(..end).unwrap_or(&[]).to_vec();
+    if BlockHeader::decode(&body).is_none() {
         // Keep the block readable even if its header was hit: records carry their own seqs.
-        header.resize(HEADER_LEN.max(header.len()), 0);
+        body.resize(HEADER_LEN.max(body.len()), 0);
         let h = BlockHeader {
             stream_id: st.stream_id,
             block_id: b.id,
@@ -422,33 +514,26 @@ fn finish_block(
             created_ns: 0,
         }
         .encode();
-        header[..HEADER_LEN].copy_from_slice(&h);
+        body[..HEADER_LEN].copy_from_slice(&h);
         file.write_all_at(&h, 0)?;
     }
     drop(map);
-    if is_last {
-        let cap = st.block_size.max(header.len() + record::MIN_RECORD_LEN);
-        let mut w = Writer::new(cap);
-        w.append(&header);
-        if (file.size()? as usize) > header.len() {
-            file.set_len(header.len() as u64)?;
-            file.sync_data()?;
-        }
-        b.data = Data::Active(w);
-        b.written = header.len();
-        b.offsets = Offsets::Owned(b.offsets.to_vec());
-    } else {
-        // An older block without a valid trailer (a crash while sealing): cut what is not a
-        // record and seal it now.
-        file.set_len(header.len() as u64)?;
-        let t = block::encode_trailer(b.id, b.first_seq, header.len() as u64, &b.offsets.to_vec());
-        file.write_and_sync(&[(&t, header.len() as u64)])?;
-        let map = Arc::new(file.map()?);
-        b.offsets = Offsets::Owned(b.offsets.to_vec());
-        b.data = Data::Sealed(map);
-        b.written = header.len();
+    b.offsets.detach();
+    if (file.size()? as usize) > body.len() {
+        file.set_len(body.len() as u64)?;
+        file.sync_data()?;
     }
-    let _ = report;
+    b.written = body.len();
+    if is_last {
+        let mut w = Writer::new(st.block_size.max(body.len() + record::MIN_RECORD_LEN));
+        w.append(&body);
+        b.data = Data::Active(w);
+    } else {
+        // An older block without a valid trailer (a crash while sealing): seal it now.
+        let t = block::encode_trailer(b.id, b.first_seq, body.len() as u64, &b.offsets.physical());
+        file.write_and_sync(&[(&t, body.len() as u64)])?;
+        b.data = Data::Sealed(Arc::new(file.map()?));
+    }
     Ok(())
 }
 

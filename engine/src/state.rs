@@ -60,19 +60,34 @@ impl Block {
             .filter(|&o| o != NO_RECORD)
             .map(|o| o as usize)
     }
-    fn record_len(&self, off: usize) -> u64 {
-        self.bytes()
-            .get(off..off + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
-            .unwrap_or(0)
+    /// End of the records (the active buffer's length, or a sealed body's end).
+    fn body_len(&self) -> usize {
+        match &self.data {
+            Data::Sealed(_) => self.written,
+            _ => self.bytes().len(),
+        }
     }
+
+    /// Encoded length of the record at `off`. Trusts the length field only when the header
+    /// check passes; for a damaged header it measures up to the next valid record, so counters
+    /// stay exact after on-disk damage.
+    pub fn record_len(&self, off: usize) -> u64 {
+        let end = self.body_len().min(self.bytes().len());
+        let Some(rest) = self.bytes().get(off..end) else {
+            return 0;
+        };
+        match record::decode_head(rest) {
+            Ok(h) => h.len.min(rest.len()) as u64,
+            Err(_) => record::resync(rest, 1).unwrap_or(rest.len()) as u64,
+        }
+    }
+
     pub fn path(dir: &Path, id: u64) -> PathBuf {
         dir.join(format!("{id:020}.blk"))
     }
 }
 
-/// Largest sequence number; leaves headroom so `seq + 1` never overflows.
-pub const MAX_SEQ: u64 = 1 << 62;
+pub use crate::record::MAX_SEQ;
 
 /// What one message removal freed.
 struct Freed {
@@ -234,7 +249,7 @@ impl LogState {
         self.push_block(Block {
             id,
             first_seq,
-            offsets: Offsets::Owned(Vec::new()),
+            offsets: Offsets::default(),
             live: 0,
             live_bytes: 0,
             data: Data::Active(w),
@@ -292,6 +307,81 @@ impl LogState {
         (off, len)
     }
 
+    /// True when a message record with `seq` can take the next slot of the last block, as the
+    /// live path would have placed it (anything else is damage).
+    pub fn placeable(&self, seq: u64) -> bool {
+        seq > self.last_seq
+            && seq <= MAX_SEQ
+            && self.blocks.last().is_some_and(|b| {
+                b.slots() == 0 || (seq >= b.end_seq() && seq - b.end_seq() <= MAX_PAD)
+            })
+    }
+
+    /// A damaged message record whose sequence is known: it keeps its slot (so slot numbering
+    /// matches the block's trailer) but is counted as removed. Returns false if it could not
+    /// be placed.
+    pub fn apply_lost(&mut self, seq: u64, off: usize) -> bool {
+        if !self.placeable(seq) {
+            if seq > self.last_seq && seq <= MAX_SEQ {
+                self.apply_skip(seq, seq);
+            }
+            return false;
+        }
+        if seq > self.last_seq + 1 {
+            self.deletes.insert_range(self.last_seq + 1, seq - 1);
+        }
+        if let Some(b) = self.blocks.last_mut() {
+            Self::place(b, seq, off);
+        }
+        self.last_seq = seq;
+        self.deletes.insert(seq);
+        self.normalize_floor();
+        true
+    }
+
+    fn place(b: &mut Block, seq: u64, off: usize) {
+        if b.slots() == 0 {
+            b.first_seq = seq;
+        }
+        while b.end_seq() < seq {
+            b.offsets.push(NO_RECORD);
+        }
+        b.offsets.push(off as u32);
+    }
+
+    /// Places a slot for a record the checkpoint already reflects (no counters change): the
+    /// same placement rule as live appends, re-using slots hidden by an earlier truncate.
+    pub fn place_indexed(&mut self, seq: u64, off: usize) -> bool {
+        let Some(b) = self.blocks.last_mut() else {
+            return false;
+        };
+        if b.slots() > 0 && seq < b.end_seq() && seq >= b.first_seq {
+            b.offsets.clip((seq - b.first_seq) as usize);
+        }
+        let ok = seq <= MAX_SEQ
+            && (b.slots() == 0 || (seq >= b.end_seq() && seq - b.end_seq() <= MAX_PAD));
+        if ok {
+            Self::place(b, seq, off);
+        }
+        ok
+    }
+
+    /// Takes a message the checkpoint counted as live out of the counters (its record turned
+    /// out to be damaged). Returns false if it was not live.
+    pub fn discount(&mut self, seq: u64, len: u64) -> bool {
+        if seq < self.floor || seq > self.last_seq || self.deletes.contains(seq) {
+            return false;
+        }
+        self.deletes.insert(seq);
+        if let Some(b) = self.blocks.last_mut() {
+            b.live = b.live.saturating_sub(1);
+            b.live_bytes = b.live_bytes.saturating_sub(len);
+        }
+        self.live_bytes = self.live_bytes.saturating_sub(len);
+        self.normalize_floor();
+        true
+    }
+
     /// A message record at `off` of the last block.
     pub fn apply_msg(&mut self, seq: u64, ts: i64, off: usize, len: usize) {
         debug_assert!(
@@ -305,13 +395,7 @@ impl LogState {
         let Some(b) = self.blocks.last_mut() else {
             return;
         };
-        if b.slots() == 0 {
-            b.first_seq = seq;
-        }
-        while b.end_seq() < seq {
-            b.offsets.push(NO_RECORD);
-        }
-        b.offsets.push(off as u32);
+        Self::place(b, seq, off);
         b.live += 1;
         b.live_bytes += len as u64;
         self.live_bytes += len as u64;
@@ -409,7 +493,7 @@ impl LogState {
             }
             let b = &mut self.blocks[bi];
             let keep = last.saturating_add(1).saturating_sub(b.first_seq);
-            b.offsets.truncate(keep as usize);
+            b.offsets.clip(keep as usize);
         }
         self.deletes.remove_above(last);
         self.last_seq = last;
@@ -445,12 +529,9 @@ impl LogState {
             return false;
         }
         match r.kind {
+            Kind::Msg if r.flags & record::FLAG_ERASED != 0 => return self.apply_lost(r.seq, off),
             Kind::Msg => {
-                let placeable = r.seq > self.last_seq
-                    && self.blocks.last().is_some_and(|b| {
-                        b.slots() == 0 || (r.seq >= b.end_seq() && r.seq - b.end_seq() <= MAX_PAD)
-                    });
-                if !placeable {
+                if !self.placeable(r.seq) {
                     return false;
                 }
                 self.apply_msg(r.seq, r.ts, off, r.len)
@@ -464,6 +545,11 @@ impl LogState {
                 self.apply_skip(first.unwrap_or(r.seq), r.seq);
             }
             Kind::Delete | Kind::Erase => {
+                if r.seq > self.last_seq {
+                    // The message it removes was lost (e.g. a torn tail); its sequence was
+                    // still handed out and must not be reused.
+                    self.apply_skip(r.seq, r.seq);
+                }
                 self.apply_remove(r.seq);
             }
             Kind::Purge => {

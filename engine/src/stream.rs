@@ -814,7 +814,7 @@ impl Stream {
                 Data::Active(w) => (w.buf().clone(), None),
                 Data::Sealing(buf) => {
                     let t =
-                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.to_vec());
+                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.physical());
                     (buf.clone(), Some(t))
                 }
                 Data::Sealed(_) => continue,
@@ -911,9 +911,7 @@ impl Stream {
             }
             if j.trailer.is_some() {
                 if let Ok(map) = j.file.map() {
-                    if let Offsets::Mapped { .. } = b.offsets {
-                        b.offsets = Offsets::Owned(b.offsets.to_vec());
-                    }
+                    b.offsets.detach();
                     b.data = Data::Sealed(Arc::new(map));
                 }
             }
@@ -923,7 +921,7 @@ impl Stream {
     /// fdatasyncs every file with written but unsynced bytes, and the directory if a block
     /// file is new.
     fn sync_written(&self) -> std::io::Result<()> {
-        let (files, new_dir) = {
+        let (mut files, new_dir) = {
             let st = self.s.state.read();
             let all = st.blocks.iter().chain(st.retired.iter());
             let files: Vec<(u64, Arc<dyn VFile>, usize)> = all
@@ -937,6 +935,9 @@ impl Stream {
                 .any(|b| b.file.is_some() && !b.dir_synced);
             (files, new_dir)
         };
+        // Log order: a crash between two syncs then keeps a prefix of the log (an older
+        // block's tombstone is never lost while a newer block's records survive).
+        files.sort_by_key(|(id, _, _)| *id);
         for (_, f, _) in &files {
             f.sync_data()?;
         }
@@ -1010,7 +1011,12 @@ impl Stream {
                 .filter(|b| b.written >= min_bytes && (b.live_bytes as usize) * 2 < b.written)
                 .min_by_key(|b| b.live_bytes * 1000 / b.written.max(1) as u64)
                 .and_then(|b| match &b.data {
-                    Data::Sealed(m) => Some((b.id, b.first_seq, m.clone(), b.offsets.to_vec())),
+                    Data::Sealed(m) => {
+                        let ck_slots = ck.blocks.iter().find(|e| e.id == b.id)?.slots as usize;
+                        let mut table = b.offsets.physical();
+                        table.truncate(ck_slots);
+                        Some((b.id, b.first_seq, m.clone(), table))
+                    }
                     _ => None,
                 })
         };
@@ -1050,8 +1056,11 @@ impl Stream {
         let map = Arc::new(file.map()?);
         let mut st = self.s.state.write();
         if let Some(b) = st.block_mut(id) {
-            new_offsets.truncate(b.offsets.len());
-            b.offsets = Offsets::Owned(new_offsets);
+            // The new table keeps the checkpoint's slot count (a later truncate that is not yet
+            // durable must not shorten a trailer); readers see the current count.
+            let logical = b.offsets.len();
+            b.offsets = Offsets::owned(new_offsets);
+            b.offsets.clip(logical);
             b.data = Data::Sealed(map);
             b.file = Some(file);
             b.written = body_end;

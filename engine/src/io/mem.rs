@@ -251,6 +251,19 @@ impl Vfs for MemVfs {
                     fs.files.insert(to.join(rest), f);
                 }
             }
+            // Entries inside a renamed directory keep their durability: they live in the
+            // directory's own inode, which moved as a whole.
+            let durable: Vec<PathBuf> = fs
+                .durable
+                .keys()
+                .filter(|p| p.starts_with(from))
+                .cloned()
+                .collect();
+            for p in durable {
+                if let (Some(f), Ok(rest)) = (fs.durable.remove(&p), p.strip_prefix(from)) {
+                    fs.durable.insert(to.join(rest), f);
+                }
+            }
             return Ok(());
         }
         Err(not_found())
