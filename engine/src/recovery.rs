@@ -225,6 +225,7 @@ pub(crate) fn recover(
             replay: &mut replay,
             seq_at,
             entry,
+            damaged: Vec::new(),
         };
         let end = scan.run(&map, apply_from, body_end, trailer.is_some());
         let is_last = Some(id) == last_id;
@@ -291,6 +292,8 @@ struct BlockScan<'s> {
     replay: &'s mut Replay,
     seq_at: HashMap<usize, u64>,
     entry: Option<BlockEntry>,
+    /// Damaged records met while indexing: (seq, offset, length), judged once indexing ends.
+    damaged: Vec<(u64, usize, u64)>,
 }
 
 impl BlockScan<'_> {
@@ -303,7 +306,9 @@ impl BlockScan<'_> {
         sealed: bool,
     ) -> usize {
         let apply_from = apply_from.unwrap_or(usize::MAX);
-        let mut batch: Vec<(usize, record::RecordRef<'_>)> = Vec::new();
+        // Records of a batch wait for its last record: a batch cut short by a crash is
+        // dropped whole. A damaged record inside a batch does not cancel it.
+        let mut batch: Vec<(usize, Scanned<'_>)> = Vec::new();
         let mut committed_end = HEADER_LEN;
         let mut pending_damage: Option<usize> = None;
         let scan_end = block::scan(bytes, HEADER_LEN, body_end, sealed, |off, item| {
@@ -315,31 +320,21 @@ impl BlockScan<'_> {
             }
             self.settle_damage(&mut pending_damage, off);
             self.report.replayed_bytes += len as u64;
-            match item {
-                Scanned::Record(r) if r.flags & FLAG_BATCH != 0 => batch.push((off, r)),
-                Scanned::Record(r) => {
-                    self.report.replayed_records += 1 + batch.len() as u64;
-                    for (boff, br) in batch.drain(..) {
-                        self.apply(&br, boff);
-                    }
-                    self.apply(&r, off);
-                    committed_end = off + r.len;
-                }
-                Scanned::Damaged(head) => {
-                    batch.clear();
-                    let seq = head
-                        .filter(|h| h.kind == Kind::Msg)
-                        .map(|h| h.seq)
-                        .or_else(|| self.seq_at.get(&off).copied());
-                    match (head, seq) {
-                        (_, Some(seq)) => self.lose(seq, off),
-                        (Some(h), None) => self.apply_damaged_control(h),
-                        (None, None) => self.replay.unknown_gap = true,
-                    }
-                    if let Some(h) = head {
-                        committed_end = off + h.len;
-                    }
-                }
+            let in_batch = match &item {
+                Scanned::Record(r) => r.flags & FLAG_BATCH != 0,
+                Scanned::Damaged(Some(h)) => h.flags & FLAG_BATCH != 0,
+                Scanned::Damaged(None) => false,
+            };
+            batch.push((off, item));
+            if in_batch {
+                return;
+            }
+            self.report.replayed_records += batch.len() as u64;
+            for (boff, bitem) in batch.drain(..) {
+                self.replay_item(bitem, boff);
+            }
+            if len > 0 {
+                committed_end = off + len;
             }
         });
         if scan_end.torn && scan_end.end < apply_from {
@@ -365,10 +360,35 @@ impl BlockScan<'_> {
     /// A damaged stretch at the end of the checkpoint-covered part held every sequence the
     /// checkpoint gives this block beyond the last one indexed.
     fn settle_damage(&mut self, pending: &mut Option<usize>, end: usize) {
+        // A damaged record is lost only if its slot still points at it: a later record may
+        // have taken the sequence over after a truncate.
+        for (seq, off, len) in std::mem::take(&mut self.damaged) {
+            let current = self.st.blocks.last().and_then(|b| b.offset_of(seq));
+            if current == Some(off) {
+                self.lose_counted(seq, len);
+            }
+        }
         let (Some(start), Some(e)) = (pending.take(), self.entry) else {
             return;
         };
         self.lose_gap_before(e.first_seq + e.slots, end.saturating_sub(start));
+    }
+
+    fn replay_item(&mut self, item: Scanned<'_>, off: usize) {
+        match item {
+            Scanned::Record(r) => self.apply(&r, off),
+            Scanned::Damaged(head) => {
+                let seq = head
+                    .filter(|h| h.kind == Kind::Msg)
+                    .map(|h| h.seq)
+                    .or_else(|| self.seq_at.get(&off).copied());
+                match (head, seq) {
+                    (_, Some(seq)) => self.lose(seq, off),
+                    (Some(h), None) => self.apply_damaged_control(h),
+                    (None, None) => self.replay.unknown_gap = true,
+                }
+            }
+        }
     }
 
     fn apply(&mut self, r: &record::RecordRef<'_>, off: usize) {
@@ -444,7 +464,7 @@ impl BlockScan<'_> {
                 .last()
                 .map(|b| b.record_len(off))
                 .unwrap_or(0);
-            self.lose_counted(seq, len);
+            self.damaged.push((seq, off, len));
         }
     }
 

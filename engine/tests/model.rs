@@ -891,11 +891,11 @@ fn run(mode: Durability, block_size: u64, ops: &[Op]) -> Result<(), TestCaseErro
 
 fn config() -> Config {
     Config {
-        // `TIDELOG_MODEL_CASES=5000 cargo test --test model` for a longer search.
+        // 2000 cases take a few seconds; `TIDELOG_MODEL_CASES=50000` searches longer.
         cases: std::env::var("TIDELOG_MODEL_CASES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(64),
+            .unwrap_or(2000),
         // Failures are reported, not written into the source tree.
         failure_persistence: None,
         max_shrink_iters: 4096,

@@ -1,0 +1,1141 @@
+//! The fuzz targets on stable Rust: every seed in `fuzz/corpus/<target>/` is replayed through
+//! the same `tidelog::fuzzing` entry point the cargo-fuzz target calls, followed by a few
+//! thousand pseudo-random, mutated and structure-aware inputs (fixed seed, so a failure
+//! reproduces). Neither entry point may panic on any input.
+//!
+//! ```text
+//! # more iterations (and another seed):
+//! TIDELOG_FUZZ_ITERS=100000 TIDELOG_FUZZ_SEED=42 cargo test -p tidelog --release --test fuzz_corpus
+//! # regenerate the seed corpora from real streams:
+//! TIDELOG_WRITE_CORPUS=1 cargo test -p tidelog --test fuzz_corpus write_corpus -- --ignored
+//! ```
+//!
+//! Failing inputs are written to `$CARGO_TARGET_TMPDIR/fuzz-failures/` and printed in hex.
+//!
+//! The record, block and checkpoint encoders here are a minimal re-implementation of
+//! `docs/format.md`, used only to make the random inputs pass the checksums (so the fuzzing
+//! reaches the replay logic rather than stopping at the first checksum). `write_corpus`
+//! checks them against records written by the engine itself.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tidelog::io::{read_file, MemVfs, Vfs};
+use tidelog::{Durability, ManualClock, NewMessage, Store, StoreOptions, Stream, StreamConfig};
+use xxhash_rust::xxh3::xxh3_64;
+
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 2] = [
+    ("record_decoder", tidelog::fuzzing::record_decoder),
+    ("block_recovery", tidelog::fuzzing::block_recovery),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Format constants (docs/format.md).
+
+const REC_HEAD: usize = 32;
+const REC_MIN: usize = 40;
+const BLOCK_HEAD: usize = 64;
+const FOOTER: usize = 48;
+const BLOCK_MAGIC: &[u8; 8] = b"TLBLOCK\0";
+const SEAL_MAGIC: &[u8; 8] = b"TLSEAL\0\0";
+const CKPT_MAGIC: &[u8; 8] = b"TLCKPT\0\0";
+const KIND_MSG: u8 = 1;
+const KIND_SKIP: u8 = 2;
+const FLAG_ERASED: u8 = 1;
+const FLAG_BATCH: u8 = 2;
+const NO_RECORD: u32 = u32::MAX;
+/// The stream and block the `block_recovery` harness recovers.
+const FUZZ_STREAM_ID: u64 = 7;
+const FUZZ_BLOCK_ID: u64 = 1;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_record(
+    kind: u8,
+    flags: u8,
+    seq: u64,
+    ts: i64,
+    subject: &[u8],
+    headers: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = REC_MIN + subject.len() + headers.len() + payload.len();
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_le_bytes());
+    b.push(kind);
+    b.push(flags);
+    b.extend_from_slice(&(subject.len() as u16).to_le_bytes());
+    b.extend_from_slice(&seq.to_le_bytes());
+    b.extend_from_slice(&ts.to_le_bytes());
+    b.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    let hc = xxh3_64(&b[..28]) as u32;
+    b.extend_from_slice(&hc.to_le_bytes());
+    for part in [subject, headers, payload] {
+        b.extend_from_slice(part);
+    }
+    let sum = xxh3_64(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+/// Recomputes the header check and the body checksum of `r` (whatever its fields say).
+fn reseal_record(r: &mut [u8]) {
+    if r.len() < REC_MIN {
+        return;
+    }
+    let hc = xxh3_64(&r[..28]) as u32;
+    r[28..32].copy_from_slice(&hc.to_le_bytes());
+    let n = r.len() - 8;
+    let sum = xxh3_64(&r[..n]);
+    r[n..].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn record_is_valid(r: &[u8]) -> bool {
+    if r.len() < REC_MIN || u32_at(r, 0) as usize != r.len() {
+        return false;
+    }
+    let n = r.len() - 8;
+    u32_at(r, 28) == xxh3_64(&r[..28]) as u32 && u64_at(r, n) == xxh3_64(&r[..n])
+}
+
+fn block_header(stream_id: u64, block_id: u64, first_seq: u64, created_ns: i64) -> Vec<u8> {
+    let mut b = vec![0u8; BLOCK_HEAD];
+    b[..8].copy_from_slice(BLOCK_MAGIC);
+    b[8..10].copy_from_slice(&1u16.to_le_bytes());
+    b[12..16].copy_from_slice(&(BLOCK_HEAD as u32).to_le_bytes());
+    put_u64(&mut b, 16, stream_id);
+    put_u64(&mut b, 24, block_id);
+    put_u64(&mut b, 32, first_seq);
+    put_u64(&mut b, 40, created_ns as u64);
+    let sum = xxh3_64(&b[..56]);
+    put_u64(&mut b, 56, sum);
+    b
+}
+
+fn encode_trailer(block_id: u64, first_seq: u64, body_end: u64, offsets: &[u32]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for o in offsets {
+        t.extend_from_slice(&o.to_le_bytes());
+    }
+    t.extend_from_slice(SEAL_MAGIC);
+    for v in [block_id, offsets.len() as u64, body_end, first_seq] {
+        t.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = xxh3_64(&t);
+    t.extend_from_slice(&sum.to_le_bytes());
+    t
+}
+
+/// `Some(body_end)` when `file` ends with a well-formed trailer (checksum not checked).
+fn trailer_body_end(file: &[u8]) -> Option<usize> {
+    let n = file.len();
+    if n < BLOCK_HEAD + FOOTER || &file[n - FOOTER..n - FOOTER + 8] != SEAL_MAGIC {
+        return None;
+    }
+    let f = n - FOOTER;
+    let slots = usize::try_from(u64_at(file, f + 16)).ok()?;
+    let body_end = usize::try_from(u64_at(file, f + 24)).ok()?;
+    let total = body_end
+        .checked_add(slots.checked_mul(4)?)?
+        .checked_add(FOOTER)?;
+    (total == n && body_end >= BLOCK_HEAD).then_some(body_end)
+}
+
+/// Rewrites a block file as block 1 of stream 7 (what `block_recovery` recovers), fixing the
+/// header and trailer checksums.
+fn rehome(file: &[u8]) -> Vec<u8> {
+    let mut f = file.to_vec();
+    if f.len() >= BLOCK_HEAD && &f[..8] == BLOCK_MAGIC {
+        put_u64(&mut f, 16, FUZZ_STREAM_ID);
+        put_u64(&mut f, 24, FUZZ_BLOCK_ID);
+        let sum = xxh3_64(&f[..56]);
+        put_u64(&mut f, 56, sum);
+    }
+    if let Some(body_end) = trailer_body_end(&f) {
+        let n = f.len();
+        put_u64(&mut f, n - FOOTER + 8, FUZZ_BLOCK_ID);
+        let sum = xxh3_64(&f[body_end..n - 8]);
+        put_u64(&mut f, n - 8, sum);
+    }
+    f
+}
+
+/// Fixes the checksum of a trailer-shaped end of `f`, if there is one.
+fn reseal_trailer(f: &mut [u8]) {
+    if let Some(body_end) = trailer_body_end(f) {
+        let n = f.len();
+        let sum = xxh3_64(&f[body_end..n - 8]);
+        put_u64(f, n - 8, sum);
+    }
+}
+
+/// The records of a block file: `(offset, bytes)` from the header to the trailer or the first
+/// thing that is not a whole record.
+fn records_of(file: &[u8]) -> Vec<(usize, &[u8])> {
+    let end = trailer_body_end(file).unwrap_or(file.len());
+    let mut out = Vec::new();
+    let mut off = BLOCK_HEAD;
+    while off + REC_MIN <= end {
+        let len = u32_at(file, off) as usize;
+        if len < REC_MIN || off + len > end {
+            break;
+        }
+        out.push((off, &file[off..off + len]));
+        off += len;
+    }
+    out
+}
+
+/// Walks `b` from `from` as a sequence of records and reseals each one whose length field
+/// stays inside the buffer, so that field mutations survive the checksums.
+fn reseal_records(b: &mut [u8], from: usize) {
+    let mut off = from;
+    while off + REC_MIN <= b.len() {
+        let len = u32_at(b, off) as usize;
+        if len < REC_MIN || off + len > b.len() {
+            break;
+        }
+        reseal_record(&mut b[off..off + len]);
+        off += len;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic randomness.
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+    fn one_in(&mut self, n: usize) -> bool {
+        self.below(n) == 0
+    }
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.byte()).collect()
+    }
+    /// Fewer than `max` random bytes.
+    fn bytes_upto(&mut self, max: usize) -> Vec<u8> {
+        let n = self.below(max);
+        self.bytes(n)
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+    fn interesting_u64(&mut self) -> u64 {
+        const V: [u64; 16] = [
+            0,
+            1,
+            2,
+            7,
+            40,
+            63,
+            64,
+            1023,
+            1024,
+            1025,
+            u32::MAX as u64,
+            1 << 32,
+            1 << 62,
+            (1 << 62) + 1,
+            i64::MAX as u64,
+            u64::MAX,
+        ];
+        match self.below(4) {
+            0 => self.next(),
+            1 => self.next() % 4096,
+            _ => *self.pick(&V),
+        }
+    }
+}
+
+fn iterations() -> usize {
+    std::env::var("TIDELOG_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+fn fuzz_seed() -> u64 {
+    std::env::var("TIDELOG_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x7469_6465_6c6f_6721)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the targets and reporting panics.
+
+fn corpus_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+}
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = corpus_root().join(target);
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            out.push((name, std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Default)]
+struct Failures {
+    list: Vec<String>,
+}
+
+impl Failures {
+    /// Runs `target` on `data`; records a panic with its input.
+    fn run(&mut self, name: &str, target: Target, data: &[u8], origin: &str) -> bool {
+        let Err(p) = catch_unwind(AssertUnwindSafe(|| target(data))) else {
+            return true;
+        };
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "<non-string panic>".into());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
+        let file = dir.join(format!("{name}-{:016x}.bin", xxh3_64(data)));
+        let saved = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&file, data))
+            .map(|_| file.display().to_string())
+            .unwrap_or_else(|e| format!("(not saved: {e})"));
+        let shown = &data[..data.len().min(2048)];
+        self.list.push(format!(
+            "{name} panicked on {origin} ({} bytes, saved to {saved}): {msg}\n  input: {}{}",
+            data.len(),
+            hex(shown),
+            if shown.len() < data.len() { "..." } else { "" }
+        ));
+        false
+    }
+
+    fn too_many(&self) -> bool {
+        self.list.len() >= 20
+    }
+
+    fn assert_none(self) {
+        assert!(
+            self.list.is_empty(),
+            "{} failing input(s):\n{}",
+            self.list.len(),
+            self.list.join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The always-on tests.
+
+#[test]
+fn replay_corpus() {
+    let mut failures = Failures::default();
+    for (name, target) in TARGETS {
+        let seeds = corpus(name);
+        assert!(
+            seeds.len() >= 10,
+            "fuzz/corpus/{name} has only {} seeds",
+            seeds.len()
+        );
+        for (file, data) in &seeds {
+            failures.run(name, target, data, &format!("seed {file}"));
+        }
+    }
+    failures.assert_none();
+}
+
+#[test]
+fn fuzz_random_bytes() {
+    let mut rng = Rng::new(fuzz_seed());
+    let mut failures = Failures::default();
+    for (name, target) in TARGETS {
+        for i in 0..iterations() {
+            let len = match rng.below(4) {
+                0 => rng.below(48),
+                1 => rng.below(160),
+                _ => rng.below(1024),
+            };
+            let mut data = match rng.below(3) {
+                0 => rng.bytes(len),
+                // Mostly zeros with a few set bytes: looks like the end of a log.
+                1 => {
+                    let mut d = vec![0u8; len];
+                    for _ in 0..rng.below(8) {
+                        let at = rng.below(len);
+                        if at < len {
+                            d[at] = rng.byte();
+                        }
+                    }
+                    d
+                }
+                // Small values: plausible lengths, kinds and flags.
+                _ => (0..len).map(|_| rng.byte() % 8).collect(),
+            };
+            if name == "block_recovery" && !data.is_empty() && rng.one_in(2) {
+                data[0] = 0;
+            }
+            failures.run(name, target, &data, &format!("random input #{i}"));
+            if failures.too_many() {
+                break;
+            }
+        }
+    }
+    failures.assert_none();
+}
+
+#[test]
+fn fuzz_mutated_corpus() {
+    let mut rng = Rng::new(fuzz_seed() ^ 0x9e37_79b9_7f4a_7c15);
+    let mut failures = Failures::default();
+    for (name, target) in TARGETS {
+        let seeds: Vec<Vec<u8>> = corpus(name).into_iter().map(|(_, d)| d).collect();
+        for i in 0..iterations() * 2 {
+            let mut data = rng.pick(&seeds).clone();
+            mutate(&mut rng, &mut data, &seeds);
+            if rng.one_in(2) {
+                // Keep the field mutations but make the checksums agree with them.
+                let from = match data.first() {
+                    Some(0) if name == "block_recovery" => 1,
+                    Some(_) if data.starts_with(BLOCK_MAGIC) => BLOCK_HEAD,
+                    _ => 0,
+                };
+                reseal_records(&mut data, from);
+                reseal_trailer(&mut data);
+            }
+            failures.run(name, target, &data, &format!("mutated seed #{i}"));
+            if failures.too_many() {
+                break;
+            }
+        }
+    }
+    failures.assert_none();
+}
+
+#[test]
+fn fuzz_structured_logs() {
+    let mut rng = Rng::new(fuzz_seed() ^ 0x5851_f42d_4c95_7f2d);
+    let mut failures = Failures::default();
+    for i in 0..iterations() * 2 {
+        let body = random_log(&mut rng);
+        // Usually the harness's own header (a leading 0 byte); sometimes one of ours, with
+        // another first sequence or block id.
+        let mut file = if rng.one_in(4) {
+            let first = if rng.one_in(2) {
+                1
+            } else {
+                rng.interesting_u64()
+            };
+            let id = if rng.one_in(4) { 3 } else { FUZZ_BLOCK_ID };
+            block_header(FUZZ_STREAM_ID, id, first, 0)
+        } else {
+            vec![0u8]
+        };
+        file.extend_from_slice(&body);
+        if rng.one_in(3) {
+            add_trailer(&mut rng, &mut file, &body);
+        }
+        failures.run(
+            "block_recovery",
+            tidelog::fuzzing::block_recovery,
+            &file,
+            &format!("structured log #{i}"),
+        );
+        let seq = rng.interesting_u64();
+        let one = random_record(&mut rng, seq);
+        failures.run(
+            "record_decoder",
+            tidelog::fuzzing::record_decoder,
+            &one,
+            &format!("structured record #{i}"),
+        );
+        failures.run(
+            "record_decoder",
+            tidelog::fuzzing::record_decoder,
+            &body,
+            &format!("structured log #{i}"),
+        );
+        let ck = random_checkpoint(&mut rng);
+        failures.run(
+            "record_decoder",
+            tidelog::fuzzing::record_decoder,
+            &ck,
+            &format!("structured checkpoint #{i}"),
+        );
+        if failures.too_many() {
+            break;
+        }
+    }
+    failures.assert_none();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input generators.
+
+fn mutate(rng: &mut Rng, d: &mut Vec<u8>, seeds: &[Vec<u8>]) {
+    for _ in 0..1 + rng.below(4) {
+        let n = d.len();
+        match rng.below(10) {
+            0 if n > 0 => {
+                let at = rng.below(n);
+                d[at] ^= 1 << rng.below(8);
+            }
+            1 if n > 0 => {
+                let at = rng.below(n);
+                d[at] = rng.byte();
+            }
+            2 if n > 0 => {
+                let at = rng.below(n);
+                d[at] = *rng.pick(&[0u8, 1, 2, 3, 4, 5, 6, 7, 0x7f, 0x80, 0xff]);
+            }
+            3 => {
+                let keep = rng.below(n + 1);
+                d.truncate(keep);
+            }
+            4 if n > 0 => {
+                let a = rng.below(n);
+                let b = (a + 1 + rng.below(64)).min(n);
+                d.drain(a..b);
+            }
+            5 => {
+                let at = rng.below(n + 1);
+                let k = 1 + rng.below(32);
+                let ins = rng.bytes(k);
+                d.splice(at..at, ins);
+            }
+            6 if n > 0 => {
+                let a = rng.below(n);
+                let b = (a + 1 + rng.below(256)).min(n);
+                let chunk = d[a..b].to_vec();
+                let at = rng.below(n + 1);
+                d.splice(at..at, chunk);
+            }
+            7 if n >= 8 => {
+                let v = rng.interesting_u64();
+                let at = rng.below(n - 7);
+                if rng.one_in(2) {
+                    d[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
+                } else {
+                    d[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            8 => {
+                let other = rng.pick(seeds);
+                if !other.is_empty() {
+                    let a = rng.below(other.len());
+                    let b = (a + 1 + rng.below(512)).min(other.len());
+                    let at = rng.below(n + 1);
+                    d.splice(at..at, other[a..b].iter().copied());
+                }
+            }
+            _ => {
+                // Length field of a record at a random position set to a plausible value.
+                if n >= 4 {
+                    let at = rng.below(n - 3);
+                    let v = (REC_MIN + rng.below(300)) as u32;
+                    d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn random_subject(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(6) {
+        0 => Vec::new(),
+        1 => rng.bytes_upto(24),
+        2 => vec![b'x'; 4096],
+        _ => format!("orders.{}.{}", rng.below(4), rng.below(100)).into_bytes(),
+    }
+}
+
+fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
+    let kind = match rng.below(10) {
+        0..=4 => KIND_MSG,
+        5 => rng.byte(),
+        k => (k - 4) as u8, // 2..=5, and 6 below
+    };
+    let kind = if kind == 5 && rng.one_in(2) { 6 } else { kind };
+    let flags = match rng.below(8) {
+        0..=3 => 0,
+        4 => FLAG_BATCH,
+        5 => FLAG_ERASED,
+        6 => FLAG_BATCH | FLAG_ERASED,
+        _ => rng.byte(),
+    };
+    let ts = match rng.below(4) {
+        0 => rng.next() as i64,
+        1 => *rng.pick(&[0, -1, i64::MIN, i64::MAX]),
+        _ => 1_700_000_000_000_000_000 + rng.below(1000) as i64,
+    };
+    let (subject, headers, payload) = if kind == KIND_MSG {
+        let s = random_subject(rng);
+        let h = if rng.one_in(4) {
+            rng.bytes_upto(40)
+        } else {
+            Vec::new()
+        };
+        let p = rng.bytes_upto(200);
+        (s, h, p)
+    } else if kind == KIND_SKIP || rng.one_in(8) {
+        // A skip's payload is the first skipped sequence.
+        let from = match rng.below(3) {
+            0 => seq.wrapping_sub(rng.below(2000) as u64),
+            1 => rng.interesting_u64(),
+            _ => seq.wrapping_add(rng.below(3) as u64),
+        };
+        let mut p = from.to_le_bytes().to_vec();
+        if rng.one_in(8) {
+            p.truncate(rng.below(8));
+        }
+        (Vec::new(), Vec::new(), p)
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    encode_record(kind, flags, seq, ts, &subject, &headers, &payload)
+}
+
+/// A run of valid records with plausible and implausible sequences, batches, damage, gaps
+/// and torn tails.
+fn random_log(rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut seq: u64 = if rng.one_in(4) {
+        rng.interesting_u64()
+    } else {
+        1
+    };
+    for _ in 0..rng.below(16) {
+        seq = match rng.below(12) {
+            0 => seq,
+            1 => seq.wrapping_sub(1 + rng.below(5) as u64),
+            2 => seq.wrapping_add(2 + rng.below(1100) as u64),
+            3 => rng.interesting_u64(),
+            _ => seq.wrapping_add(1),
+        };
+        let mut r = random_record(rng, seq);
+        if rng.one_in(10) {
+            // Damage that keeps the header (lost record) or hits it (resync).
+            let at = rng.below(r.len());
+            r[at] ^= 1 << rng.below(8);
+        }
+        out.extend_from_slice(&r);
+        match rng.below(20) {
+            0 => out.extend(vec![0u8; rng.below(64)]),
+            1 => {
+                let junk = rng.bytes_upto(64);
+                out.extend(junk);
+            }
+            _ => {}
+        }
+    }
+    if rng.one_in(4) && !out.is_empty() {
+        let keep = rng.below(out.len());
+        out.truncate(keep);
+    }
+    out
+}
+
+/// Seals `file` (a 0 byte + `body`, so the harness puts a 64-byte header in front) with a
+/// trailer whose checksum is valid and whose table may or may not match the records.
+fn add_trailer(rng: &mut Rng, file: &mut Vec<u8>, body: &[u8]) {
+    let mut offsets = Vec::new();
+    let mut off = 0usize;
+    while off + REC_MIN <= body.len() {
+        let len = u32_at(body, off) as usize;
+        if len < REC_MIN || off + len > body.len() {
+            break;
+        }
+        offsets.push((BLOCK_HEAD + off) as u32);
+        off += len;
+    }
+    match rng.below(4) {
+        0 => offsets = (0..rng.below(8)).map(|_| rng.next() as u32).collect(),
+        1 => offsets.insert(rng.below(offsets.len() + 1), NO_RECORD),
+        2 => offsets.truncate(rng.below(offsets.len() + 1)),
+        _ => {}
+    }
+    let body_end = (BLOCK_HEAD + body.len()) as u64;
+    let first_seq = if rng.one_in(3) {
+        rng.interesting_u64()
+    } else {
+        1
+    };
+    let block_id = if rng.one_in(6) { 2 } else { FUZZ_BLOCK_ID };
+    file.extend(encode_trailer(block_id, first_seq, body_end, &offsets));
+}
+
+fn random_checkpoint(rng: &mut Rng) -> Vec<u8> {
+    let nb = rng.below(4);
+    let nr = rng.below(4);
+    let mut b = Vec::new();
+    b.extend_from_slice(CKPT_MAGIC);
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&[0u8; 6]);
+    let mut fixed: Vec<u64> = (0..8).map(|_| rng.interesting_u64()).collect();
+    let (cb, cr) = if rng.one_in(5) {
+        (rng.interesting_u64(), rng.interesting_u64())
+    } else {
+        (nb as u64, nr as u64)
+    };
+    fixed.extend([cb, cr]);
+    for v in fixed {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for _ in 0..nb * 5 {
+        b.extend_from_slice(&rng.interesting_u64().to_le_bytes());
+    }
+    let mut s = rng.below(10) as u64;
+    for _ in 0..nr {
+        let (a, e) = if rng.one_in(4) {
+            (rng.interesting_u64(), rng.interesting_u64())
+        } else {
+            let a = s + rng.below(5) as u64;
+            (a, a + rng.below(5) as u64)
+        };
+        s = e.wrapping_add(1);
+        b.extend_from_slice(&a.to_le_bytes());
+        b.extend_from_slice(&e.to_le_bytes());
+    }
+    let sum = xxh3_64(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed corpus generator.
+
+/// The files of stream "s" after running `ops` on a fresh store over [`MemVfs`], then closing.
+fn stream_files(
+    durability: Durability,
+    block_size: u64,
+    ops: impl FnOnce(&Stream),
+) -> BTreeMap<String, Vec<u8>> {
+    let mem = MemVfs::new();
+    let opts = StoreOptions {
+        manual_maintenance: true,
+        clock: Some(Arc::new(ManualClock::new(1_700_000_000_000_000_000))),
+        ..Default::default()
+    };
+    let store = Store::open_with_vfs("/db", Arc::new(mem.clone()), opts).unwrap();
+    let cfg = StreamConfig::new("s")
+        .durability(durability)
+        .block_size(block_size);
+    let s = store.create_stream(cfg).unwrap();
+    ops(&s);
+    s.check_invariants().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let dir = Path::new("/db/streams/s");
+    let mut names = mem.list(dir).unwrap();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let bytes = read_file(&mem, &dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+fn payload(n: usize, salt: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect()
+}
+
+fn mixed_ops(s: &Stream) {
+    s.append("orders.eu.0", b"", b"").unwrap();
+    for i in 1..=24usize {
+        let h = format!("Msg-Id: {i}");
+        let headers = if i % 5 == 0 { h.as_bytes() } else { b"" };
+        let subj = format!("orders.{}.{i}", ["eu", "us", "ap"][i % 3]);
+        s.append(&subj, headers, &payload(i * 7, i as u8)).unwrap();
+    }
+    let p = payload(20, 9);
+    s.append_batch(&[
+        NewMessage::new("batch.a", &p),
+        NewMessage::new("batch.b", &p).with_headers(b"k: v"),
+        NewMessage::new("batch.c", b"end"),
+    ])
+    .unwrap();
+    s.remove(2).unwrap();
+    s.remove(3).unwrap();
+    s.erase(4).unwrap();
+    s.skip(2).unwrap();
+    let last = s.state().last_seq;
+    s.append_raw(last + 5, 1_700_000_000_000_000_500, "raw.gap", b"", b"r")
+        .unwrap();
+    s.compact(6).unwrap();
+    for i in 0..3u8 {
+        s.append("tail.x", b"", &payload(30, i)).unwrap();
+    }
+    let last = s.state().last_seq;
+    s.truncate(last - 1).unwrap();
+    s.append("after.truncate", b"", b"t").unwrap();
+}
+
+fn scenarios() -> Vec<(&'static str, BTreeMap<String, Vec<u8>>)> {
+    let mut out = Vec::new();
+    // Every record kind and flag, in a few small blocks.
+    out.push(("mixed", stream_files(Durability::None, 4096, mixed_ops)));
+    // The same, then everything purged: the old blocks are gone.
+    out.push((
+        "purged",
+        stream_files(Durability::None, 4096, |s| {
+            mixed_ops(s);
+            s.purge().unwrap();
+            s.append("after.purge", b"", b"p").unwrap();
+        }),
+    ));
+    // Sealed blocks with trailers and offset tables.
+    out.push((
+        "sealed",
+        stream_files(Durability::None, 4096, |s| {
+            for i in 0..70usize {
+                s.append(&format!("a.b.{}", i % 5), b"", &payload(64, i as u8))
+                    .unwrap();
+            }
+            s.remove(10).unwrap();
+            s.remove(50).unwrap();
+        }),
+    ));
+    // Atomic batches.
+    out.push((
+        "batch",
+        stream_files(Durability::Always, 4096, |s| {
+            let bodies: Vec<Vec<u8>> = (0..5).map(|i| payload(24, i)).collect();
+            let msgs: Vec<NewMessage<'_>> = bodies
+                .iter()
+                .map(|b| NewMessage::new("b.one", b).with_headers(b"h: 1"))
+                .collect();
+            s.append_batch(&msgs).unwrap();
+            s.append_batch(&[
+                NewMessage::new("b.two", b"x"),
+                NewMessage::new("b.two", b"y"),
+            ])
+            .unwrap();
+            s.append("single", b"", b"z").unwrap();
+        }),
+    ));
+    // One message in an active block.
+    out.push((
+        "tiny",
+        stream_files(Durability::Always, 4096, |s| {
+            s.append("x", b"", b"hello").unwrap();
+        }),
+    ));
+    // Erased and removed messages.
+    out.push((
+        "erase",
+        stream_files(Durability::Always, 4096, |s| {
+            for i in 0..6u8 {
+                s.append("e.f", b"h", &payload(16, i)).unwrap();
+            }
+            for seq in [1, 3, 5] {
+                s.erase(seq).unwrap();
+            }
+            s.remove(2).unwrap();
+        }),
+    ));
+    // A message larger than the block size, then a small one.
+    out.push((
+        "big",
+        stream_files(Durability::None, 4096, |s| {
+            s.append("big.one", b"", &payload(2500, 1)).unwrap();
+            s.append("big.two", b"", &payload(5000, 2)).unwrap();
+            s.append("small", b"", b"s").unwrap();
+        }),
+    ));
+    // Caller-chosen sequences: a padded gap inside a block, a gap that starts a new block, skips.
+    out.push((
+        "gaps",
+        stream_files(Durability::None, 4096, |s| {
+            let ts = 1_700_000_000_000_000_000;
+            s.append_raw(1, ts, "g.a", b"", b"1").unwrap();
+            s.append_raw(2, ts, "g.a", b"", b"2").unwrap();
+            s.append_raw(500, ts + 1, "g.b", b"", b"500").unwrap();
+            s.append_raw(5000, ts + 2, "g.c", b"", b"5000").unwrap();
+            s.skip(3000).unwrap();
+            s.append("g.d", b"", b"after skip").unwrap();
+            s.truncate(5000).unwrap();
+        }),
+    ));
+    out
+}
+
+fn block_files(files: &BTreeMap<String, Vec<u8>>) -> Vec<(u64, &Vec<u8>)> {
+    files
+        .iter()
+        .filter_map(|(n, b)| Some((n.strip_suffix(".blk")?.parse().ok()?, b)))
+        .collect()
+}
+
+fn kind_name(k: u8) -> &'static str {
+    ["?", "msg", "skip", "delete", "erase", "purge", "truncate"]
+        .get(k as usize)
+        .copied()
+        .unwrap_or("?")
+}
+
+fn flip(b: &[u8], at: usize) -> Vec<u8> {
+    let mut v = b.to_vec();
+    v[at] ^= 0x10;
+    v
+}
+
+fn normalize_checkpoint(ck: &[u8]) -> Vec<u8> {
+    let mut c = ck.to_vec();
+    if c.len() >= 104 && &c[..8] == CKPT_MAGIC {
+        put_u64(&mut c, 16, FUZZ_STREAM_ID);
+        let n = c.len() - 8;
+        let sum = xxh3_64(&c[..n]);
+        put_u64(&mut c, n, sum);
+    }
+    c
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus; run with TIDELOG_WRITE_CORPUS=1 and --ignored"]
+fn write_corpus() {
+    if std::env::var("TIDELOG_WRITE_CORPUS").as_deref() != Ok("1") {
+        eprintln!("set TIDELOG_WRITE_CORPUS=1 to regenerate fuzz/corpus");
+        return;
+    }
+    let scen = scenarios();
+    let files_of = |name: &str| &scen.iter().find(|(n, _)| *n == name).unwrap().1;
+    let mut rd: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut br: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+
+    // Every record the engine wrote, checked against the encoder the fuzz tests use.
+    let mut by_class: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (_, files) in &scen {
+        for (_, file) in block_files(files) {
+            for (_, r) in records_of(file) {
+                assert!(record_is_valid(r), "engine record fails checks: {}", hex(r));
+                let (sl, hl) = (
+                    u16::from_le_bytes([r[6], r[7]]) as usize,
+                    u32_at(r, 24) as usize,
+                );
+                let (s, rest) = r[REC_HEAD..r.len() - 8].split_at(sl);
+                let (h, p) = rest.split_at(hl);
+                let again = encode_record(r[4], r[5], u64_at(r, 8), u64_at(r, 16) as i64, s, h, p);
+                assert_eq!(again, r, "test encoder disagrees with the engine");
+                let mut class = kind_name(r[4]).to_string();
+                if r[5] & FLAG_BATCH != 0 {
+                    class += "-batch";
+                }
+                if r[5] & FLAG_ERASED != 0 {
+                    class += "-erased";
+                }
+                if hl > 0 && r[5] == 0 {
+                    class += "-headers";
+                }
+                if r.len() > 2048 {
+                    class += "-big";
+                }
+                by_class.entry(class).or_insert_with(|| r.to_vec());
+            }
+        }
+    }
+    for class in [
+        "msg",
+        "msg-batch",
+        "msg-erased",
+        "msg-headers",
+        "skip",
+        "delete",
+        "erase",
+        "purge",
+        "truncate",
+    ] {
+        assert!(by_class.contains_key(class), "no {class} record generated");
+    }
+
+    // --- record_decoder ---
+    for (class, r) in &by_class {
+        rd.insert(format!("rec-{class}.bin"), r.clone());
+    }
+    let files = files_of("mixed");
+    let blocks = block_files(files);
+    let (_, first) = blocks[0];
+    let recs = records_of(first);
+    let msg = &by_class["msg-headers"];
+    rd.insert("rec-torn.bin".into(), msg[..msg.len() - 5].to_vec());
+    rd.insert("rec-header-only.bin".into(), msg[..REC_HEAD].to_vec());
+    rd.insert("rec-bad-header.bin".into(), flip(msg, 9));
+    rd.insert("rec-bad-body.bin".into(), flip(msg, REC_HEAD + 2));
+    let mut big_len = msg.clone();
+    big_len[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    reseal_record(&mut big_len);
+    rd.insert("rec-len-too-big.bin".into(), big_len);
+    let mut long_subject = msg.clone();
+    long_subject[6..8].copy_from_slice(&0xffffu16.to_le_bytes());
+    reseal_record(&mut long_subject);
+    rd.insert("rec-subject-past-end.bin".into(), long_subject);
+    let mut bad_kind = msg.clone();
+    bad_kind[4] = 9;
+    reseal_record(&mut bad_kind);
+    rd.insert("rec-unknown-kind.bin".into(), bad_kind);
+    let (a, _) = recs[0];
+    let (b, rb) = recs[recs.len().min(10) - 1];
+    let run = &first[a..b + rb.len()];
+    rd.insert("run-records.bin".into(), run.to_vec());
+    let (o3, _) = recs[3];
+    rd.insert("run-bad-header-mid.bin".into(), flip(run, o3 - a + 3));
+    rd.insert(
+        "run-bad-body-mid.bin".into(),
+        flip(run, o3 - a + REC_HEAD + 1),
+    );
+    let mut tail = run.to_vec();
+    tail.extend_from_slice(&[0u8; 40]);
+    rd.insert("run-zero-tail.bin".into(), tail);
+    rd.insert("zeros-64.bin".into(), vec![0u8; 64]);
+    rd.insert("empty.bin".into(), Vec::new());
+    rd.insert("one-byte.bin".into(), vec![1]);
+    for (name, files) in &scen {
+        if let Some(ck) = files.get("checkpoint") {
+            if matches!(*name, "mixed" | "sealed" | "gaps" | "erase") {
+                rd.insert(format!("checkpoint-{name}.bin"), normalize_checkpoint(ck));
+            }
+        }
+    }
+    let ck = normalize_checkpoint(&files["checkpoint"]);
+    rd.insert("checkpoint-bad-sum.bin".into(), flip(&ck, ck.len() - 3));
+    let sealed: Vec<(u64, &Vec<u8>)> = block_files(files_of("sealed"));
+    let sealed_file = rehome(sealed[0].1);
+    assert!(
+        trailer_body_end(&sealed_file).is_some(),
+        "block 1 not sealed"
+    );
+    rd.insert("block-sealed.bin".into(), sealed_file.clone());
+    rd.insert(
+        "block-active.bin".into(),
+        rehome(block_files(files_of("tiny"))[0].1),
+    );
+    let n = sealed_file.len();
+    rd.insert(
+        "block-sealed-bad-trailer.bin".into(),
+        flip(&sealed_file, n - 20),
+    );
+
+    // --- block_recovery ---
+    for (name, files) in &scen {
+        for (id, file) in block_files(files) {
+            let f = rehome(file);
+            br.insert(format!("file-{name}-blk{id}.bin"), f.clone());
+            let mut body = vec![0u8];
+            body.extend_from_slice(&f[BLOCK_HEAD..]);
+            br.insert(format!("body-{name}-blk{id}.bin"), body);
+        }
+    }
+    let f1 = rehome(first);
+    let body = |f: &[u8], end: usize| {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&f[BLOCK_HEAD..end]);
+        v
+    };
+    let (o5, r5) = recs[5];
+    br.insert("body-torn-record.bin".into(), body(&f1, o5 + r5.len() / 2));
+    let (_, rl) = recs[recs.len() - 1];
+    let end = recs[recs.len() - 1].0 + rl.len();
+    let mut bad_head = body(&f1, end);
+    bad_head[o3 - BLOCK_HEAD + 1 + 5] ^= 0x01;
+    br.insert("body-bad-record-header.bin".into(), bad_head);
+    let mut bad_body = body(&f1, end);
+    bad_body[o3 - BLOCK_HEAD + 1 + REC_HEAD] ^= 0x01;
+    br.insert("body-bad-record-body.bin".into(), bad_body);
+    let mut junk = body(&f1, end);
+    junk.extend_from_slice(b"\x13\x37garbage after the last record\xff\xfe");
+    br.insert("body-garbage-tail.bin".into(), junk);
+    let batch_file = rehome(block_files(files_of("batch"))[0].1);
+    let brecs = records_of(&batch_file);
+    let (o2, r2) = brecs[2];
+    br.insert(
+        "body-incomplete-batch.bin".into(),
+        body(&batch_file, o2 + r2.len()),
+    );
+    br.insert("file-bad-block-header.bin".into(), flip(&f1, 30));
+    br.insert(
+        "file-bad-trailer.bin".into(),
+        flip(&sealed_file, sealed_file.len() - 20),
+    );
+    let mut wrong_id = sealed[0].1.clone();
+    wrong_id[16..32].copy_from_slice(&rehome(sealed[0].1)[16..32]);
+    let sum = xxh3_64(&wrong_id[..56]);
+    put_u64(&mut wrong_id, 56, sum);
+    put_u64(&mut wrong_id, n - FOOTER + 8, 99);
+    reseal_trailer(&mut wrong_id);
+    br.insert("file-trailer-other-block.bin".into(), wrong_id);
+    for class in ["skip", "delete", "erase", "purge", "truncate", "msg-erased"] {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&by_class[class]);
+        br.insert(format!("one-{class}.bin"), v);
+    }
+    br.insert("zero-byte.bin".into(), vec![0]);
+    br.insert("zeros-256.bin".into(), vec![0u8; 256]);
+    br.insert("empty.bin".into(), Vec::new());
+
+    for (target, seeds) in [("record_decoder", &rd), ("block_recovery", &br)] {
+        let dir = corpus_root().join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Replace what this generator wrote before; keep what a fuzzer added (its files are
+        // named by the SHA-1 of their contents) and the minimized reproducers of fixed bugs
+        // (`regress-*`).
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let from_fuzzer = name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !from_fuzzer && !name.starts_with("regress-") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let mut total = 0;
+        for (name, data) in seeds.iter() {
+            std::fs::write(dir.join(name), data).unwrap();
+            total += data.len();
+        }
+        eprintln!("fuzz/corpus/{target}: {} seeds, {total} bytes", seeds.len());
+    }
+}
