@@ -1,0 +1,81 @@
+//! `tidelog bench-child` (hidden): appends until killed, reporting acknowledged messages on
+//! stdout, so `tidelog bench` can SIGKILL it and time crash recovery.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tidelog::{NewMessage, Store, StoreOptions, Stream, MAX_MESSAGE_LEN};
+
+use crate::fail::{Context, Fail};
+use crate::parse::number32;
+use crate::workload::{Mode, Workload, STREAM};
+
+/// Acknowledged messages between progress lines.
+pub const LINE_EVERY: u64 = 10_000;
+/// Longest time between progress lines (slow durable appends still report).
+const LINE_AT_LEAST_EVERY: Duration = Duration::from_millis(50);
+
+/// Options of the hidden `tidelog bench-child`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ChildArgs {
+    /// Store directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::None)]
+    pub durability: Mode,
+    #[arg(long, value_name = "BYTES", default_value_t = 128,
+          value_parser = number32::<0, { MAX_MESSAGE_LEN as u64 }>)]
+    pub payload: u32,
+    #[arg(long, value_name = "K", default_value_t = 1_000,
+          value_parser = number32::<1, 10_000_000>)]
+    pub subjects: u32,
+    #[arg(long, value_name = "B", default_value_t = 1,
+          value_parser = number32::<1, 1_000_000>)]
+    pub batch: u32,
+    /// Stop after this many messages (a safety net should the parent vanish).
+    #[arg(long, value_name = "N", default_value_t = 100_000_000)]
+    pub max_messages: u64,
+    /// Stop after this many seconds (a safety net should the parent vanish).
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub max_secs: u64,
+}
+
+/// Appends until killed (or a safety limit), printing `acked <count>` lines.
+pub fn run(a: &ChildArgs) -> Result<(), Fail> {
+    let w = Workload::new(a.payload as usize, a.subjects, a.durability);
+    let store = Store::open(&a.dir, StoreOptions::default())
+        .with_context(|| format!("opening a store in {}", a.dir.display()))?;
+    let stream = match store.stream(STREAM) {
+        Ok(s) => s,
+        Err(_) => store.create_stream(w.config()).context("creating stream")?,
+    };
+    append_until_killed(&stream, &w, a)?;
+    store.close().context("closing the store")
+}
+
+fn append_until_killed(stream: &Stream, w: &Workload, a: &ChildArgs) -> Result<(), Fail> {
+    let deadline = Instant::now() + Duration::from_secs(a.max_secs);
+    let batch = u64::from(a.batch);
+    let mut out = std::io::stdout().lock();
+    let mut msgs: Vec<NewMessage<'_>> = Vec::with_capacity(a.batch as usize);
+    let (mut acked, mut next_line, mut last_line) = (0u64, LINE_EVERY, Instant::now());
+    while acked < a.max_messages && Instant::now() < deadline {
+        if batch == 1 {
+            stream
+                .append(w.subject(acked), &[], &w.payload)
+                .context("append")?;
+        } else {
+            msgs.clear();
+            msgs.extend((acked..acked + batch).map(|i| NewMessage::new(w.subject(i), &w.payload)));
+            stream.append_batch(&msgs).context("append_batch")?;
+        }
+        acked += batch;
+        if acked >= next_line || last_line.elapsed() >= LINE_AT_LEAST_EVERY {
+            writeln!(out, "acked {acked}").context("reporting to the parent")?;
+            next_line = (acked / LINE_EVERY + 1) * LINE_EVERY;
+            last_line = Instant::now();
+        }
+    }
+    writeln!(out, "acked {acked}").context("reporting to the parent")
+}
