@@ -273,7 +273,7 @@ impl LogState {
     fn retire_if_empty(&mut self, i: usize) {
         if i + 1 < self.blocks.len() && self.blocks[i].live == 0 {
             let b = self.blocks.remove(i);
-            self.retired.push(b);
+            self.retire(b);
         }
     }
 
@@ -508,10 +508,18 @@ impl LogState {
         while i + 1 < self.blocks.len() {
             if self.blocks[i].live == 0 {
                 let b = self.blocks.remove(i);
-                self.retired.push(b);
+                self.retire(b);
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// A block with no live message leaves the lookup. A file stream keeps it until a
+    /// checkpoint makes its tombstones redundant; a memory stream frees it at once.
+    fn retire(&mut self, b: Block) {
+        if self.persistent {
+            self.retired.push(b);
         }
     }
 

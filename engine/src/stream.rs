@@ -629,6 +629,13 @@ impl Stream {
         Ok(())
     }
 
+    /// Blocks in the lookup and blocks retired but not yet deleted (tests).
+    #[doc(hidden)]
+    pub fn block_counts(&self) -> (usize, usize) {
+        let st = self.s.state.read();
+        (st.blocks.len(), st.retired.len())
+    }
+
     /// Checks the counters against the blocks. O(messages); for tests and `verify`.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.s.state.read().check_invariants()

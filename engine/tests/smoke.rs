@@ -141,3 +141,28 @@ fn reclaim_drops_and_compacts_blocks() {
     assert_eq!(s.state().messages, st.messages);
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn memory_stream_frees_removed_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store
+        .create_stream(
+            StreamConfig::new("m")
+                .storage(Storage::Memory)
+                .block_size(4096),
+        )
+        .unwrap();
+    for round in 0..50u64 {
+        for i in 0..100u32 {
+            s.append("x", b"", &i.to_le_bytes()).unwrap();
+        }
+        s.purge().unwrap();
+        let (live, retired) = s.block_counts();
+        assert!(
+            live <= 2 && retired == 0,
+            "round {round}: {live} live, {retired} retired blocks"
+        );
+    }
+    s.check_invariants().unwrap();
+}
