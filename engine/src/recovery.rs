@@ -275,6 +275,20 @@ fn lose_block(st: &mut LogState, e: &BlockEntry, report: &mut RecoveryReport) {
     st.live_bytes = st.live_bytes.saturating_sub(e.live_bytes);
 }
 
+/// Bytes of a block that no record could be decoded from, while indexing.
+#[derive(Clone, Copy)]
+struct Stretch {
+    start: usize,
+    /// Where the next intact record begins, once seen.
+    end: Option<usize>,
+}
+
+impl Stretch {
+    fn len(&self, fallback_end: usize) -> usize {
+        self.end.unwrap_or(fallback_end).saturating_sub(self.start)
+    }
+}
+
 /// Replay state that carries across blocks.
 #[derive(Default)]
 struct Replay {
@@ -310,7 +324,7 @@ impl BlockScan<'_> {
         // dropped whole. A damaged record inside a batch does not cancel it.
         let mut batch: Vec<(usize, Scanned<'_>)> = Vec::new();
         let mut committed_end = HEADER_LEN;
-        let mut pending_damage: Option<usize> = None;
+        let mut pending_damage: Option<Stretch> = None;
         let scan_end = block::scan(bytes, HEADER_LEN, body_end, sealed, |off, item| {
             let len = item_len(&item);
             if off < apply_from {
@@ -339,7 +353,10 @@ impl BlockScan<'_> {
         });
         if scan_end.torn && scan_end.end < apply_from {
             // The checkpoint proves these bytes were durable: not a torn tail but damage.
-            pending_damage.get_or_insert(scan_end.end);
+            pending_damage.get_or_insert(Stretch {
+                start: scan_end.end,
+                end: None,
+            });
         }
         self.settle_damage(&mut pending_damage, apply_from.min(body_end));
         if let Some(e) = self.entry.filter(|_| apply_from == usize::MAX) {
@@ -359,7 +376,7 @@ impl BlockScan<'_> {
 
     /// A damaged stretch at the end of the checkpoint-covered part held every sequence the
     /// checkpoint gives this block beyond the last one indexed.
-    fn settle_damage(&mut self, pending: &mut Option<usize>, end: usize) {
+    fn settle_damage(&mut self, pending: &mut Option<Stretch>, end: usize) {
         // A damaged record is lost only if its slot still points at it: a later record may
         // have taken the sequence over after a truncate.
         for (seq, off, len) in std::mem::take(&mut self.damaged) {
@@ -368,10 +385,10 @@ impl BlockScan<'_> {
                 self.lose_counted(seq, len);
             }
         }
-        let (Some(start), Some(e)) = (pending.take(), self.entry) else {
+        let (Some(d), Some(e)) = (pending.take(), self.entry) else {
             return;
         };
-        self.lose_gap_before(e.first_seq + e.slots, end.saturating_sub(start));
+        self.lose_gap_before(e.first_seq + e.slots, d.len(end));
     }
 
     fn replay_item(&mut self, item: Scanned<'_>, off: usize) {
@@ -431,7 +448,11 @@ impl BlockScan<'_> {
 
     /// Rebuilds the slot of a record the checkpoint already reflects. A damaged message the
     /// checkpoint counted as live is now lost and leaves the counters.
-    fn index_only(&mut self, item: Scanned<'_>, off: usize, pending_damage: &mut Option<usize>) {
+    fn index_only(&mut self, item: Scanned<'_>, off: usize, pending_damage: &mut Option<Stretch>) {
+        if let (Scanned::Record(_), Some(d)) = (&item, pending_damage.as_mut()) {
+            // The damaged stretch ends at the first intact record, whatever its kind.
+            d.end.get_or_insert(off);
+        }
         let seq = match &item {
             Scanned::Record(r) if r.kind == Kind::Truncate => {
                 if let Some(b) = self.st.blocks.last_mut() {
@@ -448,11 +469,16 @@ impl BlockScan<'_> {
                 .or_else(|| self.seq_at.get(&off).copied()),
         };
         let Some(seq) = seq else {
-            pending_damage.get_or_insert(off);
+            pending_damage
+                .get_or_insert(Stretch {
+                    start: off,
+                    end: None,
+                })
+                .end = None;
             return;
         };
-        if let Some(start) = pending_damage.take() {
-            self.lose_gap_before(seq, off - start);
+        if let Some(d) = pending_damage.take() {
+            self.lose_gap_before(seq, d.len(off));
         }
         if !self.st.place_indexed(seq, off) {
             return;

@@ -550,7 +550,8 @@ impl LogState {
                     a.copy_from_slice(b);
                     u64::from_le_bytes(a)
                 });
-                self.apply_skip(first.unwrap_or(r.seq), r.seq);
+                // A damaged payload can claim a first sequence after `seq`; never skip past it.
+                self.apply_skip(first.unwrap_or(r.seq).min(r.seq), r.seq);
             }
             Kind::Delete | Kind::Erase => {
                 if r.seq > self.last_seq {

@@ -39,7 +39,7 @@ fn msg(seq: u64) -> Msg {
         .collect::<Vec<u8>>();
     Msg {
         subject: format!("orders.{}", seq % 5),
-        headers: if seq % 4 == 0 {
+        headers: if seq.is_multiple_of(4) {
             format!("k={seq}").into_bytes()
         } else {
             Vec::new()

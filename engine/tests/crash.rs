@@ -50,7 +50,7 @@ fn subject(seq: u64) -> String {
 }
 
 fn headers(seq: u64) -> Vec<u8> {
-    if seq % 3 == 0 {
+    if seq.is_multiple_of(3) {
         format!("h={seq}").into_bytes()
     } else {
         Vec::new()
@@ -100,7 +100,7 @@ fn crash_child() {
     loop {
         i += 1;
         let next = s.state().last_seq + 1;
-        let (first, last) = if i % 4 == 0 {
+        let (first, last) = if i.is_multiple_of(4) {
             let n = 1 + (i / 4) % 5;
             let subjects: Vec<String> = (next..next + n).map(subject).collect();
             let hs: Vec<Vec<u8>> = (next..next + n).map(headers).collect();

@@ -1152,3 +1152,36 @@ fn regress_none_power_loss_during_erase() {
     ];
     run(Durability::None, 4096, &ops).unwrap();
 }
+
+/// A torn erase damages a checkpointed record whose header is gone; the damaged stretch is
+/// followed by an intact tombstone, which must not be counted as part of the lost record.
+#[test]
+fn regress_always_damaged_stretch_ends_at_next_intact_record() {
+    let m = |p: usize| GenMsg {
+        subject: 0,
+        headers: vec![],
+        payload: vec![0; p],
+    };
+    let ops = vec![
+        Op::Append(m(0)),
+        Op::Append(m(1)),
+        Op::Append(m(1)),
+        Op::Append(m(0)),
+        Op::Append(m(0)),
+        Op::Remove(Pick { live: true, idx: 0 }),
+        Op::Crash {
+            after: 21,
+            fault: Fault::TornWrite,
+            kind: CrashKind::Process,
+        },
+        Op::Restart,
+        Op::Append(m(0)),
+        Op::Append(m(0)),
+        Op::Append(m(0)),
+        Op::Remove(Pick { live: true, idx: 0 }),
+        Op::Append(m(0)),
+        Op::Truncate(Pick { live: true, idx: 3 }),
+        Op::Erase(Pick { live: true, idx: 2 }),
+    ];
+    run(Durability::Always, 4096, &ops).unwrap();
+}
