@@ -41,5 +41,5 @@ pub use error::{
 pub use io::{IoBackend, IoBackendChoice};
 pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
 pub use recovery::RecoveryReport;
-pub use store::Store;
+pub use store::{DamagedStream, Store};
 pub use stream::{Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState};

@@ -40,7 +40,15 @@ struct Inner {
     stop: Arc<AtomicBool>,
     maintainer: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    damaged: Mutex<Vec<DamagedStream>>,
     _lock: Box<dyn Send + Sync>,
+}
+
+/// A stream that could not be opened because its metadata is damaged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedStream {
+    pub name: String,
+    pub why: String,
 }
 
 /// An open store. Cheap to clone; closing (or dropping the last handle) flushes and
@@ -118,6 +126,7 @@ impl Store {
         let (wake_tx, wake_rx) = channel::bounded::<()>(1);
         let wake = (!opts.manual_maintenance).then_some(wake_tx);
         let streams: Streams = Arc::default();
+        let mut damaged = Vec::new();
         let mut names = vfs.list(&sdir)?;
         names.sort();
         for name in names {
@@ -126,18 +135,29 @@ impl Store {
                 vfs.remove_dir_all(&sdir.join(&name))?;
                 continue;
             }
-            let s = open_stream(
+            match open_stream(
                 &*vfs,
                 &sdir.join(&name),
                 vfs.clone(),
                 clock.clone(),
                 wake.clone(),
-            )
-            .map_err(|e| StoreError::Stream {
-                name: name.clone(),
-                source: Box::new(e),
-            })?;
-            streams.lock().insert(name, s);
+            ) {
+                Ok(s) => {
+                    streams.lock().insert(name, s);
+                }
+                // The store still opens: the stream is set aside, reported, and can be
+                // deleted; its files are left untouched for inspection.
+                Err(StreamError::Corrupt { what, why }) => damaged.push(DamagedStream {
+                    name,
+                    why: format!("{what}: {why}"),
+                }),
+                Err(e) => {
+                    return Err(StoreError::Stream {
+                        name,
+                        source: Box::new(e),
+                    })
+                }
+            }
         }
         vfs.sync_dir(&sdir)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,6 +174,7 @@ impl Store {
                 stop,
                 maintainer: Mutex::new(maintainer),
                 closed: AtomicBool::new(false),
+                damaged: Mutex::new(damaged),
                 _lock: lock,
             }),
         })
@@ -180,7 +201,9 @@ impl Store {
         self.check_open()?;
         cfg.validate()?;
         let mut streams = self.inner.streams.lock();
-        if streams.contains_key(&cfg.name) {
+        if streams.contains_key(&cfg.name)
+            || self.inner.damaged.lock().iter().any(|d| d.name == cfg.name)
+        {
             return Err(StreamError::AlreadyExists(cfg.name));
         }
         let stream_id = xxh3_64(
@@ -235,6 +258,12 @@ impl Store {
             .ok_or_else(|| StreamError::NotFound(name.to_owned()))
     }
 
+    /// Streams set aside at open because their metadata is damaged. `delete_stream` removes
+    /// them; until then their names cannot be reused.
+    pub fn damaged_streams(&self) -> Vec<DamagedStream> {
+        self.inner.damaged.lock().clone()
+    }
+
     /// Stream names, sorted.
     pub fn stream_names(&self) -> Vec<String> {
         self.inner.streams.lock().keys().cloned().collect()
@@ -243,21 +272,30 @@ impl Store {
     /// Deletes a stream and its files. Handles to it return `Closed` from then on.
     pub fn delete_stream(&self, name: &str) -> Result<(), StreamError> {
         self.check_open()?;
-        let s = self
-            .inner
-            .streams
-            .lock()
-            .remove(name)
-            .ok_or_else(|| StreamError::NotFound(name.to_owned()))?;
-        s.mark_closed();
-        if s.s.persistent {
+        let s = self.inner.streams.lock().remove(name);
+        let dir = match &s {
+            Some(s) => {
+                s.mark_closed();
+                s.s.persistent.then(|| s.dir().to_path_buf())
+            }
+            None => {
+                let mut damaged = self.inner.damaged.lock();
+                let i = damaged
+                    .iter()
+                    .position(|d| d.name == name)
+                    .ok_or_else(|| StreamError::NotFound(name.to_owned()))?;
+                damaged.remove(i);
+                Some(self.inner.dir.join(STREAMS_DIR).join(name))
+            }
+        };
+        if let Some(dir) = dir {
             let vfs = &*self.inner.vfs;
             let sdir = self.inner.dir.join(STREAMS_DIR);
             let doomed = sdir.join(format!(".{name}.deleted"));
             if vfs.exists(&doomed) {
                 vfs.remove_dir_all(&doomed)?;
             }
-            vfs.rename(s.dir(), &doomed)?;
+            vfs.rename(&dir, &doomed)?;
             vfs.sync_dir(&sdir)?;
             vfs.remove_dir_all(&doomed)?;
         }

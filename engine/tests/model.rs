@@ -21,8 +21,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tidelog::io::{CrashKind, Fault, FaultPlan, FaultyVfs, MemVfs, Vfs};
 use tidelog::{
-    AppendError, Durability, LoadError, NewMessage, Store, StoreOptions, Stream, StreamConfig,
-    StreamState, WriteError,
+    AppendError, Durability, LoadError, NewMessage, Storage, Store, StoreOptions, Stream,
+    StreamConfig, StreamState, WriteError,
 };
 
 const DIR: &str = "/db";
@@ -288,6 +288,8 @@ struct Armed {
 
 struct Harness {
     mode: Durability,
+    /// A memory stream: same semantics, nothing survives the store, so no restarts or crashes.
+    memory: bool,
     mem: MemVfs,
     fv: FaultyVfs,
     store: Option<Store>,
@@ -345,7 +347,7 @@ fn is_durable_point(r: &R) -> bool {
 }
 
 impl Harness {
-    fn new(mode: Durability, block_size: u64) -> Harness {
+    fn new(mode: Durability, block_size: u64, memory: bool) -> Harness {
         let mem = MemVfs::new();
         let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
         let store = Store::open_with_vfs(DIR, Arc::new(fv.clone()), opts()).expect("open store");
@@ -353,17 +355,25 @@ impl Harness {
             .create_stream(
                 StreamConfig::new(NAME)
                     .block_size(block_size)
-                    .durability(mode),
+                    .durability(mode)
+                    .storage(if memory {
+                        Storage::Memory
+                    } else {
+                        Storage::File
+                    }),
             )
             .expect("create stream");
         // Work around a MemVfs limitation: `rename` of a directory moves its files but not
         // their durable directory entries, so a simulated power loss right after
         // `create_stream` would lose the stream's config (a real file system keeps the files
         // of a renamed directory). Make the entries under the final name durable here.
-        mem.sync_dir(Path::new(STREAM_DIR))
-            .expect("sync stream dir");
+        if !memory {
+            mem.sync_dir(Path::new(STREAM_DIR))
+                .expect("sync stream dir");
+        }
         Harness {
             mode,
+            memory,
             mem,
             fv,
             store: Some(store),
@@ -480,6 +490,9 @@ impl Harness {
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        if self.memory && matches!(op, Op::Crash { .. } | Op::Restart) {
+            return Ok(());
+        }
         if let Op::Crash { after, fault, kind } = op {
             *self.fv.plan().lock() = FaultPlan::at(*after, *fault);
             self.armed = Some(Armed {
@@ -784,6 +797,9 @@ impl Harness {
     /// Ends a case: disarm, close cleanly, reopen (exact), then lose power after the clean
     /// close (exact again: a close syncs everything).
     fn finish(&mut self) -> Result<(), TestCaseError> {
+        if self.memory {
+            return self.verify("model-equals-stream (memory stream)");
+        }
         self.armed = None;
         *self.fv.plan().lock() = FaultPlan::new();
         self.trace.push("final restart".into());
@@ -879,7 +895,16 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(mode: Durability, block_size: u64, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(mode, block_size);
+    run_on(mode, block_size, false, ops)
+}
+
+fn run_on(
+    mode: Durability,
+    block_size: u64,
+    memory: bool,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(mode, block_size, memory);
     for op in ops {
         h.step(op)?;
     }
@@ -923,6 +948,16 @@ proptest! {
         ops in vec(op(), 1..60),
     ) {
         run(Durability::None, block_size, &ops)?;
+    }
+
+    /// `model-equals-stream` for memory streams: the same operations and checks, minus
+    /// restarts and crashes (a memory stream does not outlive its store).
+    #[test]
+    fn model_memory_stream_equals_model(
+        block_size in 4096u64..16384,
+        ops in vec(op(), 1..60),
+    ) {
+        run_on(Durability::Always, block_size, true, &ops)?;
     }
 }
 

@@ -166,3 +166,26 @@ fn memory_stream_frees_removed_blocks() {
     }
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn store_opens_with_a_damaged_stream_config() {
+    let vfs = MemVfs::new();
+    let store = Store::open_with_vfs("/db", Arc::new(vfs.clone()), opts()).unwrap();
+    let good = store.create_stream(StreamConfig::new("good")).unwrap();
+    good.append("a", b"", b"x").unwrap();
+    store.create_stream(StreamConfig::new("bad")).unwrap();
+    store.close().unwrap();
+    drop((good, store));
+    vfs.corrupt(std::path::Path::new("/db/streams/bad/config"), 30, 0xff)
+        .unwrap();
+    let store = Store::open_with_vfs("/db", Arc::new(vfs.clone()), opts()).unwrap();
+    assert_eq!(store.stream_names(), vec!["good".to_string()]);
+    let damaged = store.damaged_streams();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].name, "bad");
+    assert!(store.create_stream(StreamConfig::new("bad")).is_err());
+    assert_eq!(store.stream("good").unwrap().state().messages, 1);
+    store.delete_stream("bad").unwrap();
+    assert!(store.damaged_streams().is_empty());
+    store.create_stream(StreamConfig::new("bad")).unwrap();
+}
