@@ -306,8 +306,10 @@ struct BlockScan<'s> {
     replay: &'s mut Replay,
     seq_at: HashMap<usize, u64>,
     entry: Option<BlockEntry>,
-    /// Damaged records met while indexing: (seq, offset, length), judged once indexing ends.
-    damaged: Vec<(u64, usize, u64)>,
+    /// Sequences that may have been lost while indexing: (seq, offset of its damaged record or
+    /// `None` for a sequence inside a damaged stretch, bytes). Judged once indexing ends,
+    /// because a later truncate in the same block may hand the sequence to a new record.
+    damaged: Vec<(u64, Option<usize>, u64)>,
 }
 
 impl BlockScan<'_> {
@@ -377,18 +379,17 @@ impl BlockScan<'_> {
     /// A damaged stretch at the end of the checkpoint-covered part held every sequence the
     /// checkpoint gives this block beyond the last one indexed.
     fn settle_damage(&mut self, pending: &mut Option<Stretch>, end: usize) {
-        // A damaged record is lost only if its slot still points at it: a later record may
-        // have taken the sequence over after a truncate.
+        if let (Some(d), Some(e)) = (pending.take(), self.entry) {
+            // A damaged stretch at the end of the covered part held every sequence the
+            // checkpoint gives this block beyond the last one indexed.
+            self.note_gap(e.first_seq + e.slots, d.len(end));
+        }
         for (seq, off, len) in std::mem::take(&mut self.damaged) {
             let current = self.st.blocks.last().and_then(|b| b.offset_of(seq));
-            if current == Some(off) {
+            if current == off {
                 self.lose_counted(seq, len);
             }
         }
-        let (Some(d), Some(e)) = (pending.take(), self.entry) else {
-            return;
-        };
-        self.lose_gap_before(e.first_seq + e.slots, d.len(end));
     }
 
     fn replay_item(&mut self, item: Scanned<'_>, off: usize) {
@@ -478,7 +479,7 @@ impl BlockScan<'_> {
             return;
         };
         if let Some(d) = pending_damage.take() {
-            self.lose_gap_before(seq, d.len(off));
+            self.note_gap(seq, d.len(off));
         }
         if !self.st.place_indexed(seq, off) {
             return;
@@ -490,25 +491,21 @@ impl BlockScan<'_> {
                 .last()
                 .map(|b| b.record_len(off))
                 .unwrap_or(0);
-            self.damaged.push((seq, off, len));
+            self.damaged.push((seq, Some(off), len));
         }
     }
 
-    /// Sequences just before `seq` that the checkpoint counts as live had records inside a
-    /// damaged stretch of `bytes`: they are lost.
-    fn lose_gap_before(&mut self, seq: u64, bytes: usize) {
+    /// Sequences just before `seq` with no record yet had their records inside a damaged
+    /// stretch of `bytes`; they are lost if nothing takes their slot before indexing ends.
+    fn note_gap(&mut self, seq: u64, bytes: usize) {
         let Some(b) = self.st.blocks.last() else {
             return;
         };
-        let lost: Vec<u64> = (b.end_seq()..seq)
-            .filter(|&s| {
-                s >= self.st.floor && s <= self.st.last_seq && !self.st.deletes.contains(s)
-            })
-            .collect();
-        let n = lost.len().max(1) as u64;
-        for (i, s) in lost.iter().enumerate() {
+        let gap: Vec<u64> = (b.end_seq()..seq).collect();
+        let n = gap.len().max(1) as u64;
+        for (i, s) in gap.into_iter().enumerate() {
             let share = bytes as u64 / n + if i == 0 { bytes as u64 % n } else { 0 };
-            self.lose_counted(*s, share);
+            self.damaged.push((s, None, share));
         }
     }
 

@@ -1220,3 +1220,41 @@ fn regress_always_damaged_stretch_ends_at_next_intact_record() {
     ];
     run(Durability::Always, 4096, &ops).unwrap();
 }
+
+/// A record whose header a torn erase destroyed lies in front of a truncate that hands its
+/// sequence to a new record: after a clean reopen nothing may be reported lost.
+#[test]
+fn regress_none_damaged_stretch_before_truncate_is_not_lost() {
+    let m = || GenMsg {
+        subject: 0,
+        headers: vec![],
+        payload: vec![],
+    };
+    let mut ops = vec![
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Sync,
+        Op::Append(m()),
+        Op::Append(m()),
+    ];
+    ops.push(Op::Batch(vec![m(), m()]));
+    ops.push(Op::Crash {
+        after: 2,
+        fault: Fault::TornWrite,
+        kind: CrashKind::Process,
+    });
+    ops.extend([Op::Append(m()), Op::Append(m()), Op::Append(m())]);
+    ops.push(Op::Erase(Pick { live: true, idx: 2 }));
+    ops.push(Op::Truncate(Pick {
+        live: false,
+        idx: 0,
+    }));
+    ops.extend([
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Append(m()),
+    ]);
+    run(Durability::None, 4096, &ops).unwrap();
+}
