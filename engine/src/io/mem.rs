@@ -102,6 +102,20 @@ impl MemVfs {
     }
 }
 
+/// Re-keys every entry below `from` to the same place below `to`.
+fn move_under<V>(map: &mut HashMap<PathBuf, V>, from: &Path, to: &Path) {
+    let keys: Vec<PathBuf> = map
+        .keys()
+        .filter(|p| p.starts_with(from))
+        .cloned()
+        .collect();
+    for p in keys {
+        if let (Some(v), Ok(rest)) = (map.remove(&p), p.strip_prefix(from)) {
+            map.insert(to.join(rest), v);
+        }
+    }
+}
+
 fn not_found() -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, "no such file")
 }
@@ -240,30 +254,10 @@ impl Vfs for MemVfs {
                     fs.dirs.insert(to.join(rest));
                 }
             }
-            let files: Vec<PathBuf> = fs
-                .files
-                .keys()
-                .filter(|p| p.starts_with(from))
-                .cloned()
-                .collect();
-            for p in files {
-                if let (Some(f), Ok(rest)) = (fs.files.remove(&p), p.strip_prefix(from)) {
-                    fs.files.insert(to.join(rest), f);
-                }
-            }
+            move_under(&mut fs.files, from, to);
             // Entries inside a renamed directory keep their durability: they live in the
             // directory's own inode, which moved as a whole.
-            let durable: Vec<PathBuf> = fs
-                .durable
-                .keys()
-                .filter(|p| p.starts_with(from))
-                .cloned()
-                .collect();
-            for p in durable {
-                if let (Some(f), Ok(rest)) = (fs.durable.remove(&p), p.strip_prefix(from)) {
-                    fs.durable.insert(to.join(rest), f);
-                }
-            }
+            move_under(&mut fs.durable, from, to);
             return Ok(());
         }
         Err(not_found())
