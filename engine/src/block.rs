@@ -355,11 +355,13 @@ pub fn scan<'a>(
                 visit(off, Scanned::Record(r));
                 off += r.len;
             }
-            Err(DecodeError::End) => {
+            // Zeros to the end are the end of the log; a zeroed length field with data after
+            // it is damage, handled like a bad header.
+            Err(DecodeError::End) if body[off..].iter().all(|&b| b == 0) => {
                 return ScanEnd {
                     end: off,
-                    torn: body[off..].iter().any(|&b| b != 0),
-                }
+                    torn: false,
+                };
             }
             Err(DecodeError::Truncated) => {
                 return ScanEnd {
@@ -371,7 +373,7 @@ pub fn scan<'a>(
                 visit(off, Scanned::Damaged(Some(h)));
                 off += h.len;
             }
-            Err(DecodeError::BadHeader) => match record::resync(body, off + 1) {
+            Err(DecodeError::BadHeader | DecodeError::End) => match record::resync(body, off + 1) {
                 Some(next) if record::decode(&body[next..]).is_ok() => {
                     visit(off, Scanned::Damaged(None));
                     off = next;
@@ -463,6 +465,24 @@ mod tests {
                 torn: false
             }
         );
+    }
+
+    #[test]
+    fn zeroed_length_is_damage_not_end() {
+        let mut b = vec![0u8; HEADER_LEN];
+        for s in 1..=3u64 {
+            b.extend(encode(Kind::Msg, s, 0, b"a", b"", b"payload"));
+        }
+        let rec = (b.len() - HEADER_LEN) / 3;
+        b[HEADER_LEN + rec..HEADER_LEN + rec + 4].fill(0);
+        let mut seen = vec![];
+        let end = scan(&b, HEADER_LEN, b.len(), false, |_, s| {
+            if let Scanned::Record(r) = s {
+                seen.push(r.seq)
+            }
+        });
+        assert_eq!(seen, vec![1, 3]);
+        assert!(!end.torn);
     }
 
     #[test]

@@ -64,6 +64,23 @@ impl DeleteSet {
         self.insert_range(seq, seq) == 1
     }
 
+    /// Drops `a..=b`.
+    pub fn remove_range(&mut self, a: u64, b: u64) {
+        if a > b {
+            return;
+        }
+        let mut above = self.clone();
+        above.remove_below(b.saturating_add(1));
+        self.remove_above(a.saturating_sub(1));
+        if a == 0 {
+            self.ranges.clear();
+            self.count = 0;
+        }
+        for (s, e) in above.ranges() {
+            self.insert_range(s, e);
+        }
+    }
+
     /// Drops every sequence below `floor`.
     pub fn remove_below(&mut self, floor: u64) {
         let below: Vec<(u64, u64)> = self.ranges.range(..floor).map(|(&s, &e)| (s, e)).collect();
@@ -130,6 +147,34 @@ impl DeleteSet {
         n
     }
 
+    /// The sub-ranges of `a..=b` that are not in the set.
+    pub fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut next = a;
+        let start = self
+            .ranges
+            .range(..=a)
+            .next_back()
+            .map(|(&s, _)| s)
+            .unwrap_or(a);
+        for (&s, &e) in self.ranges.range(start..=b) {
+            if e < next {
+                continue;
+            }
+            if s > next {
+                out.push((next, s - 1));
+            }
+            next = e.saturating_add(1);
+            if next > b {
+                return out;
+            }
+        }
+        if next <= b {
+            out.push((next, b));
+        }
+        out
+    }
+
     /// The ranges, in order.
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.ranges.iter().map(|(&s, &e)| (s, e))
@@ -167,12 +212,15 @@ mod tests {
             for (op, a, w) in ops {
                 match op {
                     0 | 1 => { let added = d.insert_range(a, a + w); let before = m.len(); m.extend(a..=a + w); prop_assert_eq!(added as usize, m.len() - before); }
+                    2 if w % 2 == 0 => { d.remove_range(a, a + w); m.retain(|&x| x < a || x > a + w); }
                     2 => { d.remove_below(a); m.retain(|&x| x >= a); }
                     _ => { d.remove_above(a); m.retain(|&x| x <= a); }
                 }
                 prop_assert_eq!(d.len() as usize, m.len());
                 for x in 0..80 { prop_assert_eq!(d.contains(x), m.contains(&x)); }
                 prop_assert_eq!(d.count_in(10, 30) as usize, m.range(10..=30).count());
+                let missing: usize = d.gaps(5, 40).iter().map(|(x, y)| (y - x + 1) as usize).sum();
+                prop_assert_eq!(missing, (5..=40).filter(|x| !m.contains(x)).count());
             }
         }
     }

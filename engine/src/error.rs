@@ -12,6 +12,21 @@ pub struct Poisoned {
     pub cause: Arc<io::Error>,
 }
 
+impl Poisoned {
+    /// What a writer gets from a poisoned stream: a full disk stays `StorageFull`, so hosts
+    /// can match on it; anything else is `Poisoned`, carrying the original error.
+    pub fn to_durability(&self) -> DurabilityError {
+        if crate::io::is_storage_full(&self.cause) {
+            let e = match self.cause.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(self.cause.kind(), self.cause.to_string()),
+            };
+            return DurabilityError::StorageFull(e);
+        }
+        DurabilityError::Poisoned(self.clone())
+    }
+}
+
 /// A failure to make data durable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

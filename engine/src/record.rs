@@ -242,6 +242,14 @@ pub fn decode(b: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
     })
 }
 
+/// The stored checksum of the intact record at `off`, which identifies it.
+pub fn checksum_at(bytes: &[u8], off: usize) -> Option<u64> {
+    let r = bytes.get(off..)?;
+    let h = decode_head(r).ok()?;
+    let end = h.len.checked_sub(TRAILER_LEN)?;
+    r.get(end..h.len).map(|b| u64_at(b, 0))
+}
+
 /// The erased form of the message record at the start of `b`: same length and sequence, the
 /// subject, headers and payload zeroed, flagged [`FLAG_ERASED`]. `None` if `b` does not start
 /// with a message record (damaged records are left as they are).

@@ -14,10 +14,14 @@ use crate::block::{
     self, decode_trailer, BlockHeader, Offsets, Scanned, Writer, HEADER_LEN, NO_RECORD,
 };
 use crate::checkpoint::{decode_lease, BlockEntry, Checkpoint};
-use crate::io::{read_file, Mapping, OpenMode, VFile, Vfs};
+use crate::deletes::DeleteSet;
+use crate::io::{read_file, Mapping, OpenMode, Vfs};
 use crate::record::{self, Kind, FLAG_BATCH, FLAG_ERASED};
 use crate::state::{Block, Data, LogState};
-use crate::stream::{CHECKPOINT_FILE, LEASE_FILE};
+use crate::stream::{CHECKPOINT_FILE, CHECKPOINT_PREV_FILE, LEASE_FILE};
+
+/// Most slots a block can have (its offset table is indexed by `u32`).
+const MAX_SLOTS: u64 = 1 << 32;
 
 /// What recovery found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,21 +43,6 @@ pub struct RecoveryReport {
     pub duration_us: u64,
 }
 
-impl RecoveryReport {
-    fn lose(&mut self, a: u64, b: u64) {
-        if a > b {
-            return;
-        }
-        if let Some(last) = self.lost.last_mut() {
-            if last.1 + 1 >= a {
-                last.1 = last.1.max(b);
-                return;
-            }
-        }
-        self.lost.push((a, b));
-    }
-}
-
 /// The recovered state plus the durable sequence lease.
 pub(crate) struct Recovered {
     pub state: LogState,
@@ -65,48 +54,75 @@ fn block_ids(vfs: &dyn Vfs, dir: &Path) -> io::Result<Vec<u64>> {
     let mut ids = Vec::new();
     for name in vfs.list(dir)? {
         if name.ends_with(".tmp") {
-            vfs.remove_file(&dir.join(&name))?;
+            vfs.remove_file(&dir.join(&name))?
         } else if let Some(id) = name
             .strip_suffix(".blk")
             .and_then(|n| n.parse::<u64>().ok())
         {
-            ids.push(id);
+            // Only names the engine writes: `1.blk` or `+1.blk` would alias a real block.
+            if name == format!("{id:020}.blk") {
+                ids.push(id);
+            }
         }
     }
     ids.sort_unstable();
     Ok(ids)
 }
 
+/// The newest valid checkpoint: `checkpoint`, else `checkpoint.prev` (a damaged newest one
+/// only makes recovery replay more, since blocks are deleted only once both cover them).
 fn read_checkpoint(
     vfs: &dyn Vfs,
     dir: &Path,
     stream_id: u64,
     report: &mut RecoveryReport,
 ) -> Option<Checkpoint> {
-    let path = dir.join(CHECKPOINT_FILE);
-    if !vfs.exists(&path) {
-        return None;
-    }
-    let decoded = read_file(vfs, &path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| Checkpoint::decode(&b).map_err(str::to_owned))
-        .and_then(|c| {
-            if c.stream_id == stream_id {
-                Ok(c)
-            } else {
-                Err("belongs to another stream".to_owned())
+    let mut errors = Vec::new();
+    for name in [CHECKPOINT_FILE, CHECKPOINT_PREV_FILE] {
+        let path = dir.join(name);
+        if !vfs.exists(&path) {
+            continue;
+        }
+        let decoded = read_file(vfs, &path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Checkpoint::decode(&b).map_err(str::to_owned))
+            .and_then(|c| check_checkpoint(c, stream_id).map_err(str::to_owned));
+        match decoded {
+            Ok(c) => {
+                report.used_checkpoint = true;
+                report.checkpoint_error = (!errors.is_empty()).then(|| errors.join("; "));
+                return Some(c);
             }
-        });
-    match decoded {
-        Ok(c) => {
-            report.used_checkpoint = true;
-            Some(c)
-        }
-        Err(e) => {
-            report.checkpoint_error = Some(e);
-            None
+            Err(e) => errors.push(format!("{name}: {e}")),
         }
     }
+    report.checkpoint_error = (!errors.is_empty()).then(|| errors.join("; "));
+    None
+}
+
+/// Checks what a checksum cannot: that the checkpoint describes a state the engine can be in.
+fn check_checkpoint(c: Checkpoint, stream_id: u64) -> Result<Checkpoint, &'static str> {
+    if c.stream_id != stream_id {
+        return Err("belongs to another stream");
+    }
+    if c.floor > c.last_seq + 1 {
+        return Err("floor above the last sequence");
+    }
+    if c.deletes
+        .ranges()
+        .any(|(a, b)| a <= c.floor || b > c.last_seq)
+    {
+        return Err("delete range outside the stream");
+    }
+    let mut prev: Option<&BlockEntry> = None;
+    for e in &c.blocks {
+        let bad_order = prev.is_some_and(|p| p.id >= e.id || p.first_seq + p.slots > e.first_seq);
+        if bad_order || e.slots > MAX_SLOTS || e.live > e.slots || e.id >= c.next_block_id {
+            return Err("block entries inconsistent");
+        }
+        prev = Some(e);
+    }
+    Ok(c)
 }
 
 /// Rebuilds a stream's state from `dir`.
@@ -118,6 +134,7 @@ pub(crate) fn recover(
 ) -> io::Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
+    let mut replay = Replay::default();
     let ids = block_ids(vfs, dir)?;
     let ck = read_checkpoint(vfs, dir, stream_id, &mut report);
     let mut st = LogState::new(stream_id, dir.to_path_buf(), block_size, true);
@@ -137,12 +154,11 @@ pub(crate) fn recover(
         for e in &c.blocks {
             if !ids.contains(&e.id) {
                 report.damaged_blocks.push(e.id);
-                lose_block(&mut st, e, &mut report);
+                lose_block(&mut st, e, &mut replay.lost);
             }
         }
     }
     let mut garbage = Vec::new();
-    let mut replay = Replay::default();
     let last_id = ids.last().copied();
     for &id in &ids {
         st.next_block_id = st.next_block_id.max(id + 1);
@@ -158,6 +174,13 @@ pub(crate) fn recover(
         };
         let file = vfs.open(&Block::path(dir, id), OpenMode::Existing)?;
         let map = Arc::new(file.map()?);
+        let file_len = map.len();
+        if BlockHeader::decode(&map).is_some_and(|h| h.stream_id != stream_id || h.block_id != id) {
+            // Not this stream's block (left by a writer of a deleted stream of the same
+            // name, or copied in by hand): never replay it; leave it for inspection.
+            report.damaged_blocks.push(id);
+            continue;
+        }
         let trailer = decode_trailer(&map).filter(|t| t.block_id == id);
         if let (None, Some(t), Some(e)) = (apply_from, trailer, entry) {
             // Covered by the checkpoint and sealed: map it, read nothing.
@@ -170,7 +193,8 @@ pub(crate) fn recover(
                 data: Data::Sealed(map),
                 file: Some(file),
                 written: t.body_end,
-                synced: t.body_end,
+                file_len,
+                synced: file_len,
                 dir_synced: true,
             });
             continue;
@@ -197,6 +221,7 @@ pub(crate) fn recover(
             file: Some(file.clone()),
             // The scan's extent; `finish_block` settles it.
             written: body_end,
+            file_len,
             // Found in the page cache; the next sync makes sure it is on disk.
             synced: 0,
             dir_synced: true,
@@ -229,14 +254,7 @@ pub(crate) fn recover(
         };
         let end = scan.run(&map, apply_from, body_end, trailer.is_some());
         let is_last = Some(id) == last_id;
-        finish_block(
-            &mut st,
-            file,
-            map,
-            trailer.map(|t| t.body_end),
-            end,
-            is_last,
-        )?;
+        finish_block(&mut st, id, map, trailer.map(|t| t.body_end), end, is_last)?;
     }
     for id in garbage {
         vfs.remove_file(&Block::path(dir, id))?;
@@ -253,6 +271,7 @@ pub(crate) fn recover(
         st.apply_skip(first, lease);
     }
     redo_erases(&st, &replay.erase_redo)?;
+    report.lost = replay.lost.ranges().collect();
     report.duration_us = started.elapsed().as_micros() as u64;
     Ok(Recovered {
         state: st,
@@ -261,18 +280,19 @@ pub(crate) fn recover(
     })
 }
 
-fn lose_block(st: &mut LogState, e: &BlockEntry, report: &mut RecoveryReport) {
-    let (a, b) = (e.first_seq, e.first_seq + e.slots.saturating_sub(1));
+fn lose_block(st: &mut LogState, e: &BlockEntry, lost: &mut DeleteSet) {
     if e.slots == 0 {
         return;
     }
-    for seq in a..=b.min(st.last_seq) {
-        if seq >= st.floor && !st.deletes.contains(seq) {
-            report.lose(seq, seq);
-        }
+    let a = e.first_seq.max(st.floor);
+    let b = (e.first_seq + e.slots - 1).min(st.last_seq);
+    if a > b {
+        return;
     }
-    st.deletes.insert_range(a.max(st.floor), b.min(st.last_seq));
-    st.live_bytes = st.live_bytes.saturating_sub(e.live_bytes);
+    for (x, y) in st.deletes.gaps(a, b) {
+        lost.insert_range(x, y);
+    }
+    st.discard_range(a, b, e.live_bytes);
 }
 
 /// Bytes of a block that no record could be decoded from, while indexing.
@@ -296,6 +316,8 @@ struct Replay {
     unknown_gap: bool,
     /// (block id, seq, offset) of erases to redo in place.
     erase_redo: Vec<(u64, u64, usize)>,
+    /// Sequences lost to damage that no later record removed.
+    lost: DeleteSet,
 }
 
 /// Scanning one block: records before `apply_from` are only indexed (the checkpoint already
@@ -412,7 +434,7 @@ impl BlockScan<'_> {
     fn apply(&mut self, r: &record::RecordRef<'_>, off: usize) {
         let st = &mut *self.st;
         if self.replay.unknown_gap && r.kind == Kind::Msg && r.seq > st.last_seq + 1 {
-            self.report.lose(st.last_seq + 1, r.seq - 1);
+            self.replay.lost.insert_range(st.last_seq + 1, r.seq - 1);
         }
         self.replay.unknown_gap = false;
         if r.kind == Kind::Erase {
@@ -420,13 +442,22 @@ impl BlockScan<'_> {
                 self.replay.erase_redo.push((st.blocks[bi].id, r.seq, boff));
             }
         }
+        // A later removal overtakes a loss: the message was going away anyway, or its
+        // sequence was handed to a new message after a truncate.
+        let lost = &mut self.replay.lost;
+        match r.kind {
+            Kind::Delete | Kind::Erase => lost.remove_range(r.seq, r.seq),
+            Kind::Purge => lost.remove_below(r.seq),
+            Kind::Truncate => lost.remove_above(r.seq),
+            Kind::Msg | Kind::Skip => {}
+        }
         st.apply_record(r, off);
     }
 
     /// A damaged message record of known sequence in the replayed part.
     fn lose(&mut self, seq: u64, off: usize) {
         if seq > self.st.last_seq && seq <= crate::state::MAX_SEQ {
-            self.report.lose(seq, seq);
+            self.replay.lost.insert(seq);
             self.st.apply_lost(seq, off);
         }
     }
@@ -511,7 +542,7 @@ impl BlockScan<'_> {
 
     fn lose_counted(&mut self, seq: u64, len: u64) {
         if self.st.discount(seq, len) {
-            self.report.lose(seq, seq);
+            self.replay.lost.insert(seq);
         }
     }
 }
@@ -527,31 +558,29 @@ fn item_len(item: &Scanned<'_>) -> usize {
 /// Turns a scanned block into the active block (the newest, unsealed one) or seals it.
 fn finish_block(
     st: &mut LogState,
-    file: Arc<dyn VFile>,
+    id: u64,
     map: Arc<Mapping>,
     sealed_body: Option<usize>,
     end: usize,
     is_last: bool,
 ) -> io::Result<()> {
-    let Some(b) = st
-        .blocks
-        .iter_mut()
-        .chain(st.retired.iter_mut())
-        .rev()
-        .find(|b| b.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, &file)))
-    else {
+    let (stream_id, block_size) = (st.stream_id, st.block_size);
+    let Some(b) = st.block_mut(id) else {
         return Ok(());
     };
     if let Some(body_end) = sealed_body {
         b.written = body_end;
         return Ok(());
     }
+    let Some(file) = b.file.clone() else {
+        return Ok(());
+    };
     let mut body = map.get(..end).unwrap_or(&[]).to_vec();
     if BlockHeader::decode(&body).is_none() {
         // Keep the block readable even if its header was hit: records carry their own seqs.
         body.resize(HEADER_LEN.max(body.len()), 0);
         let h = BlockHeader {
-            stream_id: st.stream_id,
+            stream_id,
             block_id: b.id,
             first_seq: b.first_seq,
             created_ns: 0,
@@ -560,21 +589,27 @@ fn finish_block(
         body[..HEADER_LEN].copy_from_slice(&h);
         file.write_all_at(&h, 0)?;
     }
-    drop(map);
+    // Every mapping of the file goes before it is cut: touching a mapped page past the new
+    // end would raise SIGBUS.
+    let mut w = Writer::new(block_size.max(body.len() + record::MIN_RECORD_LEN));
+    w.append(&body);
     b.offsets.detach();
+    b.data = Data::Sealing(w.buf().clone());
+    drop(map);
     if (file.size()? as usize) > body.len() {
         file.set_len(body.len() as u64)?;
         file.sync_data()?;
     }
     b.written = body.len();
+    b.file_len = body.len();
     if is_last {
-        let mut w = Writer::new(st.block_size.max(body.len() + record::MIN_RECORD_LEN));
-        w.append(&body);
         b.data = Data::Active(w);
     } else {
         // An older block without a valid trailer (a crash while sealing): seal it now.
         let t = block::encode_trailer(b.id, b.first_seq, body.len() as u64, &b.offsets.physical());
         file.write_and_sync(&[(&t, body.len() as u64)])?;
+        b.file_len = body.len() + t.len();
+        b.synced = b.file_len;
         b.data = Data::Sealed(Arc::new(file.map()?));
     }
     Ok(())

@@ -32,6 +32,8 @@ pub(crate) struct Block {
     pub file: Option<Arc<dyn VFile>>,
     /// Bytes of the file already handed to the OS.
     pub written: usize,
+    /// Bytes of the file handed to the OS, trailer included.
+    pub file_len: usize,
     /// Bytes of the file known to be on stable storage.
     pub synced: usize,
     /// The directory entry of the file is durable.
@@ -255,6 +257,7 @@ impl LogState {
             data: Data::Active(w),
             file,
             written: 0,
+            file_len: 0,
             synced: 0,
             dir_synced: false,
         });
@@ -364,6 +367,13 @@ impl LogState {
             Self::place(b, seq, off);
         }
         ok
+    }
+
+    /// Removes `a..=b` wholesale (a block file that went missing), with the bytes it held.
+    pub fn discard_range(&mut self, a: u64, b: u64, bytes: u64) {
+        self.deletes.insert_range(a, b);
+        self.live_bytes = self.live_bytes.saturating_sub(bytes);
+        self.normalize_floor();
     }
 
     /// Takes a message the checkpoint counted as live out of the counters (its record turned

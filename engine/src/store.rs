@@ -275,7 +275,7 @@ impl Store {
         let s = self.inner.streams.lock().remove(name);
         let dir = match &s {
             Some(s) => {
-                s.mark_closed();
+                s.mark_deleted();
                 s.s.persistent.then(|| s.dir().to_path_buf())
             }
             None => {

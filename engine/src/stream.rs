@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 
 use crate::block::{encode_trailer, AppendBuf, Offsets};
@@ -29,12 +29,15 @@ const INLINE_BYTES: u64 = 8 << 20;
 const CKPT_BYTES: u64 = 32 << 20;
 /// Time between checkpoints while the log changes.
 const CKPT_EVERY: Duration = Duration::from_secs(1);
+/// Largest encoded size of one batch (it must fit a block with 32-bit offsets).
+const MAX_BATCH_BYTES: usize = 1 << 30;
 /// Blocks smaller than this are not worth rewriting.
 const COMPACT_MIN_BYTES: usize = 64 << 10;
 /// Sequences reserved by one lease write.
 const LEASE_SPAN: u64 = 1 << 20;
 
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+pub(crate) const CHECKPOINT_PREV_FILE: &str = "checkpoint.prev";
 pub(crate) const LEASE_FILE: &str = "lease";
 
 /// Where and when an appended message was stored.
@@ -166,8 +169,10 @@ pub(crate) struct Shared {
     /// Group commit: whether a leader is syncing, and the condvar followers wait on.
     commit: Mutex<bool>,
     committed: Condvar,
-    /// The last checkpoint known to be on disk: compaction keeps every record it calls live.
-    durable_ckpt: Mutex<Option<Arc<Checkpoint>>>,
+    /// The two checkpoints on disk (`checkpoint` and `checkpoint.prev`).
+    ckpts: Mutex<Ckpts>,
+    /// Set when the stream is deleted: no further I/O may touch its directory.
+    deleted: AtomicBool,
     poison: OnceLock<Poisoned>,
     closed: AtomicBool,
     pub recovery: RecoveryReport,
@@ -178,6 +183,23 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct Stream {
     pub(crate) s: Arc<Shared>,
+}
+
+/// Hands group-commit leadership back when the leader is done, however it leaves.
+struct Leader<'a>(&'a Shared);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        *self.0.commit.lock() = false;
+        self.0.committed.notify_all();
+    }
+}
+
+/// The checkpoints on disk, newest first.
+#[derive(Default)]
+struct Ckpts {
+    newest: Option<Arc<Checkpoint>>,
+    older: Option<Arc<Checkpoint>>,
 }
 
 /// One write the flusher performs outside the state lock.
@@ -194,7 +216,7 @@ struct Job {
 struct Work {
     jobs: Vec<Job>,
     lsn: u64,
-    ckpt: Option<(Checkpoint, Vec<u64>)>,
+    ckpt: Option<Checkpoint>,
 }
 
 impl Stream {
@@ -231,7 +253,8 @@ impl Stream {
                 synced_lsn: AtomicU64::new(lsn),
                 last_sync: Mutex::new(Instant::now()),
                 commit: Mutex::new(false),
-                durable_ckpt: Mutex::new(None),
+                ckpts: Mutex::new(Ckpts::default()),
+                deleted: AtomicBool::new(false),
                 committed: Condvar::new(),
                 poison: OnceLock::new(),
                 closed: AtomicBool::new(false),
@@ -265,7 +288,7 @@ impl Stream {
             return Err(AppendError::Closed);
         }
         if let Some(p) = self.s.poison.get() {
-            return Err(AppendError::Poisoned(p.clone()));
+            return Err(AppendError::Durability(p.to_durability()));
         }
         Ok(())
     }
@@ -324,9 +347,24 @@ impl Stream {
             .iter()
             .map(|m| record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len()))
             .sum();
+        if total > MAX_BATCH_BYTES {
+            // A batch lives in one block, whose offsets are 32-bit.
+            return Err(AppendError::TooLarge {
+                size: total,
+                max: MAX_BATCH_BYTES,
+            });
+        }
         let (b, lsn) = {
             let mut st = self.s.state.write();
             let first = st.last_seq + 1;
+            let last = first + msgs.len() as u64 - 1;
+            if last > MAX_SEQ {
+                // Checked before anything is encoded: a batch is all or nothing.
+                return Err(AppendError::SequenceNotAfterLast {
+                    seq: last,
+                    last: st.last_seq,
+                });
+            }
             let ts = self.s.clock.now_ns().max(st.last_ts);
             // The whole batch goes into one block so recovery can drop an incomplete batch by
             // cutting the tail of a single file.
@@ -389,6 +427,10 @@ impl Stream {
         flags: u8,
         m: &NewMessage<'_>,
     ) -> Result<(), AppendError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            // Re-checked under the lock: a deleted stream must not touch its old directory.
+            return Err(AppendError::Closed);
+        }
         if seq > MAX_SEQ {
             return Err(AppendError::SequenceNotAfterLast {
                 seq,
@@ -418,12 +460,29 @@ impl Stream {
         seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
         apply: impl FnOnce(&mut LogState, u64) -> T,
     ) -> Result<T, WriteError> {
-        self.check_writable().map_err(|e| match e {
+        let (out, lsn, last) = self.control_record(kind, seq_of, apply)?;
+        self.after_write(lsn, last)?;
+        Ok(out)
+    }
+
+    /// Encodes and applies a control record without waiting for durability; returns the
+    /// result, the log position and the last sequence.
+    fn control_record<T>(
+        &self,
+        kind: Kind,
+        seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
+        apply: impl FnOnce(&mut LogState, u64) -> T,
+    ) -> Result<(T, u64, u64), WriteError> {
+        let as_write = |e: AppendError| match e {
             AppendError::Poisoned(p) => WriteError::Poisoned(p),
+            AppendError::Durability(d) => WriteError::Durability(d),
             _ => WriteError::Closed,
-        })?;
-        let (out, lsn, last) = {
+        };
+        self.check_writable().map_err(as_write)?;
+        {
             let mut st = self.s.state.write();
+            // Re-checked under the lock: a deleted stream must not touch its old directory.
+            self.check_writable().map_err(as_write)?;
             let (seq, payload) = seq_of(&st)?;
             let now = self.s.clock.now_ns();
             let len = record::encoded_len(0, 0, payload.len());
@@ -431,10 +490,8 @@ impl Stream {
                 .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
             st.encode(kind, 0, seq, now, &[], &[], &payload);
             let out = apply(&mut st, seq);
-            (out, st.lsn, st.last_seq)
-        };
-        self.after_write(lsn, last)?;
-        Ok(out)
+            Ok((out, st.lsn, st.last_seq))
+        }
     }
 
     /// Skips the next `count` sequences; returns the last one skipped.
@@ -490,29 +547,36 @@ impl Stream {
 
     /// Removes one message and overwrites its bytes on disk (and in memory) before returning.
     pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
-        self.control(
+        // The write lock is held from the tombstone to the overwrite, so no checkpoint can
+        // cover the tombstone before the bytes are gone, and no compaction can move them.
+        let w = self.s.write_lock.lock();
+        let mut sum = None;
+        let (_, lsn, _) = self.control_record(
             Kind::Erase,
             |st| {
-                st.find(seq)
-                    .map(|_| (seq, Vec::new()))
-                    .ok_or(WriteError::NotFound(seq))
+                let (bi, off) = st.find(seq).ok_or(WriteError::NotFound(seq))?;
+                sum = record::checksum_at(st.blocks[bi].bytes(), off);
+                Ok((seq, Vec::new()))
             },
             |st, seq| {
                 st.apply_remove(seq);
             },
         )?;
         // The original record must be on disk before it can be overwritten there.
-        self.flush(true, false, None)?;
-        self.overwrite_erased(seq)
-            .map_err(|e| self.poison_with(e))?;
+        if let Some((lsn, _)) = self.write_phase(&w, true, false, Some(lsn))? {
+            self.sync_phase(lsn, None)?;
+        }
+        if let Some(sum) = sum {
+            self.overwrite_erased(seq, sum)
+                .map_err(|e| self.poison_with(e))?;
+        }
         Ok(())
     }
 
     /// Overwrites the (already removed) record of `seq` with its erased form, in the file and
-    /// in memory. Runs under the write lock so it cannot interleave with a compaction that is
-    /// moving the record, and locates the record afresh for the same reason.
-    fn overwrite_erased(&self, seq: u64) -> std::io::Result<()> {
-        let _w = self.s.write_lock.lock();
+    /// in memory, if it is still the record with checksum `sum`. The caller holds the write
+    /// lock, so no compaction moves the record meanwhile.
+    fn overwrite_erased(&self, seq: u64, sum: u64) -> std::io::Result<()> {
         let mut st = self.s.state.write();
         let persistent = self.s.persistent;
         let Some(b) = st.locate_mut(seq) else {
@@ -521,6 +585,11 @@ impl Stream {
         let Some(off) = b.offset_of(seq) else {
             return Ok(());
         };
+        if record::checksum_at(b.bytes(), off) != Some(sum) {
+            // Not the record the tombstone removed (a truncate let a new message take the
+            // sequence): leave it alone.
+            return Ok(());
+        }
         let Some(erased) = record::erased_copy(b.bytes().get(off..).unwrap_or(&[])) else {
             return Ok(());
         };
@@ -591,7 +660,7 @@ impl Stream {
         if self.uses_lease() {
             // The lease would otherwise make a restart jump past the sequences we just freed.
             self.flush(true, false, None)?;
-            self.write_lease(seq)?;
+            self.lower_lease()?;
         }
         Ok(n)
     }
@@ -660,8 +729,8 @@ impl Stream {
             }
             Durability::None => self.nudge(lsn)?,
         }
-        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::Acquire) {
-            self.write_lease(last_seq + LEASE_SPAN)?;
+        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
+            self.raise_lease(last_seq + LEASE_SPAN)?;
         }
         Ok(())
     }
@@ -685,10 +754,8 @@ impl Stream {
             }
             *leading = true;
             drop(leading);
-            let r = self.flush(true, false, Some(lsn));
-            *self.s.commit.lock() = false;
-            self.s.committed.notify_all();
-            return r;
+            let _leader = Leader(&self.s);
+            return self.flush(true, false, Some(lsn));
         }
     }
 
@@ -706,13 +773,31 @@ impl Stream {
         Ok(())
     }
 
-    fn write_lease(&self, upto: u64) -> Result<(), DurabilityError> {
+    /// Raises the durable lease to at least `upto`; never lowers it.
+    fn raise_lease(&self, upto: u64) -> Result<(), DurabilityError> {
         let _g = self.s.lease_lock.lock();
+        if self.s.lease.load(Ordering::SeqCst) >= upto || self.s.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.store_lease(upto)
+    }
+
+    /// Lowers the lease to the current last sequence (after a truncate, and at close).
+    /// While it runs the in-memory lease reads 0, so a racing appender takes the slow path
+    /// and waits for the lock: no sequence is returned above a lease that ends up on disk.
+    fn lower_lease(&self) -> Result<(), DurabilityError> {
+        let _g = self.s.lease_lock.lock();
+        self.s.lease.store(0, Ordering::SeqCst);
+        let last = self.s.state.read().last_seq;
+        self.store_lease(last)
+    }
+
+    fn store_lease(&self, v: u64) -> Result<(), DurabilityError> {
         let path = self.s.dir.join(LEASE_FILE);
         let id = self.s.state.read().stream_id;
-        io::replace_file(&*self.s.vfs, &path, &encode_lease(id, upto))
+        io::replace_file(&*self.s.vfs, &path, &encode_lease(id, v))
             .map_err(|e| self.poison_with(e))?;
-        self.s.lease.store(upto, Ordering::Release);
+        self.s.lease.store(v, Ordering::SeqCst);
         Ok(())
     }
 
@@ -743,55 +828,99 @@ impl Stream {
             return Ok(());
         }
         let sync = sync || ckpt;
-        let done = |t: u64| !ckpt && self.done_lsn(sync) >= t;
-        if target.is_some_and(done) {
-            return Ok(());
-        }
-        let (lsn, ckpt) = {
+        let written = {
             // Writes never queue behind an fsync: under `None` a checkpoint's sync must not
             // hold back handing data to the OS.
-            let _w = self.s.write_lock.lock();
-            self.check_poison()?;
-            if target.is_some_and(done) {
-                return Ok(());
-            }
-            let work = self.snapshot(ckpt);
-            // A durable appender leading a group commit submits write + fdatasync as one
-            // linked chain (one io_uring submission).
-            let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
-            self.write_jobs(&work.jobs, linked)
-                .map_err(|e| self.poison_with(e))?;
-            self.finish_jobs(&work.jobs, linked);
-            self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
-            (work.lsn, work.ckpt)
+            let w = self.s.write_lock.lock();
+            self.write_phase(&w, sync, ckpt, target)?
         };
-        if !sync {
-            return Ok(());
+        match written {
+            Some((lsn, ck)) if sync => self.sync_phase(lsn, ck),
+            _ => Ok(()),
         }
+    }
+
+    /// Hands everything encoded so far to the OS (with the write lock held by the caller).
+    /// `None` when `target` was already reached or the stream is deleted.
+    fn write_phase(
+        &self,
+        _write_lock: &MutexGuard<'_, ()>,
+        sync: bool,
+        ckpt: bool,
+        target: Option<u64>,
+    ) -> Result<Option<(u64, Option<Checkpoint>)>, DurabilityError> {
+        self.check_poison()?;
+        let done = |t: u64| !ckpt && self.done_lsn(sync) >= t;
+        if target.is_some_and(done) || self.s.deleted.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let work = self.snapshot(ckpt);
+        // A durable appender leading a group commit submits write + fdatasync as one linked
+        // chain (one io_uring submission).
+        let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
+        self.write_jobs(&work.jobs, linked)
+            .map_err(|e| self.poison_with(e))?;
+        self.finish_jobs(&work.jobs, linked);
+        self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
+        Ok(Some((work.lsn, work.ckpt)))
+    }
+
+    /// Makes everything written up to `lsn` durable, then writes `ck` if it is newer than the
+    /// checkpoint on disk.
+    fn sync_phase(&self, lsn: u64, ck: Option<Checkpoint>) -> Result<(), DurabilityError> {
         let mut io = self.s.sync_lock.lock();
         self.check_poison()?;
-        if ckpt.is_none() && self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
+        if self.s.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if ck.is_none() && self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
             return Ok(());
         }
         self.sync_written().map_err(|e| self.poison_with(e))?;
         self.s.synced_lsn.fetch_max(lsn, Ordering::AcqRel);
         *self.s.last_sync.lock() = Instant::now();
-        if let Some((ck, deletable)) = ckpt {
-            // A failed checkpoint loses nothing: the log is synced and the previous
-            // checkpoint stays valid; recovery just replays more.
-            io::replace_file(
-                &*self.s.vfs,
-                &self.s.dir.join(CHECKPOINT_FILE),
-                &ck.encode(),
-            )
+        let Some(ck) = ck else { return Ok(()) };
+        if lsn < io.ckpt_lsn {
+            // A newer checkpoint reached the disk while this one waited: never go back.
+            return Ok(());
+        }
+        // A failed checkpoint loses nothing: the log is synced and the previous checkpoint
+        // stays valid; recovery just replays more.
+        self.write_checkpoint(&ck)
             .map_err(DurabilityError::from_io)?;
-            io.ckpt_lsn = lsn;
-            io.ckpt_at = Instant::now();
-            *self.s.durable_ckpt.lock() = Some(Arc::new(ck));
-            self.drop_retired(&deletable)
+        io.ckpt_lsn = lsn;
+        io.ckpt_at = Instant::now();
+        let older = {
+            let mut c = self.s.ckpts.lock();
+            let older = c.newest.replace(Arc::new(ck));
+            c.older = older.clone();
+            older
+        };
+        // Only what both checkpoints on disk cover may go: if the newest is damaged,
+        // recovery falls back to the older one and still finds every record it needs.
+        if let Some(older) = older {
+            self.drop_retired(&older)
                 .map_err(DurabilityError::from_io)?;
         }
         Ok(())
+    }
+
+    /// Rotates the checkpoint: the current one becomes `checkpoint.prev`, the new one
+    /// `checkpoint` (each step crash-safe; recovery uses the newest valid one).
+    fn write_checkpoint(&self, ck: &Checkpoint) -> std::io::Result<()> {
+        let vfs = &*self.s.vfs;
+        let path = self.s.dir.join(CHECKPOINT_FILE);
+        let tmp = io::tmp_path(&path);
+        if vfs.exists(&tmp) {
+            vfs.remove_file(&tmp)?;
+        }
+        vfs.open(&tmp, io::OpenMode::CreateNew)?
+            .write_and_sync(&[(&ck.encode(), 0)])?;
+        if vfs.exists(&path) {
+            vfs.rename(&path, &self.s.dir.join(CHECKPOINT_PREV_FILE))?;
+        }
+        vfs.rename(&tmp, &path)?;
+        vfs.sync_dir(&self.s.dir)
     }
 
     fn done_lsn(&self, synced: bool) -> u64 {
@@ -805,7 +934,7 @@ impl Stream {
 
     fn check_poison(&self) -> Result<(), DurabilityError> {
         match self.s.poison.get() {
-            Some(p) => Err(DurabilityError::Poisoned(p.clone())),
+            Some(p) => Err(p.to_durability()),
             None => Ok(()),
         }
     }
@@ -868,7 +997,7 @@ impl Stream {
                     .collect(),
                 deletes: st.deletes.clone(),
             };
-            (ck, st.retired.iter().map(|b| b.id).collect())
+            ck
         });
         Work {
             jobs,
@@ -912,8 +1041,11 @@ impl Stream {
                 continue;
             };
             b.written = b.written.max(j.to);
+            b.file_len = b
+                .file_len
+                .max(j.to + j.trailer.as_ref().map_or(0, Vec::len));
             if synced {
-                b.synced = b.written;
+                b.synced = b.file_len;
                 b.dir_synced = true;
             }
             if j.trailer.is_some() {
@@ -930,16 +1062,15 @@ impl Stream {
     fn sync_written(&self) -> std::io::Result<()> {
         let (mut files, new_dir) = {
             let st = self.s.state.read();
-            let all = st.blocks.iter().chain(st.retired.iter());
-            let files: Vec<(u64, Arc<dyn VFile>, usize)> = all
-                .filter(|b| b.synced < b.written || !b.dir_synced)
-                .filter_map(|b| b.file.clone().map(|f| (b.id, f, b.written)))
-                .collect();
-            let new_dir = st
-                .blocks
-                .iter()
-                .chain(st.retired.iter())
-                .any(|b| b.file.is_some() && !b.dir_synced);
+            let mut new_dir = false;
+            let mut files: Vec<(u64, Arc<dyn VFile>, usize)> = Vec::new();
+            for b in st.blocks.iter().chain(st.retired.iter()) {
+                let Some(f) = &b.file else { continue };
+                new_dir |= !b.dir_synced;
+                if b.synced < b.file_len || !b.dir_synced {
+                    files.push((b.id, f.clone(), b.file_len));
+                }
+            }
             (files, new_dir)
         };
         // Log order: a crash between two syncs then keeps a prefix of the log (an older
@@ -952,30 +1083,33 @@ impl Stream {
             self.s.vfs.sync_dir(&self.s.dir)?;
         }
         let mut st = self.s.state.write();
-        for (id, _, w) in files {
+        for (id, _, len) in files {
             if let Some(b) = st.block_mut(id) {
-                b.synced = b.synced.max(w);
+                b.synced = b.synced.max(len);
                 b.dir_synced = true;
             }
         }
         Ok(())
     }
 
-    fn drop_retired(&self, ids: &[u64]) -> std::io::Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
+    /// Deletes the files of retired blocks that `older` (the older checkpoint on disk)
+    /// neither lists nor needs: everything in them is reflected by both checkpoints.
+    fn drop_retired(&self, older: &Checkpoint) -> std::io::Result<()> {
         let gone: Vec<Block> = {
             let mut st = self.s.state.write();
+            let covered =
+                |b: &Block| b.id < older.pos_block && !older.blocks.iter().any(|e| e.id == b.id);
             let (gone, keep): (Vec<Block>, Vec<Block>) = std::mem::take(&mut st.retired)
                 .into_iter()
-                .partition(|b| ids.contains(&b.id));
+                .partition(covered);
             st.retired = keep;
             gone
         };
+        if gone.is_empty() {
+            return Ok(());
+        }
         for b in &gone {
-            let p = Block::path(&self.s.dir, b.id);
-            match self.s.vfs.remove_file(&p) {
+            match self.s.vfs.remove_file(&Block::path(&self.s.dir, b.id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
@@ -983,9 +1117,11 @@ impl Stream {
         self.s.vfs.sync_dir(&self.s.dir)
     }
 
-    /// Reclaims space now: checkpoints, deletes blocks with no live message and rewrites
-    /// sealed blocks that are less than half live. Returns how many blocks were rewritten.
+    /// Reclaims space now: checkpoints (twice), deletes blocks with no live message and
+    /// rewrites sealed blocks that are less than half live. Returns how many were rewritten.
     pub fn reclaim(&self) -> Result<usize, WriteError> {
+        // Two checkpoints: space is reclaimed only behind what both checkpoints on disk cover.
+        self.flush(true, true, None)?;
         self.flush(true, true, None)?;
         let mut n = 0;
         while self
@@ -1003,10 +1139,15 @@ impl Stream {
     /// checkpoint are kept, so replaying their tombstones and the checkpoint's per-block
     /// counts stay valid (invariant `compaction-keeps-checkpoint-live`).
     fn compact_one_sparse(&self) -> std::io::Result<bool> {
-        let Some(ck) = self.s.durable_ckpt.lock().clone() else {
+        // Compact against the older checkpoint on disk: if the newest is damaged, recovery
+        // falls back to it, and it must still find every record it counts as live.
+        let Some(ck) = self.s.ckpts.lock().older.clone() else {
             return Ok(false);
         };
         let _w = self.s.write_lock.lock();
+        if self.s.deleted.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
         let pick = {
             let st = self.s.state.read();
@@ -1071,6 +1212,8 @@ impl Stream {
             b.data = Data::Sealed(map);
             b.file = Some(file);
             b.written = body_end;
+            b.file_len = out.len();
+            b.synced = out.len();
         }
         Ok(true)
     }
@@ -1100,8 +1243,8 @@ impl Stream {
         if ck_due || sync_due || lsn > self.s.written_lsn.load(Ordering::Acquire) {
             self.flush(sync_due, ck_due, None)?;
         }
-        if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::Acquire) {
-            self.write_lease(last_seq + LEASE_SPAN)?;
+        if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::SeqCst) {
+            self.raise_lease(last_seq + LEASE_SPAN)?;
         }
         if ck_due {
             // One block per checkpoint bounds the I/O spent on reclamation.
@@ -1119,14 +1262,20 @@ impl Stream {
         }
         self.flush(true, true, None)?;
         if self.uses_lease() {
-            let last = self.s.state.read().last_seq;
-            self.write_lease(last)?;
+            self.lower_lease()?;
         }
         Ok(())
     }
 
-    pub(crate) fn mark_closed(&self) {
+    /// Stops every writer of a stream being deleted and waits for I/O already under way, so
+    /// nothing touches its directory afterwards (a new stream may take the name).
+    pub(crate) fn mark_deleted(&self) {
         self.s.closed.store(true, Ordering::Release);
+        self.s.deleted.store(true, Ordering::Release);
+        let _w = self.s.write_lock.lock();
+        let _s = self.s.sync_lock.lock();
+        let _l = self.s.lease_lock.lock();
+        let _st = self.s.state.write();
     }
 
     pub(crate) fn dir(&self) -> &Path {
