@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::record::{u32_at, u64_at};
+
 use crate::io::Mapping;
 use crate::record::{self, DecodeError, Head, RecordRef};
 
@@ -29,18 +31,6 @@ pub struct BlockHeader {
     pub block_id: u64,
     pub first_seq: u64,
     pub created_ns: i64,
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
 }
 
 impl BlockHeader {

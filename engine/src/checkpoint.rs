@@ -3,6 +3,8 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::record::u64_at;
+
 use crate::deletes::DeleteSet;
 
 pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
@@ -35,12 +37,6 @@ pub struct Checkpoint {
     pub next_block_id: u64,
     pub blocks: Vec<BlockEntry>,
     pub deletes: DeleteSet,
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 impl Checkpoint {

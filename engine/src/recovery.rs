@@ -617,14 +617,7 @@ fn finish_block(
 
 fn redo_erases(st: &LogState, redo: &[(u64, u64, usize)]) -> io::Result<()> {
     for &(id, _seq, off) in redo {
-        let Some(b) = st
-            .blocks
-            .iter()
-            .chain(st.retired.iter())
-            .find(|b| b.id == id)
-        else {
-            continue;
-        };
+        let Some(b) = st.block(id) else { continue };
         let bytes = b.bytes().get(off..).unwrap_or(&[]);
         let already = record::decode_head(bytes).is_ok_and(|h| h.flags & FLAG_ERASED != 0);
         if already {

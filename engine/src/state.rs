@@ -55,6 +55,12 @@ impl Block {
     pub fn end_seq(&self) -> u64 {
         self.first_seq + self.slots()
     }
+    /// Whether `seq` can take this block's next slot: the placement rule shared by live
+    /// appends and replay (a larger gap than `MAX_PAD` starts a new block).
+    pub fn takes(&self, seq: u64) -> bool {
+        self.slots() == 0 || (seq >= self.end_seq() && seq - self.end_seq() <= MAX_PAD)
+    }
+
     pub fn offset_of(&self, seq: u64) -> Option<usize> {
         let slot = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
         self.offsets
@@ -90,11 +96,6 @@ impl Block {
 }
 
 pub use crate::record::MAX_SEQ;
-
-/// What one message removal freed.
-struct Freed {
-    bytes: u64,
-}
 
 pub(crate) struct LogState {
     pub stream_id: u64,
@@ -136,9 +137,15 @@ impl LogState {
         }
     }
 
-    /// Live messages. The delete set only ever holds sequences in `floor..=last_seq`
-    /// (invariant `deletes-inside-range`), so this is O(1).
     /// A block by id, live or retired.
+    pub fn block(&self, id: u64) -> Option<&Block> {
+        self.blocks
+            .iter()
+            .chain(self.retired.iter())
+            .find(|b| b.id == id)
+    }
+
+    /// A block by id, live or retired, to change.
     pub fn block_mut(&mut self, id: u64) -> Option<&mut Block> {
         self.blocks
             .iter_mut()
@@ -146,6 +153,8 @@ impl LogState {
             .find(|b| b.id == id)
     }
 
+    /// Live messages. The delete set only ever holds sequences in `floor..=last_seq`
+    /// (invariant `deletes-inside-range`), so this is O(1).
     pub fn messages(&self) -> u64 {
         debug_assert!(self
             .deletes
@@ -198,11 +207,7 @@ impl LogState {
         if w.spare() < len {
             return false;
         }
-        match seq {
-            None => true,
-            Some(_) if b.slots() == 0 => true,
-            Some(s) => s >= b.end_seq() && s - b.end_seq() <= MAX_PAD,
-        }
+        seq.is_none_or(|s| b.takes(s))
     }
 
     /// Makes room for `len` bytes (and for `seq`'s slot) in the active block, rolling to a new
@@ -313,11 +318,7 @@ impl LogState {
     /// True when a message record with `seq` can take the next slot of the last block, as the
     /// live path would have placed it (anything else is damage).
     pub fn placeable(&self, seq: u64) -> bool {
-        seq > self.last_seq
-            && seq <= MAX_SEQ
-            && self.blocks.last().is_some_and(|b| {
-                b.slots() == 0 || (seq >= b.end_seq() && seq - b.end_seq() <= MAX_PAD)
-            })
+        seq > self.last_seq && seq <= MAX_SEQ && self.blocks.last().is_some_and(|b| b.takes(seq))
     }
 
     /// A damaged message record whose sequence is known: it keeps its slot (so slot numbering
@@ -361,8 +362,7 @@ impl LogState {
         if b.slots() > 0 && seq < b.end_seq() && seq >= b.first_seq {
             b.offsets.clip((seq - b.first_seq) as usize);
         }
-        let ok = seq <= MAX_SEQ
-            && (b.slots() == 0 || (seq >= b.end_seq() && seq - b.end_seq() <= MAX_PAD));
+        let ok = seq <= MAX_SEQ && b.takes(seq);
         if ok {
             Self::place(b, seq, off);
         }
@@ -435,16 +435,17 @@ impl LogState {
         let freed = self.free(bi, off);
         self.retire_if_empty(bi);
         self.normalize_floor();
-        Some(freed.bytes)
+        Some(freed)
     }
 
-    fn free(&mut self, bi: usize, off: usize) -> Freed {
+    /// Takes the message at `off` of block `bi` out of the counters; returns its bytes.
+    fn free(&mut self, bi: usize, off: usize) -> u64 {
         let b = &mut self.blocks[bi];
         let len = b.record_len(off);
         b.live = b.live.saturating_sub(1);
         b.live_bytes = b.live_bytes.saturating_sub(len);
         self.live_bytes = self.live_bytes.saturating_sub(len);
-        Freed { bytes: len }
+        len
     }
 
     /// Removes every message below `floor`. Returns how many were removed.

@@ -161,9 +161,10 @@ impl Store {
         }
         vfs.sync_dir(&sdir)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let maintainer = wake
-            .is_some()
-            .then(|| spawn_maintainer(streams.clone(), wake_rx, stop.clone()));
+        let maintainer = match wake {
+            Some(_) => Some(spawn_maintainer(streams.clone(), wake_rx, stop.clone())?),
+            None => None,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
@@ -374,7 +375,7 @@ fn spawn_maintainer(
     streams: Streams,
     wake: channel::Receiver<()>,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<()> {
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tidelog-maintainer".into())
         .spawn(move || loop {
@@ -392,5 +393,4 @@ fn spawn_maintainer(
                 let _ = s.maintain();
             }
         })
-        .unwrap_or_else(|_| std::thread::spawn(|| {}))
 }
