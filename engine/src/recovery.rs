@@ -251,6 +251,7 @@ pub(crate) fn recover(
             seq_at,
             entry,
             damaged: Vec::new(),
+            gaps: Vec::new(),
         };
         let end = scan.run(&map, apply_from, body_end, trailer.is_some());
         let is_last = Some(id) == last_id;
@@ -328,10 +329,11 @@ struct BlockScan<'s> {
     replay: &'s mut Replay,
     seq_at: HashMap<usize, u64>,
     entry: Option<BlockEntry>,
-    /// Sequences that may have been lost while indexing: (seq, offset of its damaged record or
-    /// `None` for a sequence inside a damaged stretch, bytes). Judged once indexing ends,
+    /// Damaged records met while indexing: (seq, offset, bytes). Judged once indexing ends,
     /// because a later truncate in the same block may hand the sequence to a new record.
-    damaged: Vec<(u64, Option<usize>, u64)>,
+    damaged: Vec<(u64, usize, u64)>,
+    /// Damaged stretches of unknown sequence: (first candidate seq, end seq exclusive, bytes).
+    gaps: Vec<(u64, u64, u64)>,
 }
 
 impl BlockScan<'_> {
@@ -407,9 +409,22 @@ impl BlockScan<'_> {
             self.note_gap(e.first_seq + e.slots, d.len(end));
         }
         for (seq, off, len) in std::mem::take(&mut self.damaged) {
-            let current = self.st.blocks.last().and_then(|b| b.offset_of(seq));
-            if current == off {
+            if self.st.blocks.last().and_then(|b| b.offset_of(seq)) == Some(off) {
                 self.lose_counted(seq, len);
+            }
+        }
+        for (from, to, bytes) in std::mem::take(&mut self.gaps) {
+            // The stretch held the sequences the checkpoint counts as live and that still
+            // have no record; its bytes are shared among them.
+            let st = &*self.st;
+            let lost: Vec<u64> = (from..to)
+                .filter(|&s| st.blocks.last().is_some_and(|b| b.offset_of(s).is_none()))
+                .filter(|&s| s >= st.floor && s <= st.last_seq && !st.deletes.contains(s))
+                .collect();
+            let n = lost.len().max(1) as u64;
+            for (i, s) in lost.into_iter().enumerate() {
+                let share = bytes / n + if i == 0 { bytes % n } else { 0 };
+                self.lose_counted(s, share);
             }
         }
     }
@@ -522,21 +537,15 @@ impl BlockScan<'_> {
                 .last()
                 .map(|b| b.record_len(off))
                 .unwrap_or(0);
-            self.damaged.push((seq, Some(off), len));
+            self.damaged.push((seq, off, len));
         }
     }
 
     /// Sequences just before `seq` with no record yet had their records inside a damaged
     /// stretch of `bytes`; they are lost if nothing takes their slot before indexing ends.
     fn note_gap(&mut self, seq: u64, bytes: usize) {
-        let Some(b) = self.st.blocks.last() else {
-            return;
-        };
-        let gap: Vec<u64> = (b.end_seq()..seq).collect();
-        let n = gap.len().max(1) as u64;
-        for (i, s) in gap.into_iter().enumerate() {
-            let share = bytes as u64 / n + if i == 0 { bytes as u64 % n } else { 0 };
-            self.damaged.push((s, None, share));
+        if let Some(b) = self.st.blocks.last() {
+            self.gaps.push((b.end_seq(), seq, bytes as u64));
         }
     }
 

@@ -1258,3 +1258,30 @@ fn regress_none_damaged_stretch_before_truncate_is_not_lost() {
     ]);
     run(Durability::None, 4096, &ops).unwrap();
 }
+
+/// A torn erase destroys the header of a checkpointed record that precedes a skipped
+/// sequence: the damaged bytes belong to the lost message alone, not to the skipped one.
+#[test]
+fn regress_always_damaged_stretch_bytes_go_to_lost_messages_only() {
+    let m = || GenMsg {
+        subject: 0,
+        headers: vec![],
+        payload: vec![],
+    };
+    let ops = vec![
+        Op::Append(m()),
+        Op::Checkpoint,
+        Op::Crash {
+            after: 18,
+            fault: Fault::TornWrite,
+            kind: CrashKind::Process,
+        },
+        Op::Skip(1),
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Append(m()),
+        Op::Restart,
+        Op::Erase(Pick { live: true, idx: 0 }),
+    ];
+    run(Durability::Always, 4096, &ops).unwrap();
+}
