@@ -950,6 +950,16 @@ proptest! {
         run(Durability::None, block_size, &ops)?;
     }
 
+    /// The same with `Interval`: syncs happen on their own, so any prefix at least up to the
+    /// last explicit durable point is a valid recovery.
+    #[test]
+    fn model_interval_prefix_after_crash(
+        block_size in 4096u64..16384,
+        ops in vec(op(), 1..60),
+    ) {
+        run(Durability::Interval(std::time::Duration::from_micros(200)), block_size, &ops)?;
+    }
+
     /// `model-equals-stream` for memory streams: the same operations and checks, minus
     /// restarts and crashes (a memory stream does not outlive its store).
     #[test]
