@@ -177,6 +177,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     pub recovery: RecoveryReport,
     wake: Option<Sender<()>>,
+    /// A wake is on its way to the maintainer.
+    wake_sent: AtomicBool,
 }
 
 /// A handle to one stream. Cheap to clone; every method may be called from any thread.
@@ -260,6 +262,7 @@ impl Stream {
                 closed: AtomicBool::new(false),
                 recovery,
                 wake,
+                wake_sent: AtomicBool::new(false),
             }),
         }
     }
@@ -765,7 +768,9 @@ impl Stream {
         if unwritten >= INLINE_BYTES || (no_flusher && unwritten >= WAKE_BYTES) {
             return self.flush(false, false, Some(lsn));
         }
-        if unwritten >= WAKE_BYTES {
+        // One wake per maintainer round, not one per append while the data waits.
+        if unwritten >= WAKE_BYTES && !self.s.wake_sent.load(Ordering::Relaxed) {
+            self.s.wake_sent.store(true, Ordering::Relaxed);
             if let Some(w) = &self.s.wake {
                 let _ = w.try_send(());
             }
@@ -1221,6 +1226,7 @@ impl Stream {
     /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
     /// renew the sequence lease ahead of need.
     pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
+        self.s.wake_sent.store(false, Ordering::Relaxed);
         if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
             return Ok(());
         }
