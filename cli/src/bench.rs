@@ -72,7 +72,14 @@ struct WorkDir {
 pub struct RawResult {
     pub bytes: u64,
     pub secs: f64,
+    /// Small appending writes each followed by fdatasync: the device's sync rate, the
+    /// ceiling of durable appends per group commit.
+    pub syncs: u32,
+    pub sync_secs: f64,
 }
+
+/// Small write + fdatasync rounds in the raw sync probe.
+const SYNC_PROBE_ROUNDS: u32 = 200;
 
 pub struct AppendResult {
     pub secs: f64,
@@ -193,8 +200,20 @@ fn raw_write(dir: &Path, bytes: u64, show: bool) -> Result<RawResult, Fail> {
     bar.message("fdatasync");
     f.sync_data().with_context(ctx)?;
     let secs = start.elapsed().as_secs_f64();
+    bar.message("fdatasync rate");
+    let sync_start = Instant::now();
+    for _ in 0..SYNC_PROBE_ROUNDS {
+        f.write_all(&chunk[..512]).with_context(ctx)?;
+        f.sync_data().with_context(ctx)?;
+    }
+    let sync_secs = sync_start.elapsed().as_secs_f64();
     bar.finish();
-    Ok(RawResult { bytes, secs })
+    Ok(RawResult {
+        bytes,
+        secs,
+        syncs: SYNC_PROBE_ROUNDS,
+        sync_secs,
+    })
 }
 
 /// Phase 2: `producers` threads append their share; the final `sync` is timed too.

@@ -38,6 +38,7 @@ struct Rates {
     p999: f64,
     max: f64,
     loads_s: f64,
+    syncs_s: f64,
 }
 
 impl Report<'_> {
@@ -57,6 +58,7 @@ impl Report<'_> {
             p999: us(0.999),
             max: sig4(a.hist.max() as f64 / 1e3),
             loads_s: per_sec(self.load.loads as f64, self.load.secs),
+            syncs_s: per_sec(self.raw.syncs as f64, self.raw.sync_secs),
         }
     }
 }
@@ -106,6 +108,8 @@ fn to_json(r: &Report<'_>) -> Value {
         "dir": r.dir.display().to_string(),
         "raw_write_bytes": r.raw.bytes,
         "raw_write_mb_per_s": round1(x.raw_mb_s),
+        "raw_fsync_per_s": x.syncs_s.round(),
+        "append_msgs_per_fsync": sig4(x.msgs_s / x.syncs_s.max(1e-9)),
         "append_secs": round3(r.append.secs),
         "append_final_sync_secs": round3(r.append.sync_secs),
         "append_calls": r.append.calls,
@@ -173,10 +177,12 @@ fn phases(s: &mut String, r: &Report<'_>) -> std::fmt::Result {
     let (x, ap) = (r.rates(), &r.append);
     writeln!(
         s,
-        "raw write       {:.1} MB in 1 MiB writes + fdatasync in {:.2} s: {:.1} MB/s",
+        "raw write       {:.1} MB in 1 MiB writes + fdatasync in {:.2} s: {:.1} MB/s; \
+         512 B write + fdatasync: {:.0}/s",
         r.raw.bytes as f64 / MB,
         r.raw.secs,
-        x.raw_mb_s
+        x.raw_mb_s,
+        x.syncs_s
     )?;
     writeln!(
         s,
@@ -199,10 +205,11 @@ fn phases(s: &mut String, r: &Report<'_>) -> std::fmt::Result {
     )?;
     writeln!(
         s,
-        "                {:.1} MB on disk -> {:.1} MB/s = {} x raw write",
+        "                {:.1} MB on disk -> {:.1} MB/s = {} x raw write; {} msgs per raw fdatasync",
         ap.disk_bytes as f64 / MB,
         x.disk_mb_s,
-        sig4(x.ratio)
+        sig4(x.ratio),
+        sig4(x.msgs_s / x.syncs_s.max(1e-9))
     )?;
     writeln!(
         s,
