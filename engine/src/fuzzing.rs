@@ -73,7 +73,6 @@ pub fn block_recovery(data: &[u8]) {
         rec.state,
         rec.lease,
         rec.report,
-        None,
     );
     if let Ok(a) = s.append("a.b", b"", b"x") {
         assert!(s.load(a.seq).is_ok(), "fresh append must load");

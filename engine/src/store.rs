@@ -26,7 +26,7 @@ const LOCK_FILE: &str = "LOCK";
 const CONFIG_FILE: &str = "config";
 const CONFIG_MAGIC: [u8; 8] = *b"TLCONF\0\0";
 const CONFIG_VERSION: u16 = 1;
-/// How often the maintainer looks at every stream when nobody wakes it.
+/// How often the maintainer looks at every stream.
 const TICK: Duration = Duration::from_millis(10);
 
 type Streams = Arc<Mutex<BTreeMap<String, Stream>>>;
@@ -36,6 +36,7 @@ struct Inner {
     vfs: Arc<dyn Vfs>,
     clock: Arc<dyn Clock>,
     streams: Streams,
+    /// Wakes the maintainer early, to stop.
     wake: Option<Sender<()>>,
     stop: Arc<AtomicBool>,
     maintainer: Mutex<Option<JoinHandle<()>>>,
@@ -135,13 +136,7 @@ impl Store {
                 vfs.remove_dir_all(&sdir.join(&name))?;
                 continue;
             }
-            match open_stream(
-                &*vfs,
-                &sdir.join(&name),
-                vfs.clone(),
-                clock.clone(),
-                wake.clone(),
-            ) {
+            match open_stream(&*vfs, &sdir.join(&name), vfs.clone(), clock.clone()) {
                 Ok(s) => {
                     streams.lock().insert(name, s);
                 }
@@ -242,7 +237,6 @@ impl Store {
             state,
             0,
             RecoveryReport::default(),
-            self.inner.wake.clone(),
         );
         streams.insert(cfg.name, s.clone());
         Ok(s)
@@ -350,7 +344,6 @@ fn open_stream(
     dir: &Path,
     vfs_arc: Arc<dyn Vfs>,
     clock: Arc<dyn Clock>,
-    wake: Option<Sender<()>>,
 ) -> Result<Stream, StreamError> {
     let bytes = read_file(vfs, &dir.join(CONFIG_FILE))?;
     let (stream_id, cfg) = decode_config(&bytes).map_err(|why| StreamError::Corrupt {
@@ -367,7 +360,6 @@ fn open_stream(
         rec.state,
         rec.lease,
         rec.report,
-        wake,
     ))
 }
 

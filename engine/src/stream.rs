@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::Sender;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use serde::Serialize;
 
@@ -21,10 +20,8 @@ use crate::recovery::RecoveryReport;
 use crate::state::{Block, Data, LogState, MAX_SEQ};
 use crate::subject;
 
-/// Unwritten bytes after which the background flusher is woken.
-const WAKE_BYTES: u64 = 1 << 20;
-/// Unwritten bytes after which an appender writes them itself (backpressure).
-const INLINE_BYTES: u64 = 8 << 20;
+/// Unwritten bytes after which an appender writes them itself.
+const INLINE_BYTES: u64 = 1 << 20;
 /// Log bytes between checkpoints.
 const CKPT_BYTES: u64 = 32 << 20;
 /// Time between checkpoints while the log changes.
@@ -176,9 +173,6 @@ pub(crate) struct Shared {
     poison: OnceLock<Poisoned>,
     closed: AtomicBool,
     pub recovery: RecoveryReport,
-    wake: Option<Sender<()>>,
-    /// A wake is on its way to the maintainer.
-    wake_sent: AtomicBool,
 }
 
 /// A handle to one stream. Cheap to clone; every method may be called from any thread.
@@ -232,7 +226,6 @@ impl Stream {
         state: LogState,
         lease: u64,
         recovery: RecoveryReport,
-        wake: Option<Sender<()>>,
     ) -> Stream {
         let lsn = state.lsn;
         Stream {
@@ -261,8 +254,6 @@ impl Stream {
                 poison: OnceLock::new(),
                 closed: AtomicBool::new(false),
                 recovery,
-                wake,
-                wake_sent: AtomicBool::new(false),
             }),
         }
     }
@@ -762,18 +753,13 @@ impl Stream {
         }
     }
 
+    /// Under `None` and `Interval` the appender hands its own data to the OS every
+    /// `INLINE_BYTES`: on a small machine a background copy thread only competes with it, and
+    /// a process crash then loses at most that much (plus the maintainer's 10 ms tick).
     fn nudge(&self, lsn: u64) -> Result<(), DurabilityError> {
         let unwritten = lsn.saturating_sub(self.s.written_lsn.load(Ordering::Acquire));
-        let no_flusher = self.s.wake.is_none();
-        if unwritten >= INLINE_BYTES || (no_flusher && unwritten >= WAKE_BYTES) {
+        if unwritten >= INLINE_BYTES {
             return self.flush(false, false, Some(lsn));
-        }
-        // One wake per maintainer round, not one per append while the data waits.
-        if unwritten >= WAKE_BYTES && !self.s.wake_sent.load(Ordering::Relaxed) {
-            self.s.wake_sent.store(true, Ordering::Relaxed);
-            if let Some(w) = &self.s.wake {
-                let _ = w.try_send(());
-            }
         }
         Ok(())
     }
@@ -1226,7 +1212,6 @@ impl Stream {
     /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
     /// renew the sequence lease ahead of need.
     pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
-        self.s.wake_sent.store(false, Ordering::Relaxed);
         if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
             return Ok(());
         }
