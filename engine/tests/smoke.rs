@@ -189,3 +189,81 @@ fn store_opens_with_a_damaged_stream_config() {
     assert!(store.damaged_streams().is_empty());
     store.create_stream(StreamConfig::new("bad")).unwrap();
 }
+
+/// A failed fsync poisons that stream for writes only: the failed append and every later one
+/// get typed errors, reads keep working, and other streams are not affected.
+#[test]
+fn failed_fsync_poisons_only_that_stream() {
+    use tidelog::io::{FaultPlan, FaultyVfs};
+    use tidelog::{AppendError, DurabilityError};
+    let mem = MemVfs::new();
+    let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
+    let store = Store::open_with_vfs("/db", Arc::new(fv.clone()), opts()).unwrap();
+    let a = store.create_stream(StreamConfig::new("a")).unwrap();
+    let b = store.create_stream(StreamConfig::new("b")).unwrap();
+    a.append("x", b"", b"1").unwrap();
+    *fv.plan().lock() = FaultPlan::fail_syncs_from(0);
+    let err = a.append("x", b"", b"2").unwrap_err();
+    assert!(
+        matches!(err, AppendError::Durability(DurabilityError::Io(_))),
+        "{err:?}"
+    );
+    assert!(a.is_poisoned());
+    let again = a.append("x", b"", b"3").unwrap_err();
+    assert!(
+        matches!(again, AppendError::Durability(DurabilityError::Poisoned(_))),
+        "{again:?}"
+    );
+    assert!(a.remove(1).is_err());
+    assert_eq!(a.load(1).unwrap().payload(), b"1");
+    *fv.plan().lock() = FaultPlan::new();
+    b.append("y", b"", b"still fine").unwrap();
+    assert!(!b.is_poisoned());
+    // Reopening recovers exactly what is on disk, and the stream accepts writes again.
+    drop((a, b, store));
+    let store = Store::open_with_vfs(
+        "/db",
+        Arc::new(mem.after_crash(tidelog::io::CrashKind::Process)),
+        opts(),
+    )
+    .unwrap();
+    let a = store.stream("a").unwrap();
+    assert!(!a.is_poisoned());
+    let next = a.append("x", b"", b"4").unwrap();
+    assert!(next.seq >= 2);
+}
+
+/// ENOSPC is `StorageFull`, for the failed append and for every writer after it.
+#[test]
+fn full_disk_is_storage_full() {
+    use tidelog::io::{Fault, FaultPlan, FaultyVfs};
+    use tidelog::{AppendError, DurabilityError, WriteError};
+    let mem = MemVfs::new();
+    let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
+    let store = Store::open_with_vfs("/db", Arc::new(fv.clone()), opts()).unwrap();
+    let a = store.create_stream(StreamConfig::new("a")).unwrap();
+    a.append("x", b"", b"1").unwrap();
+    *fv.plan().lock() = FaultPlan::at(0, Fault::NoSpace);
+    let err = a.append("x", b"", b"2").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::Durability(DurabilityError::StorageFull(_))
+        ),
+        "{err:?}"
+    );
+    let later = a.append("x", b"", b"3").unwrap_err();
+    assert!(
+        matches!(
+            later,
+            AppendError::Durability(DurabilityError::StorageFull(_))
+        ),
+        "{later:?}"
+    );
+    let w = a.remove(1).unwrap_err();
+    assert!(
+        matches!(w, WriteError::Durability(DurabilityError::StorageFull(_))),
+        "{w:?}"
+    );
+    assert_eq!(a.load(1).unwrap().payload(), b"1");
+}
