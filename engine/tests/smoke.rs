@@ -267,3 +267,42 @@ fn full_disk_is_storage_full() {
     );
     assert_eq!(a.load(1).unwrap().payload(), b"1");
 }
+
+/// Many producers of durable single appends (the combining path): every append gets its own
+/// sequence, sequences are contiguous, and each loads its own payload, also after reopen.
+#[test]
+fn concurrent_durable_appends_get_distinct_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store.create_stream(StreamConfig::new("d")).unwrap();
+    let per = 300u32;
+    let got: Vec<(u64, Vec<u8>)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..16u32)
+            .map(|t| {
+                let s = s.clone();
+                sc.spawn(move || {
+                    (0..per)
+                        .map(|i| {
+                            let p = format!("{t}:{i}").into_bytes();
+                            (s.append("c.d", b"", &p).unwrap().seq, p)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut seqs: Vec<u64> = got.iter().map(|(q, _)| *q).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=16 * per as u64).collect::<Vec<_>>());
+    for (q, p) in &got {
+        assert_eq!(s.load(*q).unwrap().payload(), &p[..]);
+    }
+    store.close().unwrap();
+    drop((s, store));
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store.stream("d").unwrap();
+    for (q, p) in &got {
+        assert_eq!(s.load(*q).unwrap().payload(), &p[..]);
+    }
+}
