@@ -1,41 +1,27 @@
-//! A stream: the public API over one log, its durability (group commit), checkpoints and the
-//! sequence lease.
+//! A stream: the public API over one log (durability is in `durability`, the write path in
+//! `flush`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
-use crate::block::{encode_trailer, AppendBuf, Offsets};
-use crate::checkpoint::{encode_lease, BlockEntry, Checkpoint};
 use crate::clock::Clock;
 use crate::config::{Durability, StreamConfig};
+use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
-use crate::io::{self, VFile, Vfs};
+use crate::flush::{Ckpts, IoState};
+use crate::io::Vfs;
 use crate::record::{self, Kind, FLAG_BATCH};
 use crate::recovery::RecoveryReport;
-use crate::state::{Block, Data, LogState, MAX_SEQ};
+use crate::state::{Data, LogState, MAX_SEQ};
 use crate::subject;
 
-/// Unwritten bytes after which an appender writes them itself.
-const INLINE_BYTES: u64 = 1 << 20;
-/// Log bytes between checkpoints.
-const CKPT_BYTES: u64 = 32 << 20;
-/// Time between checkpoints while the log changes.
-const CKPT_EVERY: Duration = Duration::from_secs(1);
 /// Largest encoded size of one batch (it must fit a block with 32-bit offsets).
 const MAX_BATCH_BYTES: usize = 1 << 30;
-/// Blocks smaller than this are not worth rewriting.
-const COMPACT_MIN_BYTES: usize = 64 << 10;
-/// Sequences reserved by one lease write.
-const LEASE_SPAN: u64 = 1 << 20;
-
-pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
-pub(crate) const CHECKPOINT_PREV_FILE: &str = "checkpoint.prev";
-pub(crate) const LEASE_FILE: &str = "lease";
 
 /// Where and when an appended message was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -51,6 +37,10 @@ pub struct BatchAppended {
     pub last_seq: u64,
     pub ts: i64,
 }
+
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+pub(crate) const CHECKPOINT_PREV_FILE: &str = "checkpoint.prev";
+pub(crate) const LEASE_FILE: &str = "lease";
 
 /// A message to append.
 #[derive(Clone, Copy, Debug)]
@@ -139,111 +129,42 @@ pub struct StreamState {
     pub blocks: usize,
 }
 
-/// What the I/O path is doing; held while writing so concurrent flushers queue behind it
-/// and find their data already synced (group commit).
-struct IoState {
-    ckpt_lsn: u64,
-    ckpt_at: Instant,
-}
-
 pub(crate) struct Shared {
-    pub name: String,
-    pub cfg: StreamConfig,
-    pub vfs: Arc<dyn Vfs>,
-    pub clock: Arc<dyn Clock>,
-    pub dir: PathBuf,
-    pub persistent: bool,
-    pub state: RwLock<LogState>,
+    pub(crate) name: String,
+    pub(crate) cfg: StreamConfig,
+    pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) dir: PathBuf,
+    pub(crate) persistent: bool,
+    pub(crate) state: RwLock<LogState>,
     /// Serializes writes (and the linked write+fsync of a durable leader).
-    write_lock: Mutex<()>,
+    pub(crate) write_lock: Mutex<()>,
     /// Serializes fsyncs and checkpoints; writes never wait behind it.
-    sync_lock: Mutex<IoState>,
-    lease_lock: Mutex<()>,
-    lease: AtomicU64,
-    written_lsn: AtomicU64,
-    synced_lsn: AtomicU64,
-    last_sync: Mutex<Instant>,
+    pub(crate) sync_lock: Mutex<IoState>,
+    pub(crate) lease_lock: Mutex<()>,
+    pub(crate) lease: AtomicU64,
+    pub(crate) written_lsn: AtomicU64,
+    pub(crate) synced_lsn: AtomicU64,
+    pub(crate) last_sync: Mutex<Instant>,
     /// Group commit: whether a leader is syncing, and the condvar followers wait on.
-    commit: Mutex<bool>,
-    committed: Condvar,
+    pub(crate) commit: Mutex<bool>,
+    pub(crate) committed: Condvar,
     /// Durable single appends waiting for a combining leader, and whether one is leading.
-    queue: crossbeam::queue::SegQueue<Arc<Request>>,
-    combining: AtomicBool,
+    pub(crate) queue: crossbeam::queue::SegQueue<Arc<Request>>,
+    pub(crate) combining: AtomicBool,
     /// The two checkpoints on disk (`checkpoint` and `checkpoint.prev`).
-    ckpts: Mutex<Ckpts>,
+    pub(crate) ckpts: Mutex<Ckpts>,
     /// Set when the stream is deleted: no further I/O may touch its directory.
-    deleted: AtomicBool,
-    poison: OnceLock<Poisoned>,
-    closed: AtomicBool,
-    pub recovery: RecoveryReport,
+    pub(crate) deleted: AtomicBool,
+    pub(crate) poison: OnceLock<Poisoned>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) recovery: RecoveryReport,
 }
 
 /// A handle to one stream. Cheap to clone; every method may be called from any thread.
 #[derive(Clone)]
 pub struct Stream {
     pub(crate) s: Arc<Shared>,
-}
-
-/// A durable single append waiting in the combining queue.
-struct Request {
-    subject: String,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    thread: std::thread::Thread,
-    result: Mutex<Option<Result<Appended, AppendError>>>,
-}
-
-impl Request {
-    fn new(m: &NewMessage<'_>) -> Self {
-        Request {
-            subject: m.subject.to_owned(),
-            headers: m.headers.to_vec(),
-            payload: m.payload.to_vec(),
-            thread: std::thread::current(),
-            result: Mutex::new(None),
-        }
-    }
-    fn take(&self) -> Option<Result<Appended, AppendError>> {
-        self.result.lock().take()
-    }
-    fn finish(&self, r: Result<Appended, AppendError>) {
-        *self.result.lock() = Some(r);
-        self.thread.unpark();
-    }
-}
-
-/// Hands group-commit leadership back when the leader is done, however it leaves.
-struct Leader<'a>(&'a Shared);
-
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
-        *self.0.commit.lock() = false;
-        self.0.committed.notify_all();
-    }
-}
-
-/// The checkpoints on disk, newest first.
-#[derive(Default)]
-struct Ckpts {
-    newest: Option<Arc<Checkpoint>>,
-    older: Option<Arc<Checkpoint>>,
-}
-
-/// One write the flusher performs outside the state lock.
-struct Job {
-    id: u64,
-    file: Arc<dyn VFile>,
-    buf: Arc<AppendBuf>,
-    from: usize,
-    to: usize,
-    trailer: Option<Vec<u8>>,
-    new_file: bool,
-}
-
-struct Work {
-    jobs: Vec<Job>,
-    lsn: u64,
-    ckpt: Option<Checkpoint>,
 }
 
 impl Stream {
@@ -310,7 +231,7 @@ impl Stream {
         self.s.poison.get().is_some()
     }
 
-    fn check_writable(&self) -> Result<(), AppendError> {
+    pub(crate) fn check_writable(&self) -> Result<(), AppendError> {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
@@ -320,7 +241,7 @@ impl Stream {
         Ok(())
     }
 
-    fn check_message(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
+    pub(crate) fn check_message(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
         subject::validate_subject(m.subject).map_err(AppendError::InvalidSubject)?;
         let subjects = &self.s.cfg.subjects;
         if !subjects.is_empty() && !subjects.iter().any(|f| subject::matches(f, m.subject)) {
@@ -361,96 +282,6 @@ impl Stream {
         };
         self.after_write(lsn, a.seq)?;
         Ok(a)
-    }
-
-    /// A durable single append by flat combining: the message joins a queue, and one
-    /// producer at a time leads: it encodes everything queued under one state-lock hold,
-    /// syncs once, and wakes each producer with its result. Each message then costs one
-    /// sleep and one wake-up; with the lock taken per message, many producers on few cores
-    /// spent their time handing the lock and the commit condvar to each other.
-    fn append_combined(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
-        let req = Arc::new(Request::new(m));
-        self.s.queue.push(req.clone());
-        loop {
-            if let Some(r) = req.take() {
-                return r;
-            }
-            if self
-                .s
-                .combining
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                self.lead_combined();
-                continue;
-            }
-            // The timeout only bounds the cost of an unpark that raced with this park.
-            std::thread::park_timeout(Duration::from_millis(5));
-        }
-    }
-
-    /// Serves the queue until it is empty, then gives up leadership (taking it back if a
-    /// request slipped in meanwhile, so no request waits for a leader that is gone).
-    fn lead_combined(&self) {
-        loop {
-            let mut batch = Vec::new();
-            while let Some(r) = self.s.queue.pop() {
-                batch.push(r);
-            }
-            if batch.is_empty() {
-                self.s.combining.store(false, Ordering::Release);
-                let retake = !self.s.queue.is_empty()
-                    && self
-                        .s
-                        .combining
-                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok();
-                if retake {
-                    continue;
-                }
-                return;
-            }
-            self.commit_batch(batch);
-        }
-    }
-
-    fn commit_batch(&self, batch: Vec<Arc<Request>>) {
-        let mut results: Vec<Result<Appended, AppendError>> = Vec::with_capacity(batch.len());
-        let lsn = {
-            let mut st = self.s.state.write();
-            for r in &batch {
-                let seq = st.last_seq + 1;
-                let ts = self.s.clock.now_ns().max(st.last_ts);
-                let m = NewMessage {
-                    subject: &r.subject,
-                    headers: &r.headers,
-                    payload: &r.payload,
-                };
-                results.push(
-                    self.put(&mut st, seq, ts, 0, &m)
-                        .map(|()| Appended { seq, ts }),
-                );
-            }
-            st.lsn
-        };
-        let mut durable = self.flush(true, false, Some(lsn)).err();
-        for (r, res) in batch.iter().zip(results) {
-            let res = match (res, durable.take()) {
-                (Ok(_), Some(e)) => Err(AppendError::Durability(e)),
-                // Later members of a failed group get the poisoned stream's error.
-                (Ok(a), None) => match self.s.poison.get() {
-                    Some(p) if self.s.synced_lsn.load(Ordering::Acquire) < lsn => {
-                        Err(AppendError::Durability(p.to_durability()))
-                    }
-                    _ => Ok(a),
-                },
-                (Err(e), d) => {
-                    durable = d;
-                    Err(e)
-                }
-            };
-            r.finish(res);
-        }
     }
 
     /// Appends all messages or none, with one durability wait. Sequences are consecutive and
@@ -539,7 +370,7 @@ impl Stream {
         Ok(())
     }
 
-    fn put(
+    pub(crate) fn put(
         &self,
         st: &mut LogState,
         seq: u64,
@@ -574,7 +405,7 @@ impl Stream {
     }
 
     /// Writes a control record and applies it; `apply` runs only if `valid` accepted the op.
-    fn control<T>(
+    pub(crate) fn control<T>(
         &self,
         kind: Kind,
         seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
@@ -587,7 +418,7 @@ impl Stream {
 
     /// Encodes and applies a control record without waiting for durability; returns the
     /// result, the log position and the last sequence.
-    fn control_record<T>(
+    pub(crate) fn control_record<T>(
         &self,
         kind: Kind,
         seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
@@ -696,7 +527,7 @@ impl Stream {
     /// Overwrites the (already removed) record of `seq` with its erased form, in the file and
     /// in memory, if it is still the record with checksum `sum`. The caller holds the write
     /// lock, so no compaction moves the record meanwhile.
-    fn overwrite_erased(&self, seq: u64, sum: u64) -> std::io::Result<()> {
+    pub(crate) fn overwrite_erased(&self, seq: u64, sum: u64) -> std::io::Result<()> {
         let mut st = self.s.state.write();
         let persistent = self.s.persistent;
         let Some(b) = st.locate_mut(seq) else {
@@ -830,410 +661,6 @@ impl Stream {
         self.s.state.read().check_invariants()
     }
 
-    fn uses_lease(&self) -> bool {
-        self.s.persistent && !matches!(self.s.cfg.durability, Durability::Always)
-    }
-
-    fn after_write(&self, lsn: u64, last_seq: u64) -> Result<(), DurabilityError> {
-        if !self.s.persistent {
-            return Ok(());
-        }
-        match self.s.cfg.durability {
-            Durability::Always => self.wait_durable(lsn)?,
-            Durability::Interval(d) => {
-                if self.s.last_sync.lock().elapsed() >= d {
-                    self.wait_durable(lsn)?;
-                } else {
-                    self.nudge(lsn)?;
-                }
-            }
-            Durability::None => self.nudge(lsn)?,
-        }
-        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
-            self.raise_lease(last_seq + LEASE_SPAN)?;
-        }
-        Ok(())
-    }
-
-    /// Returns once log position `lsn` is synced. One caller at a time leads: it syncs
-    /// everything appended so far while the others wait on the condvar, then the next
-    /// leader covers everything that arrived meanwhile. A mutex alone would let a returning
-    /// leader barge ahead of parked waiters, so each fsync would cover one message.
-    fn wait_durable(&self, lsn: u64) -> Result<(), DurabilityError> {
-        loop {
-            if self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
-                return Ok(());
-            }
-            let mut leading = self.s.commit.lock();
-            if self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
-                return Ok(());
-            }
-            if *leading {
-                self.s.committed.wait(&mut leading);
-                continue;
-            }
-            *leading = true;
-            drop(leading);
-            let _leader = Leader(&self.s);
-            return self.flush(true, false, Some(lsn));
-        }
-    }
-
-    /// Under `None` and `Interval` the appender hands its own data to the OS every
-    /// `INLINE_BYTES`: on a small machine a background copy thread only competes with it, and
-    /// a process crash then loses at most that much (plus the maintainer's 10 ms tick).
-    fn nudge(&self, lsn: u64) -> Result<(), DurabilityError> {
-        let unwritten = lsn.saturating_sub(self.s.written_lsn.load(Ordering::Acquire));
-        if unwritten >= INLINE_BYTES {
-            return self.flush(false, false, Some(lsn));
-        }
-        Ok(())
-    }
-
-    /// Raises the durable lease to at least `upto`; never lowers it.
-    fn raise_lease(&self, upto: u64) -> Result<(), DurabilityError> {
-        let _g = self.s.lease_lock.lock();
-        if self.s.lease.load(Ordering::SeqCst) >= upto || self.s.deleted.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.store_lease(upto)
-    }
-
-    /// Lowers the lease to the current last sequence (after a truncate, and at close).
-    /// While it runs the in-memory lease reads 0, so a racing appender takes the slow path
-    /// and waits for the lock: no sequence is returned above a lease that ends up on disk.
-    fn lower_lease(&self) -> Result<(), DurabilityError> {
-        let _g = self.s.lease_lock.lock();
-        self.s.lease.store(0, Ordering::SeqCst);
-        let last = self.s.state.read().last_seq;
-        self.store_lease(last)
-    }
-
-    fn store_lease(&self, v: u64) -> Result<(), DurabilityError> {
-        let path = self.s.dir.join(LEASE_FILE);
-        let id = self.s.state.read().stream_id;
-        io::replace_file(&*self.s.vfs, &path, &encode_lease(id, v))
-            .map_err(|e| self.poison_with(e))?;
-        self.s.lease.store(v, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn poison_with(&self, e: std::io::Error) -> DurabilityError {
-        let kind = e.kind();
-        let raw = e.raw_os_error();
-        let copy = match raw {
-            Some(code) => std::io::Error::from_raw_os_error(code),
-            None => std::io::Error::new(kind, e.to_string()),
-        };
-        let _ = self.s.poison.set(Poisoned {
-            cause: Arc::new(copy),
-        });
-        DurabilityError::from_io(e)
-    }
-
-    /// Writes (and with `sync`, fsyncs) everything encoded so far; with `ckpt`, also writes a
-    /// checkpoint. With `target`, returns at once if that log position is already handled:
-    /// concurrent durable appenders queue on the I/O lock and most find their work done by
-    /// the one ahead of them (group commit).
-    pub(crate) fn flush(
-        &self,
-        sync: bool,
-        ckpt: bool,
-        target: Option<u64>,
-    ) -> Result<(), DurabilityError> {
-        if !self.s.persistent {
-            return Ok(());
-        }
-        let sync = sync || ckpt;
-        let written = {
-            // Writes never queue behind an fsync: under `None` a checkpoint's sync must not
-            // hold back handing data to the OS.
-            let w = self.s.write_lock.lock();
-            self.write_phase(&w, sync, ckpt, target)?
-        };
-        match written {
-            Some((lsn, ck)) if sync => self.sync_phase(lsn, ck),
-            _ => Ok(()),
-        }
-    }
-
-    /// Hands everything encoded so far to the OS (with the write lock held by the caller).
-    /// `None` when `target` was already reached or the stream is deleted.
-    fn write_phase(
-        &self,
-        _write_lock: &MutexGuard<'_, ()>,
-        sync: bool,
-        ckpt: bool,
-        target: Option<u64>,
-    ) -> Result<Option<(u64, Option<Checkpoint>)>, DurabilityError> {
-        self.check_poison()?;
-        let done = |t: u64| !ckpt && self.done_lsn(sync) >= t;
-        if target.is_some_and(done) || self.s.deleted.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let work = self.snapshot(ckpt);
-        // A durable appender leading a group commit submits write + fdatasync as one linked
-        // chain (one io_uring submission).
-        let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
-        self.write_jobs(&work.jobs, linked)
-            .map_err(|e| self.poison_with(e))?;
-        self.finish_jobs(&work.jobs, linked);
-        self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
-        Ok(Some((work.lsn, work.ckpt)))
-    }
-
-    /// Makes everything written up to `lsn` durable, then writes `ck` if it is newer than the
-    /// checkpoint on disk.
-    fn sync_phase(&self, lsn: u64, ck: Option<Checkpoint>) -> Result<(), DurabilityError> {
-        let mut io = self.s.sync_lock.lock();
-        self.check_poison()?;
-        if self.s.deleted.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        if ck.is_none() && self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
-            return Ok(());
-        }
-        self.sync_written().map_err(|e| self.poison_with(e))?;
-        self.s.synced_lsn.fetch_max(lsn, Ordering::AcqRel);
-        *self.s.last_sync.lock() = Instant::now();
-        let Some(ck) = ck else { return Ok(()) };
-        if lsn < io.ckpt_lsn {
-            // A newer checkpoint reached the disk while this one waited: never go back.
-            return Ok(());
-        }
-        // A failed checkpoint loses nothing: the log is synced and the previous checkpoint
-        // stays valid; recovery just replays more.
-        self.write_checkpoint(&ck)
-            .map_err(DurabilityError::from_io)?;
-        io.ckpt_lsn = lsn;
-        io.ckpt_at = Instant::now();
-        let older = {
-            let mut c = self.s.ckpts.lock();
-            let older = c.newest.replace(Arc::new(ck));
-            c.older = older.clone();
-            older
-        };
-        // Only what both checkpoints on disk cover may go: if the newest is damaged,
-        // recovery falls back to the older one and still finds every record it needs.
-        if let Some(older) = older {
-            self.drop_retired(&older)
-                .map_err(DurabilityError::from_io)?;
-        }
-        Ok(())
-    }
-
-    /// Rotates the checkpoint: the current one becomes `checkpoint.prev`, the new one
-    /// `checkpoint` (each step crash-safe; recovery uses the newest valid one).
-    fn write_checkpoint(&self, ck: &Checkpoint) -> std::io::Result<()> {
-        let vfs = &*self.s.vfs;
-        let path = self.s.dir.join(CHECKPOINT_FILE);
-        let tmp = io::tmp_path(&path);
-        if vfs.exists(&tmp) {
-            vfs.remove_file(&tmp)?;
-        }
-        vfs.open(&tmp, io::OpenMode::CreateNew)?
-            .write_and_sync(&[(&ck.encode(), 0)])?;
-        if vfs.exists(&path) {
-            vfs.rename(&path, &self.s.dir.join(CHECKPOINT_PREV_FILE))?;
-        }
-        vfs.rename(&tmp, &path)?;
-        vfs.sync_dir(&self.s.dir)
-    }
-
-    fn done_lsn(&self, synced: bool) -> u64 {
-        let w = if synced {
-            &self.s.synced_lsn
-        } else {
-            &self.s.written_lsn
-        };
-        w.load(Ordering::Acquire)
-    }
-
-    fn check_poison(&self) -> Result<(), DurabilityError> {
-        match self.s.poison.get() {
-            Some(p) => Err(p.to_durability()),
-            None => Ok(()),
-        }
-    }
-
-    fn snapshot(&self, ckpt: bool) -> Work {
-        let st = self.s.state.read();
-        let mut jobs = Vec::new();
-        let mut all: Vec<&Block> = st.retired.iter().chain(st.blocks.iter()).collect();
-        all.sort_by_key(|b| b.id);
-        for b in all {
-            let Some(file) = &b.file else { continue };
-            let (buf, trailer) = match &b.data {
-                Data::Active(w) => (w.buf().clone(), None),
-                Data::Sealing(buf) => {
-                    let t =
-                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.physical());
-                    (buf.clone(), Some(t))
-                }
-                Data::Sealed(_) => continue,
-            };
-            let to = buf.len();
-            if to == b.written && trailer.is_none() {
-                continue;
-            }
-            jobs.push(Job {
-                id: b.id,
-                file: file.clone(),
-                buf,
-                from: b.written,
-                to,
-                trailer,
-                new_file: !b.dir_synced,
-            });
-        }
-        let ckpt = ckpt.then(|| {
-            let (pos_block, pos_offset) = st
-                .blocks
-                .last()
-                .map(|b| (b.id, b.bytes().len() as u64))
-                .unwrap_or((0, 0));
-            let ck = Checkpoint {
-                stream_id: st.stream_id,
-                last_seq: st.last_seq,
-                last_ts: st.last_ts,
-                floor: st.floor,
-                live_bytes: st.live_bytes,
-                pos_block,
-                pos_offset,
-                next_block_id: st.next_block_id,
-                blocks: st
-                    .blocks
-                    .iter()
-                    .map(|b| BlockEntry {
-                        id: b.id,
-                        first_seq: b.first_seq,
-                        slots: b.slots(),
-                        live: b.live,
-                        live_bytes: b.live_bytes,
-                    })
-                    .collect(),
-                deletes: st.deletes.clone(),
-            };
-            ck
-        });
-        Work {
-            jobs,
-            lsn: st.lsn,
-            ckpt,
-        }
-    }
-
-    /// Writes the jobs; with `linked`, each file's writes and its fdatasync go as one chain and
-    /// new directory entries are synced too.
-    fn write_jobs(&self, jobs: &[Job], linked: bool) -> std::io::Result<()> {
-        let mut new_file = false;
-        for j in jobs {
-            let bytes = j.buf.bytes();
-            let mut parts: Vec<(&[u8], u64)> = Vec::with_capacity(2);
-            if j.to > j.from {
-                parts.push((&bytes[j.from..j.to], j.from as u64));
-            }
-            if let Some(t) = &j.trailer {
-                parts.push((t, j.to as u64));
-            }
-            if linked {
-                j.file.write_and_sync(&parts)?;
-            } else {
-                for (b, off) in parts {
-                    j.file.write_all_at(b, off)?;
-                }
-            }
-            new_file |= j.new_file;
-        }
-        if new_file && linked {
-            self.s.vfs.sync_dir(&self.s.dir)?;
-        }
-        Ok(())
-    }
-
-    fn finish_jobs(&self, jobs: &[Job], synced: bool) {
-        let mut st = self.s.state.write();
-        for j in jobs {
-            let Some(b) = st.block_mut(j.id) else {
-                continue;
-            };
-            b.written = b.written.max(j.to);
-            b.file_len = b
-                .file_len
-                .max(j.to + j.trailer.as_ref().map_or(0, Vec::len));
-            if synced {
-                b.synced = b.file_len;
-                b.dir_synced = true;
-            }
-            if j.trailer.is_some() {
-                if let Ok(map) = j.file.map() {
-                    b.offsets.detach();
-                    b.data = Data::Sealed(Arc::new(map));
-                }
-            }
-        }
-    }
-
-    /// fdatasyncs every file with written but unsynced bytes, and the directory if a block
-    /// file is new.
-    fn sync_written(&self) -> std::io::Result<()> {
-        let (mut files, new_dir) = {
-            let st = self.s.state.read();
-            let mut new_dir = false;
-            let mut files: Vec<(u64, Arc<dyn VFile>, usize)> = Vec::new();
-            for b in st.blocks.iter().chain(st.retired.iter()) {
-                let Some(f) = &b.file else { continue };
-                new_dir |= !b.dir_synced;
-                if b.synced < b.file_len || !b.dir_synced {
-                    files.push((b.id, f.clone(), b.file_len));
-                }
-            }
-            (files, new_dir)
-        };
-        // Log order: a crash between two syncs then keeps a prefix of the log (an older
-        // block's tombstone is never lost while a newer block's records survive).
-        files.sort_by_key(|(id, _, _)| *id);
-        for (_, f, _) in &files {
-            f.sync_data()?;
-        }
-        if new_dir {
-            self.s.vfs.sync_dir(&self.s.dir)?;
-        }
-        let mut st = self.s.state.write();
-        for (id, _, len) in files {
-            if let Some(b) = st.block_mut(id) {
-                b.synced = b.synced.max(len);
-                b.dir_synced = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes the files of retired blocks that `older` (the older checkpoint on disk)
-    /// neither lists nor needs: everything in them is reflected by both checkpoints.
-    fn drop_retired(&self, older: &Checkpoint) -> std::io::Result<()> {
-        let gone: Vec<Block> = {
-            let mut st = self.s.state.write();
-            let covered =
-                |b: &Block| b.id < older.pos_block && !older.blocks.iter().any(|e| e.id == b.id);
-            let (gone, keep): (Vec<Block>, Vec<Block>) = std::mem::take(&mut st.retired)
-                .into_iter()
-                .partition(covered);
-            st.retired = keep;
-            gone
-        };
-        if gone.is_empty() {
-            return Ok(());
-        }
-        for b in &gone {
-            match self.s.vfs.remove_file(&Block::path(&self.s.dir, b.id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        self.s.vfs.sync_dir(&self.s.dir)
-    }
-
     /// Reclaims space now: checkpoints (twice), deletes blocks with no live message and
     /// rewrites sealed blocks that are less than half live. Returns how many were rewritten.
     pub fn reclaim(&self) -> Result<usize, WriteError> {
@@ -1248,127 +675,6 @@ impl Stream {
             n += 1;
         }
         Ok(n)
-    }
-
-    /// Rewrites the sparsest eligible sealed block, if any: write a new file with the records
-    /// the durable checkpoint calls live, fsync, rename over the old one, fsync the directory.
-    /// Never in place, so a crash leaves the old or the new file. Records deleted after that
-    /// checkpoint are kept, so replaying their tombstones and the checkpoint's per-block
-    /// counts stay valid (invariant `compaction-keeps-checkpoint-live`).
-    fn compact_one_sparse(&self) -> std::io::Result<bool> {
-        // Compact against the older checkpoint on disk: if the newest is damaged, recovery
-        // falls back to it, and it must still find every record it counts as live.
-        let Some(ck) = self.s.ckpts.lock().older.clone() else {
-            return Ok(false);
-        };
-        let _w = self.s.write_lock.lock();
-        if self.s.deleted.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
-        let pick = {
-            let st = self.s.state.read();
-            let n = st.blocks.len();
-            st.blocks
-                .iter()
-                .take(n.saturating_sub(1))
-                .filter(|b| b.id < ck.pos_block && matches!(b.data, Data::Sealed(_)))
-                .filter(|b| b.written >= min_bytes && (b.live_bytes as usize) * 2 < b.written)
-                .min_by_key(|b| b.live_bytes * 1000 / b.written.max(1) as u64)
-                .and_then(|b| match &b.data {
-                    Data::Sealed(m) => {
-                        let ck_slots = ck.blocks.iter().find(|e| e.id == b.id)?.slots as usize;
-                        let mut table = b.offsets.physical();
-                        table.truncate(ck_slots);
-                        Some((b.id, b.first_seq, m.clone(), table))
-                    }
-                    _ => None,
-                })
-        };
-        let Some((id, first_seq, map, offsets)) = pick else {
-            return Ok(false);
-        };
-        let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
-        let mut out = Vec::with_capacity(map.len() / 2);
-        out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
-        let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
-        for (i, &off) in offsets.iter().enumerate() {
-            let rec = map.get(off as usize..).and_then(|b| {
-                record::decode_head(b)
-                    .ok()
-                    .map(|h| &b[..h.len.min(b.len())])
-            });
-            if let (Some(rec), true) = (
-                rec,
-                off != crate::block::NO_RECORD && live(first_seq + i as u64),
-            ) {
-                new_offsets[i] = out.len() as u32;
-                out.extend_from_slice(rec);
-            }
-        }
-        let body_end = out.len();
-        out.extend(encode_trailer(id, first_seq, body_end as u64, &new_offsets));
-        let path = Block::path(&self.s.dir, id);
-        let tmp = io::tmp_path(&path);
-        if self.s.vfs.exists(&tmp) {
-            self.s.vfs.remove_file(&tmp)?;
-        }
-        let f = self.s.vfs.open(&tmp, io::OpenMode::CreateNew)?;
-        f.write_and_sync(&[(&out, 0)])?;
-        self.s.vfs.rename(&tmp, &path)?;
-        self.s.vfs.sync_dir(&self.s.dir)?;
-        let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
-        let map = Arc::new(file.map()?);
-        let mut st = self.s.state.write();
-        if let Some(b) = st.block_mut(id) {
-            // The new table keeps the checkpoint's slot count (a later truncate that is not yet
-            // durable must not shorten a trailer); readers see the current count.
-            let logical = b.offsets.len();
-            b.offsets = Offsets::owned(new_offsets);
-            b.offsets.clip(logical);
-            b.data = Data::Sealed(map);
-            b.file = Some(file);
-            b.written = body_end;
-            b.file_len = out.len();
-            b.synced = out.len();
-        }
-        Ok(true)
-    }
-
-    /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
-    /// renew the sequence lease ahead of need.
-    pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
-        if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
-            return Ok(());
-        }
-        let (lsn, last_seq) = {
-            let st = self.s.state.read();
-            (st.lsn, st.last_seq)
-        };
-        let (ck_due, sync_due) = {
-            let io = self.s.sync_lock.lock();
-            let ck_due = lsn > io.ckpt_lsn
-                && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY);
-            let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
-            let sync_due = unsynced
-                && match self.s.cfg.durability {
-                    Durability::Interval(d) => self.s.last_sync.lock().elapsed() >= d / 2,
-                    _ => false,
-                };
-            (ck_due, sync_due)
-        };
-        if ck_due || sync_due || lsn > self.s.written_lsn.load(Ordering::Acquire) {
-            self.flush(sync_due, ck_due, None)?;
-        }
-        if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::SeqCst) {
-            self.raise_lease(last_seq + LEASE_SPAN)?;
-        }
-        if ck_due {
-            // One block per checkpoint bounds the I/O spent on reclamation.
-            self.compact_one_sparse()
-                .map_err(DurabilityError::from_io)?;
-        }
-        Ok(())
     }
 
     /// Flushes, checkpoints and releases the lease so a clean reopen replays nothing and skips

@@ -1,0 +1,480 @@
+//! The write path under the API: hands encoded bytes to the OS in log order, syncs them,
+//! writes and rotates checkpoints, deletes retired blocks and compacts sparse ones, and the
+//! maintainer's periodic upkeep.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::MutexGuard;
+
+use crate::block::{encode_trailer, AppendBuf, Offsets};
+use crate::checkpoint::{BlockEntry, Checkpoint};
+use crate::config::Durability;
+use crate::durability::LEASE_SPAN;
+use crate::error::DurabilityError;
+use crate::io::{self, VFile};
+use crate::record;
+use crate::state::{Block, Data};
+use crate::stream::{Stream, CHECKPOINT_FILE, CHECKPOINT_PREV_FILE};
+
+/// Log bytes between checkpoints.
+const CKPT_BYTES: u64 = 32 << 20;
+/// Time between checkpoints while the log changes.
+const CKPT_EVERY: Duration = Duration::from_secs(1);
+/// Blocks smaller than this are not worth rewriting.
+const COMPACT_MIN_BYTES: usize = 64 << 10;
+
+/// What the I/O path is doing; held while writing so concurrent flushers queue behind it
+/// and find their data already synced (group commit).
+pub(crate) struct IoState {
+    pub(crate) ckpt_lsn: u64,
+    pub(crate) ckpt_at: Instant,
+}
+
+/// The checkpoints on disk, newest first.
+#[derive(Default)]
+pub(crate) struct Ckpts {
+    pub(crate) newest: Option<Arc<Checkpoint>>,
+    pub(crate) older: Option<Arc<Checkpoint>>,
+}
+
+/// One write the flusher performs outside the state lock.
+struct Job {
+    id: u64,
+    file: Arc<dyn VFile>,
+    buf: Arc<AppendBuf>,
+    from: usize,
+    to: usize,
+    trailer: Option<Vec<u8>>,
+    new_file: bool,
+}
+
+struct Work {
+    jobs: Vec<Job>,
+    lsn: u64,
+    ckpt: Option<Checkpoint>,
+}
+
+impl Stream {
+    /// Writes (and with `sync`, fsyncs) everything encoded so far; with `ckpt`, also writes a
+    /// checkpoint. With `target`, returns at once if that log position is already handled:
+    /// concurrent durable appenders queue on the I/O lock and most find their work done by
+    /// the one ahead of them (group commit).
+    pub(crate) fn flush(
+        &self,
+        sync: bool,
+        ckpt: bool,
+        target: Option<u64>,
+    ) -> Result<(), DurabilityError> {
+        if !self.s.persistent {
+            return Ok(());
+        }
+        let sync = sync || ckpt;
+        let written = {
+            // Writes never queue behind an fsync: under `None` a checkpoint's sync must not
+            // hold back handing data to the OS.
+            let w = self.s.write_lock.lock();
+            self.write_phase(&w, sync, ckpt, target)?
+        };
+        match written {
+            Some((lsn, ck)) if sync => self.sync_phase(lsn, ck),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands everything encoded so far to the OS (with the write lock held by the caller).
+    /// `None` when `target` was already reached or the stream is deleted.
+    pub(crate) fn write_phase(
+        &self,
+        _write_lock: &MutexGuard<'_, ()>,
+        sync: bool,
+        ckpt: bool,
+        target: Option<u64>,
+    ) -> Result<Option<(u64, Option<Checkpoint>)>, DurabilityError> {
+        self.check_poison()?;
+        let done = |t: u64| !ckpt && self.done_lsn(sync) >= t;
+        if target.is_some_and(done) || self.s.deleted.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let work = self.snapshot(ckpt);
+        // A durable appender leading a group commit submits write + fdatasync as one linked
+        // chain (one io_uring submission).
+        let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
+        self.write_jobs(&work.jobs, linked)
+            .map_err(|e| self.poison_with(e))?;
+        self.finish_jobs(&work.jobs, linked);
+        self.s.written_lsn.fetch_max(work.lsn, Ordering::AcqRel);
+        Ok(Some((work.lsn, work.ckpt)))
+    }
+
+    /// Makes everything written up to `lsn` durable, then writes `ck` if it is newer than the
+    /// checkpoint on disk.
+    pub(crate) fn sync_phase(
+        &self,
+        lsn: u64,
+        ck: Option<Checkpoint>,
+    ) -> Result<(), DurabilityError> {
+        let mut io = self.s.sync_lock.lock();
+        self.check_poison()?;
+        if self.s.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if ck.is_none() && self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        self.sync_written().map_err(|e| self.poison_with(e))?;
+        self.s.synced_lsn.fetch_max(lsn, Ordering::AcqRel);
+        *self.s.last_sync.lock() = Instant::now();
+        let Some(ck) = ck else { return Ok(()) };
+        if lsn < io.ckpt_lsn {
+            // A newer checkpoint reached the disk while this one waited: never go back.
+            return Ok(());
+        }
+        // A failed checkpoint loses nothing: the log is synced and the previous checkpoint
+        // stays valid; recovery just replays more.
+        self.write_checkpoint(&ck)
+            .map_err(DurabilityError::from_io)?;
+        io.ckpt_lsn = lsn;
+        io.ckpt_at = Instant::now();
+        let older = {
+            let mut c = self.s.ckpts.lock();
+            let older = c.newest.replace(Arc::new(ck));
+            c.older = older.clone();
+            older
+        };
+        // Only what both checkpoints on disk cover may go: if the newest is damaged,
+        // recovery falls back to the older one and still finds every record it needs.
+        if let Some(older) = older {
+            self.drop_retired(&older)
+                .map_err(DurabilityError::from_io)?;
+        }
+        Ok(())
+    }
+
+    /// Rotates the checkpoint: the current one becomes `checkpoint.prev`, the new one
+    /// `checkpoint` (each step crash-safe; recovery uses the newest valid one).
+    fn write_checkpoint(&self, ck: &Checkpoint) -> std::io::Result<()> {
+        let vfs = &*self.s.vfs;
+        let path = self.s.dir.join(CHECKPOINT_FILE);
+        let tmp = io::tmp_path(&path);
+        if vfs.exists(&tmp) {
+            vfs.remove_file(&tmp)?;
+        }
+        vfs.open(&tmp, io::OpenMode::CreateNew)?
+            .write_and_sync(&[(&ck.encode(), 0)])?;
+        if vfs.exists(&path) {
+            vfs.rename(&path, &self.s.dir.join(CHECKPOINT_PREV_FILE))?;
+        }
+        vfs.rename(&tmp, &path)?;
+        vfs.sync_dir(&self.s.dir)
+    }
+
+    fn done_lsn(&self, synced: bool) -> u64 {
+        let w = if synced {
+            &self.s.synced_lsn
+        } else {
+            &self.s.written_lsn
+        };
+        w.load(Ordering::Acquire)
+    }
+
+    fn snapshot(&self, ckpt: bool) -> Work {
+        let st = self.s.state.read();
+        let mut jobs = Vec::new();
+        let mut all: Vec<&Block> = st.retired.iter().chain(st.blocks.iter()).collect();
+        all.sort_by_key(|b| b.id);
+        for b in all {
+            let Some(file) = &b.file else { continue };
+            let (buf, trailer) = match &b.data {
+                Data::Active(w) => (w.buf().clone(), None),
+                Data::Sealing(buf) => {
+                    let t =
+                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.physical());
+                    (buf.clone(), Some(t))
+                }
+                Data::Sealed(_) => continue,
+            };
+            let to = buf.len();
+            if to == b.written && trailer.is_none() {
+                continue;
+            }
+            jobs.push(Job {
+                id: b.id,
+                file: file.clone(),
+                buf,
+                from: b.written,
+                to,
+                trailer,
+                new_file: !b.dir_synced,
+            });
+        }
+        let ckpt = ckpt.then(|| {
+            let (pos_block, pos_offset) = st
+                .blocks
+                .last()
+                .map(|b| (b.id, b.bytes().len() as u64))
+                .unwrap_or((0, 0));
+            let ck = Checkpoint {
+                stream_id: st.stream_id,
+                last_seq: st.last_seq,
+                last_ts: st.last_ts,
+                floor: st.floor,
+                live_bytes: st.live_bytes,
+                pos_block,
+                pos_offset,
+                next_block_id: st.next_block_id,
+                blocks: st
+                    .blocks
+                    .iter()
+                    .map(|b| BlockEntry {
+                        id: b.id,
+                        first_seq: b.first_seq,
+                        slots: b.slots(),
+                        live: b.live,
+                        live_bytes: b.live_bytes,
+                    })
+                    .collect(),
+                deletes: st.deletes.clone(),
+            };
+            ck
+        });
+        Work {
+            jobs,
+            lsn: st.lsn,
+            ckpt,
+        }
+    }
+
+    /// Writes the jobs; with `linked`, each file's writes and its fdatasync go as one chain and
+    /// new directory entries are synced too.
+    fn write_jobs(&self, jobs: &[Job], linked: bool) -> std::io::Result<()> {
+        let mut new_file = false;
+        for j in jobs {
+            let bytes = j.buf.bytes();
+            let mut parts: Vec<(&[u8], u64)> = Vec::with_capacity(2);
+            if j.to > j.from {
+                parts.push((&bytes[j.from..j.to], j.from as u64));
+            }
+            if let Some(t) = &j.trailer {
+                parts.push((t, j.to as u64));
+            }
+            if linked {
+                j.file.write_and_sync(&parts)?;
+            } else {
+                for (b, off) in parts {
+                    j.file.write_all_at(b, off)?;
+                }
+            }
+            new_file |= j.new_file;
+        }
+        if new_file && linked {
+            self.s.vfs.sync_dir(&self.s.dir)?;
+        }
+        Ok(())
+    }
+
+    fn finish_jobs(&self, jobs: &[Job], synced: bool) {
+        let mut st = self.s.state.write();
+        for j in jobs {
+            let Some(b) = st.block_mut(j.id) else {
+                continue;
+            };
+            b.written = b.written.max(j.to);
+            b.file_len = b
+                .file_len
+                .max(j.to + j.trailer.as_ref().map_or(0, Vec::len));
+            if synced {
+                b.synced = b.file_len;
+                b.dir_synced = true;
+            }
+            if j.trailer.is_some() {
+                if let Ok(map) = j.file.map() {
+                    b.offsets.detach();
+                    b.data = Data::Sealed(Arc::new(map));
+                }
+            }
+        }
+    }
+
+    /// fdatasyncs every file with written but unsynced bytes, and the directory if a block
+    /// file is new.
+    fn sync_written(&self) -> std::io::Result<()> {
+        let (mut files, new_dir) = {
+            let st = self.s.state.read();
+            let mut new_dir = false;
+            let mut files: Vec<(u64, Arc<dyn VFile>, usize)> = Vec::new();
+            for b in st.blocks.iter().chain(st.retired.iter()) {
+                let Some(f) = &b.file else { continue };
+                new_dir |= !b.dir_synced;
+                if b.synced < b.file_len || !b.dir_synced {
+                    files.push((b.id, f.clone(), b.file_len));
+                }
+            }
+            (files, new_dir)
+        };
+        // Log order: a crash between two syncs then keeps a prefix of the log (an older
+        // block's tombstone is never lost while a newer block's records survive).
+        files.sort_by_key(|(id, _, _)| *id);
+        for (_, f, _) in &files {
+            f.sync_data()?;
+        }
+        if new_dir {
+            self.s.vfs.sync_dir(&self.s.dir)?;
+        }
+        let mut st = self.s.state.write();
+        for (id, _, len) in files {
+            if let Some(b) = st.block_mut(id) {
+                b.synced = b.synced.max(len);
+                b.dir_synced = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the files of retired blocks that `older` (the older checkpoint on disk)
+    /// neither lists nor needs: everything in them is reflected by both checkpoints.
+    fn drop_retired(&self, older: &Checkpoint) -> std::io::Result<()> {
+        let gone: Vec<Block> = {
+            let mut st = self.s.state.write();
+            let covered =
+                |b: &Block| b.id < older.pos_block && !older.blocks.iter().any(|e| e.id == b.id);
+            let (gone, keep): (Vec<Block>, Vec<Block>) = std::mem::take(&mut st.retired)
+                .into_iter()
+                .partition(covered);
+            st.retired = keep;
+            gone
+        };
+        if gone.is_empty() {
+            return Ok(());
+        }
+        for b in &gone {
+            match self.s.vfs.remove_file(&Block::path(&self.s.dir, b.id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        self.s.vfs.sync_dir(&self.s.dir)
+    }
+
+    /// Rewrites the sparsest eligible sealed block, if any: write a new file with the records
+    /// the durable checkpoint calls live, fsync, rename over the old one, fsync the directory.
+    /// Never in place, so a crash leaves the old or the new file. Records deleted after that
+    /// checkpoint are kept, so replaying their tombstones and the checkpoint's per-block
+    /// counts stay valid (invariant `compaction-keeps-checkpoint-live`).
+    pub(crate) fn compact_one_sparse(&self) -> std::io::Result<bool> {
+        // Compact against the older checkpoint on disk: if the newest is damaged, recovery
+        // falls back to it, and it must still find every record it counts as live.
+        let Some(ck) = self.s.ckpts.lock().older.clone() else {
+            return Ok(false);
+        };
+        let _w = self.s.write_lock.lock();
+        if self.s.deleted.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
+        let pick = {
+            let st = self.s.state.read();
+            let n = st.blocks.len();
+            st.blocks
+                .iter()
+                .take(n.saturating_sub(1))
+                .filter(|b| b.id < ck.pos_block && matches!(b.data, Data::Sealed(_)))
+                .filter(|b| b.written >= min_bytes && (b.live_bytes as usize) * 2 < b.written)
+                .min_by_key(|b| b.live_bytes * 1000 / b.written.max(1) as u64)
+                .and_then(|b| match &b.data {
+                    Data::Sealed(m) => {
+                        let ck_slots = ck.blocks.iter().find(|e| e.id == b.id)?.slots as usize;
+                        let mut table = b.offsets.physical();
+                        table.truncate(ck_slots);
+                        Some((b.id, b.first_seq, m.clone(), table))
+                    }
+                    _ => None,
+                })
+        };
+        let Some((id, first_seq, map, offsets)) = pick else {
+            return Ok(false);
+        };
+        let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
+        let mut out = Vec::with_capacity(map.len() / 2);
+        out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
+        let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
+        for (i, &off) in offsets.iter().enumerate() {
+            let rec = map.get(off as usize..).and_then(|b| {
+                record::decode_head(b)
+                    .ok()
+                    .map(|h| &b[..h.len.min(b.len())])
+            });
+            if let (Some(rec), true) = (
+                rec,
+                off != crate::block::NO_RECORD && live(first_seq + i as u64),
+            ) {
+                new_offsets[i] = out.len() as u32;
+                out.extend_from_slice(rec);
+            }
+        }
+        let body_end = out.len();
+        out.extend(encode_trailer(id, first_seq, body_end as u64, &new_offsets));
+        let path = Block::path(&self.s.dir, id);
+        let tmp = io::tmp_path(&path);
+        if self.s.vfs.exists(&tmp) {
+            self.s.vfs.remove_file(&tmp)?;
+        }
+        let f = self.s.vfs.open(&tmp, io::OpenMode::CreateNew)?;
+        f.write_and_sync(&[(&out, 0)])?;
+        self.s.vfs.rename(&tmp, &path)?;
+        self.s.vfs.sync_dir(&self.s.dir)?;
+        let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
+        let map = Arc::new(file.map()?);
+        let mut st = self.s.state.write();
+        if let Some(b) = st.block_mut(id) {
+            // The new table keeps the checkpoint's slot count (a later truncate that is not yet
+            // durable must not shorten a trailer); readers see the current count.
+            let logical = b.offsets.len();
+            b.offsets = Offsets::owned(new_offsets);
+            b.offsets.clip(logical);
+            b.data = Data::Sealed(map);
+            b.file = Some(file);
+            b.written = body_end;
+            b.file_len = out.len();
+            b.synced = out.len();
+        }
+        Ok(true)
+    }
+
+    /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
+    /// renew the sequence lease ahead of need.
+    pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
+        if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
+            return Ok(());
+        }
+        let (lsn, last_seq) = {
+            let st = self.s.state.read();
+            (st.lsn, st.last_seq)
+        };
+        let (ck_due, sync_due) = {
+            let io = self.s.sync_lock.lock();
+            let ck_due = lsn > io.ckpt_lsn
+                && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY);
+            let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
+            let sync_due = unsynced
+                && match self.s.cfg.durability {
+                    Durability::Interval(d) => self.s.last_sync.lock().elapsed() >= d / 2,
+                    _ => false,
+                };
+            (ck_due, sync_due)
+        };
+        if ck_due || sync_due || lsn > self.s.written_lsn.load(Ordering::Acquire) {
+            self.flush(sync_due, ck_due, None)?;
+        }
+        if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::SeqCst) {
+            self.raise_lease(last_seq + LEASE_SPAN)?;
+        }
+        if ck_due {
+            // One block per checkpoint bounds the I/O spent on reclamation.
+            self.compact_one_sparse()
+                .map_err(DurabilityError::from_io)?;
+        }
+        Ok(())
+    }
+}
