@@ -273,6 +273,8 @@ pub(crate) fn recover(
     }
     redo_erases(&st, &replay.erase_redo)?;
     report.lost = replay.lost.ranges().collect();
+    report.damaged_blocks.sort_unstable();
+    report.damaged_blocks.dedup();
     report.duration_us = started.elapsed().as_micros() as u64;
     Ok(Recovered {
         state: st,
