@@ -44,4 +44,6 @@ pub use io::{IoBackend, IoBackendChoice};
 pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
 pub use recovery::RecoveryReport;
 pub use store::{DamagedStream, Store};
-pub use stream::{Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState};
+pub use stream::{
+    Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,
+};
