@@ -26,6 +26,8 @@ const LOCK_FILE: &str = "LOCK";
 const CONFIG_FILE: &str = "config";
 const CONFIG_MAGIC: [u8; 8] = *b"TLCONF\0\0";
 const CONFIG_VERSION: u16 = 1;
+/// Shortest maintainer tick (for very short sync intervals).
+const MIN_TICK: Duration = Duration::from_micros(500);
 /// How often the maintainer looks at every stream.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -370,19 +372,29 @@ fn spawn_maintainer(
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tidelog-maintainer".into())
-        .spawn(move || loop {
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            match wake.recv_timeout(TICK) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let list: Vec<Stream> = streams.lock().values().cloned().collect();
-            for s in list {
-                // A failure poisons that stream and is reported to its next writer; the other
-                // streams carry on.
-                let _ = s.maintain();
+        .spawn(move || {
+            let mut tick = TICK;
+            loop {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                match wake.recv_timeout(tick) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                let list: Vec<Stream> = streams.lock().values().cloned().collect();
+                // An `Interval(d)` shorter than the tick is still a hard bound when appends stop.
+                tick = list
+                    .iter()
+                    .filter_map(|s| s.sync_interval())
+                    .map(|d| d / 2)
+                    .fold(TICK, Duration::min)
+                    .max(MIN_TICK);
+                for s in list {
+                    // A failure poisons that stream and is reported to its next writer; the other
+                    // streams carry on.
+                    let _ = s.maintain();
+                }
             }
         })
 }

@@ -235,6 +235,14 @@ impl Stream {
         &self.s.recovery
     }
 
+    /// The sync interval of an `Interval` stream with files.
+    pub(crate) fn sync_interval(&self) -> Option<std::time::Duration> {
+        match self.s.cfg.durability {
+            Durability::Interval(d) if self.s.persistent => Some(d),
+            _ => None,
+        }
+    }
+
     /// True once a failed write or fsync has stopped this stream from accepting writes.
     pub fn is_poisoned(&self) -> bool {
         self.s.poison.get().is_some()

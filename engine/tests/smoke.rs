@@ -333,3 +333,32 @@ fn verify_finds_damage_that_open_does_not_read() {
     assert_eq!(v.damaged, vec![(1, 1)]);
     assert_eq!(s.load(2).unwrap().payload(), &[1u8; 10]);
 }
+
+/// Under `Interval`, the maintainer makes data durable by itself: no further append and no
+/// explicit sync are needed (polled, so the test does not depend on exact timing).
+#[test]
+fn interval_data_becomes_durable_without_further_writes() {
+    let vfs = MemVfs::new();
+    let store =
+        Store::open_with_vfs("/db", Arc::new(vfs.clone()), StoreOptions::default()).unwrap();
+    let d = std::time::Duration::from_millis(2);
+    let s = store
+        .create_stream(StreamConfig::new("i").durability(Durability::Interval(d)))
+        .unwrap();
+    s.append("a", b"", b"first").unwrap();
+    std::thread::sleep(d * 2);
+    let a = s.append("a", b"", b"second").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let disk = vfs.after_crash(tidelog::io::CrashKind::PowerLoss);
+        let reopened = Store::open_with_vfs("/db", Arc::new(disk), opts()).unwrap();
+        if reopened.stream("i").is_ok_and(|r| r.load(a.seq).is_ok()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "interval data never became durable"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
