@@ -142,18 +142,13 @@ impl Store {
                 Ok(s) => {
                     streams.lock().insert(name, s);
                 }
-                // The store still opens: the stream is set aside, reported, and can be
-                // deleted; its files are left untouched for inspection.
-                Err(StreamError::Corrupt { what, why }) => damaged.push(DamagedStream {
+                // The store still opens: a stream whose metadata is damaged or whose files
+                // cannot be read is set aside and reported (with the whole error chain), and
+                // can be deleted; its files are left untouched for inspection.
+                Err(e) => damaged.push(DamagedStream {
                     name,
-                    why: format!("{what}: {why}"),
+                    why: error_chain(&e),
                 }),
-                Err(e) => {
-                    return Err(StoreError::Stream {
-                        name,
-                        source: Box::new(e),
-                    })
-                }
             }
         }
         vfs.sync_dir(&sdir)?;
@@ -339,6 +334,18 @@ impl Drop for Inner {
             let _ = s.close();
         }
     }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 fn open_stream(

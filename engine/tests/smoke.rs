@@ -362,3 +362,32 @@ fn interval_data_becomes_durable_without_further_writes() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// A stream whose files cannot be read is set aside at open; the others open normally.
+#[test]
+fn unreadable_stream_does_not_stop_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .create_stream(StreamConfig::new("ok"))
+        .unwrap()
+        .append("a", b"", b"1")
+        .unwrap();
+    store
+        .create_stream(StreamConfig::new("bad"))
+        .unwrap()
+        .append("a", b"", b"1")
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let blk = dir.path().join("streams/bad/00000000000000000001.blk");
+    std::fs::remove_file(&blk).unwrap();
+    std::fs::create_dir(&blk).unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.stream_names(), vec!["ok".to_string()]);
+    let damaged = store.damaged_streams();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].name, "bad");
+    assert!(!damaged[0].why.is_empty());
+    assert_eq!(store.stream("ok").unwrap().load(1).unwrap().payload(), b"1");
+}
