@@ -325,11 +325,10 @@ fn report(what: &str, (tried, lost_one, failures): (usize, usize, Vec<String>)) 
 
 const N: u64 = 120;
 
-/// Every byte of one sealed block (header, records, offset table, footer), reopened from a
-/// clean close: the checkpoint maps the block without reading it.
-#[test]
-fn damage_contained_every_byte_of_sealed_block_after_clean_close() {
-    let base = build(N, true);
+/// Flips every byte of the second block (sealed: header, records, offset table, footer) of a
+/// store built with or without a clean close.
+fn sweep_sealed_block(clean: bool, what: &str) {
+    let base = build(N, clean);
     let blocks = block_files(&base);
     assert!(
         blocks.len() >= 4,
@@ -339,30 +338,20 @@ fn damage_contained_every_byte_of_sealed_block_after_clean_close() {
     let path = &blocks[1];
     let bytes = read(&base, path);
     assert!(is_sealed(&bytes), "block 2 is not sealed");
-    report(
-        "sealed block, clean close",
-        sweep(&base, N, path, 0..bytes.len(), 1),
-    );
+    report(what, sweep(&base, N, path, 0..bytes.len(), 1));
 }
 
-/// Every byte of one sealed block, reopened after a crash (no checkpoint): recovery scans
-/// every block and must step over the damaged record.
+/// Reopened from a clean close: the checkpoint maps the block without reading it.
+#[test]
+fn damage_contained_every_byte_of_sealed_block_after_clean_close() {
+    sweep_sealed_block(true, "sealed block, clean close");
+}
+
+/// Reopened after a crash (no checkpoint): recovery scans every block and must step over the
+/// damaged record.
 #[test]
 fn damage_contained_every_byte_of_sealed_block_after_crash() {
-    let base = build(N, false);
-    let blocks = block_files(&base);
-    assert!(
-        blocks.len() >= 4,
-        "want several blocks, got {}",
-        blocks.len()
-    );
-    let path = &blocks[1];
-    let bytes = read(&base, path);
-    assert!(is_sealed(&bytes), "block 2 is not sealed");
-    report(
-        "sealed block, crash",
-        sweep(&base, N, path, 0..bytes.len(), 1),
-    );
+    sweep_sealed_block(false, "sealed block, crash");
 }
 
 /// Strided and pseudo-random positions in every block file, sealed or active, after a clean
