@@ -159,7 +159,7 @@ impl Stream {
         match self.s.cfg.durability {
             Durability::Always => self.wait_durable(lsn)?,
             Durability::Interval(d) => {
-                if self.s.last_sync.lock().elapsed() >= d {
+                if self.since_last_sync() >= d {
                     self.wait_durable(lsn)?;
                 } else {
                     self.nudge(lsn)?;

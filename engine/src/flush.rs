@@ -25,9 +25,8 @@ const CKPT_EVERY: Duration = Duration::from_secs(1);
 /// Blocks smaller than this are not worth rewriting.
 const COMPACT_MIN_BYTES: usize = 64 << 10;
 
-/// What the I/O path is doing; held while writing so concurrent flushers queue behind it
-/// and find their data already synced (group commit).
-pub(crate) struct IoState {
+/// When the last checkpoint was written (guarded by the sync lock, which orders checkpoints).
+pub(crate) struct CkptTiming {
     pub(crate) ckpt_lsn: u64,
     pub(crate) ckpt_at: Instant,
 }
@@ -58,9 +57,8 @@ struct Work {
 
 impl Stream {
     /// Writes (and with `sync`, fsyncs) everything encoded so far; with `ckpt`, also writes a
-    /// checkpoint. With `target`, returns at once if that log position is already handled:
-    /// concurrent durable appenders queue on the I/O lock and most find their work done by
-    /// the one ahead of them (group commit).
+    /// checkpoint. With `target`, returns at once if that log position is already handled
+    /// (another flush covered it while this one waited for the write lock).
     pub(crate) fn flush(
         &self,
         sync: bool,
@@ -125,7 +123,8 @@ impl Stream {
         }
         self.sync_written().map_err(|e| self.poison_with(e))?;
         self.s.synced_lsn.fetch_max(lsn, Ordering::AcqRel);
-        *self.s.last_sync.lock() = Instant::now();
+        let now = self.s.opened.elapsed().as_micros() as u64;
+        self.s.last_sync_us.fetch_max(now, Ordering::AcqRel);
         let Some(ck) = ck else { return Ok(()) };
         if lsn < io.ckpt_lsn {
             // A newer checkpoint reached the disk while this one waited: never go back.
@@ -459,7 +458,7 @@ impl Stream {
             let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
             let sync_due = unsynced
                 && match self.s.cfg.durability {
-                    Durability::Interval(d) => self.s.last_sync.lock().elapsed() >= d / 2,
+                    Durability::Interval(d) => self.since_last_sync() >= d / 2,
                     _ => false,
                 };
             (ck_due, sync_due)

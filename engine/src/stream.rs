@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Durability, StreamConfig};
 use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
-use crate::flush::{Ckpts, IoState};
+use crate::flush::{CkptTiming, Ckpts};
 use crate::io::Vfs;
 use crate::record::{self, Kind, FLAG_BATCH};
 use crate::recovery::RecoveryReport;
@@ -149,12 +149,16 @@ pub(crate) struct Shared {
     /// Serializes writes (and the linked write+fsync of a durable leader).
     pub(crate) write_lock: Mutex<()>,
     /// Serializes fsyncs and checkpoints; writes never wait behind it.
-    pub(crate) sync_lock: Mutex<IoState>,
+    pub(crate) sync_lock: Mutex<CkptTiming>,
     pub(crate) lease_lock: Mutex<()>,
     pub(crate) lease: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
     pub(crate) synced_lsn: AtomicU64,
-    pub(crate) last_sync: Mutex<Instant>,
+    /// When the stream was opened; `last_sync_us` counts from here.
+    pub(crate) opened: Instant,
+    /// Microseconds after `opened` of the last completed sync (an atomic: `Interval` appends
+    /// read it on every append).
+    pub(crate) last_sync_us: AtomicU64,
     /// Group commit: whether a leader is syncing, and the condvar followers wait on.
     pub(crate) commit: Mutex<bool>,
     pub(crate) committed: Condvar,
@@ -199,7 +203,7 @@ impl Stream {
                 persistent,
                 state: RwLock::new(state),
                 write_lock: Mutex::new(()),
-                sync_lock: Mutex::new(IoState {
+                sync_lock: Mutex::new(CkptTiming {
                     ckpt_lsn: lsn,
                     ckpt_at: Instant::now(),
                 }),
@@ -207,7 +211,8 @@ impl Stream {
                 lease: AtomicU64::new(lease),
                 written_lsn: AtomicU64::new(lsn),
                 synced_lsn: AtomicU64::new(lsn),
-                last_sync: Mutex::new(Instant::now()),
+                opened: Instant::now(),
+                last_sync_us: AtomicU64::new(0),
                 commit: Mutex::new(false),
                 ckpts: Mutex::new(Ckpts::default()),
                 queue: crossbeam::queue::SegQueue::new(),
@@ -233,6 +238,14 @@ impl Stream {
     /// checkpoint was used.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.s.recovery
+    }
+
+    /// Time since the last completed sync.
+    pub(crate) fn since_last_sync(&self) -> std::time::Duration {
+        let now = self.s.opened.elapsed().as_micros() as u64;
+        std::time::Duration::from_micros(
+            now.saturating_sub(self.s.last_sync_us.load(Ordering::Acquire)),
+        )
     }
 
     /// The sync interval of an `Interval` stream with files.

@@ -75,17 +75,20 @@ fn file_store_on_disk() {
     assert_eq!(s.recovery_report().replayed_records, 0);
 }
 
-#[test]
-fn memory_stream() {
+/// A memory stream with 4 KiB blocks, in a store in a temporary directory.
+fn memory_stream_with_small_blocks() -> (tempfile::TempDir, Store, tidelog::Stream) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let s = store
-        .create_stream(
-            StreamConfig::new("m")
-                .storage(Storage::Memory)
-                .block_size(4096),
-        )
-        .unwrap();
+    let cfg = StreamConfig::new("m")
+        .storage(Storage::Memory)
+        .block_size(4096);
+    let s = store.create_stream(cfg).unwrap();
+    (dir, store, s)
+}
+
+#[test]
+fn memory_stream() {
+    let (_dir, _store, s) = memory_stream_with_small_blocks();
     for i in 0..1000u32 {
         s.append("x", b"", &i.to_le_bytes()).unwrap();
     }
@@ -144,15 +147,7 @@ fn reclaim_drops_and_compacts_blocks() {
 
 #[test]
 fn memory_stream_frees_removed_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let s = store
-        .create_stream(
-            StreamConfig::new("m")
-                .storage(Storage::Memory)
-                .block_size(4096),
-        )
-        .unwrap();
+    let (_dir, _store, s) = memory_stream_with_small_blocks();
     for round in 0..50u64 {
         for i in 0..100u32 {
             s.append("x", b"", &i.to_le_bytes()).unwrap();
