@@ -26,10 +26,12 @@ mod flush;
 pub mod io;
 mod record;
 mod recovery;
+mod seqlist;
 mod state;
 mod store;
 mod stream;
 pub mod subject;
+mod subject_index;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -272,6 +272,9 @@ pub(crate) fn recover(
         st.apply_skip(first, lease);
     }
     redo_erases(&st, &replay.erase_redo)?;
+    for seq in st.build_index() {
+        replay.lost.insert(seq);
+    }
     report.lost = replay.lost.ranges().collect();
     report.damaged_blocks.sort_unstable();
     report.damaged_blocks.dedup();

@@ -10,6 +10,7 @@ use crate::block::{AppendBuf, BlockHeader, Offsets, Writer, HEADER_LEN, MAX_PAD,
 use crate::deletes::DeleteSet;
 use crate::io::{Mapping, OpenMode, VFile, Vfs};
 use crate::record::{self, Kind};
+use crate::subject_index::SubjectIndex;
 
 /// Where a block's bytes live right now.
 pub(crate) enum Data {
@@ -116,6 +117,9 @@ pub(crate) struct LogState {
     pub live_bytes: u64,
     /// Bytes encoded since open: the position group commit waits on.
     pub lsn: u64,
+    /// Subjects of the live messages. `None` while recovery replays the log; built from the
+    /// recovered live set, then kept current by every `apply_*`.
+    pub index: Option<SubjectIndex>,
 }
 
 impl LogState {
@@ -134,7 +138,76 @@ impl LogState {
             deletes: DeleteSet::new(),
             live_bytes: 0,
             lsn: 0,
+            index: None,
         }
+    }
+
+    /// A new, empty stream's state (indexed from the start).
+    pub fn empty(stream_id: u64, dir: PathBuf, block_size: usize, persistent: bool) -> Self {
+        let mut st = Self::new(stream_id, dir, block_size, persistent);
+        st.index = Some(SubjectIndex::default());
+        st
+    }
+
+    /// The subject of the record at `off` of block `bi` (header check only: the body is not
+    /// needed to name the subject).
+    pub fn subject_at(&self, bi: usize, off: usize) -> Option<&[u8]> {
+        let b = self.blocks.get(bi)?.bytes().get(off..)?;
+        let h = record::decode_head(b).ok()?;
+        b.get(record::HEADER_LEN..record::HEADER_LEN + h.subject_len)
+    }
+
+    /// Takes live message `seq` (at `off` of block `bi`) out of the subject index.
+    fn unindex(&mut self, bi: usize, off: usize, seq: u64) {
+        if self.index.is_none() {
+            return;
+        }
+        let subject = self.subject_at(bi, off).map(<[u8]>::to_vec);
+        let Some(ix) = self.index.as_mut() else {
+            return;
+        };
+        let found = subject.is_some_and(|s| ix.remove(&s, seq));
+        if !found {
+            // The record's header was damaged after it was indexed: find it by sequence.
+            ix.remove_seq(seq);
+        }
+    }
+
+    /// Builds the subject index from the live messages (after recovery). A message whose
+    /// record header is damaged cannot be indexed (nor read): it is removed and returned.
+    pub fn build_index(&mut self) -> Vec<u64> {
+        self.index = None;
+        let (ix, unreadable) = self.rebuild_index();
+        for &seq in &unreadable {
+            self.apply_remove(seq);
+        }
+        self.index = Some(ix);
+        unreadable
+    }
+
+    fn rebuild_index(&self) -> (SubjectIndex, Vec<u64>) {
+        let mut unreadable = Vec::new();
+        let mut ix = SubjectIndex::default();
+        let mut deleted = self.deletes.ranges().peekable();
+        for (bi, b) in self.blocks.iter().enumerate() {
+            let from = b.first_seq.max(self.floor);
+            let to = b.end_seq().min(self.last_seq + 1);
+            for seq in from..to {
+                while deleted.peek().is_some_and(|&(_, e)| e < seq) {
+                    deleted.next();
+                }
+                if deleted.peek().is_some_and(|&(s, _)| s <= seq) {
+                    continue;
+                }
+                if let Some(off) = b.offset_of(seq) {
+                    match self.subject_at(bi, off) {
+                        Some(subject) => ix.insert(subject, seq),
+                        None => unreadable.push(seq),
+                    }
+                }
+            }
+        }
+        (ix, unreadable)
     }
 
     /// A block by id, live or retired.
@@ -412,6 +485,13 @@ impl LogState {
         self.last_seq = seq;
         self.last_ts = self.last_ts.max(ts);
         self.normalize_floor();
+        if self.index.is_some() {
+            let bi = self.blocks.len() - 1;
+            let subject = self.subject_at(bi, off).map(<[u8]>::to_vec);
+            if let (Some(ix), Some(s)) = (self.index.as_mut(), subject) {
+                ix.insert(&s, seq);
+            }
+        }
     }
 
     /// Sequences `first..=last` were skipped.
@@ -431,6 +511,7 @@ impl LogState {
     /// Removes one live message; `None` if it was not live.
     pub fn apply_remove(&mut self, seq: u64) -> Option<u64> {
         let (bi, off) = self.find(seq)?;
+        self.unindex(bi, off, seq);
         self.deletes.insert(seq);
         let freed = self.free(bi, off);
         self.retire_if_empty(bi);
@@ -454,6 +535,7 @@ impl LogState {
             return 0;
         }
         let before = self.messages();
+        self.unindex_range(self.floor, floor.min(self.last_seq + 1), true);
         if floor > self.last_seq + 1 {
             self.last_seq = floor - 1;
         }
@@ -491,6 +573,7 @@ impl LogState {
             return 0;
         }
         let before = self.messages();
+        self.unindex_range(last + 1, self.last_seq + 1, false);
         for bi in (0..self.blocks.len()).rev() {
             let b = &self.blocks[bi];
             if b.end_seq() <= last + 1 {
@@ -512,6 +595,29 @@ impl LogState {
         self.retire_empty_blocks();
         self.normalize_floor();
         before - self.messages()
+    }
+
+    /// Takes the live messages in `a..b` out of the subject index: one by one when there are
+    /// fewer of them than subjects, else by trimming every subject's list (`below`: the range
+    /// is a prefix of the stream, else a suffix).
+    fn unindex_range(&mut self, a: u64, b: u64, below: bool) {
+        let Some(ix) = &mut self.index else { return };
+        if a >= b {
+            return;
+        }
+        if b - a > ix.len() as u64 {
+            if below {
+                ix.remove_below(b);
+            } else {
+                ix.remove_above(a - 1);
+            }
+            return;
+        }
+        for seq in a..b {
+            if let Some((bi, off)) = self.find(seq) {
+                self.unindex(bi, off, seq);
+            }
+        }
     }
 
     fn retire_empty_blocks(&mut self) {
@@ -617,6 +723,39 @@ impl LogState {
                 "stream counts {}/{} but blocks hold {live}/{bytes}",
                 self.messages(),
                 self.live_bytes
+            ));
+        }
+        self.check_index()
+    }
+
+    /// The subject index equals one rebuilt from the live messages (`index-equals-log`).
+    fn check_index(&self) -> Result<(), String> {
+        let Some(ix) = &self.index else {
+            return Ok(());
+        };
+        let (rebuilt, _) = self.rebuild_index();
+        let mut a: Vec<(Vec<u8>, Vec<u64>)> = ix
+            .entries()
+            .map(|(n, l)| (n.to_vec(), l.to_vec()))
+            .collect();
+        let mut b: Vec<(Vec<u8>, Vec<u64>)> = rebuilt
+            .entries()
+            .map(|(n, l)| (n.to_vec(), l.to_vec()))
+            .collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(format!(
+                "subject index ({} subjects) differs from the log ({} subjects)",
+                a.len(),
+                b.len()
+            ));
+        }
+        let total: u64 = a.iter().map(|(_, l)| l.len() as u64).sum();
+        if total != self.messages() {
+            return Err(format!(
+                "index holds {total} of {} messages",
+                self.messages()
             ));
         }
         Ok(())

@@ -224,7 +224,7 @@ impl Store {
             vfs.rename(&tmp, &dir)?;
             vfs.sync_dir(&sdir)?;
         }
-        let state = LogState::new(stream_id, dir.clone(), cfg.block_size as usize, persistent);
+        let state = LogState::empty(stream_id, dir.clone(), cfg.block_size as usize, persistent);
         let s = Stream::from_parts(
             cfg.clone(),
             self.inner.vfs.clone(),
