@@ -36,6 +36,68 @@ pub enum Durability {
     None,
 }
 
+/// What happens when an append would break a stream limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discard {
+    /// Remove the oldest messages to make room (per subject for `max_msgs_per_subject`).
+    #[default]
+    Old,
+    /// Reject the append with [`crate::AppendError::LimitReached`]; nothing changes. A full
+    /// subject still drops its oldest message.
+    New,
+    /// Like `New`, and a subject at `max_msgs_per_subject` rejects further appends too.
+    NewPerSubject,
+}
+
+/// Stream limits, enforced on every append and applied at once when changed. `None` means
+/// no limit of that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_msgs: Option<u64>,
+    /// Encoded bytes of the live messages (`StreamState::bytes`).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+    #[serde(default)]
+    pub max_msgs_per_subject: Option<u64>,
+    #[serde(default)]
+    pub discard: Discard,
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let zero = |name: &'static str, v: Option<u64>| match v {
+            Some(0) => Err(ConfigError::InvalidLimit {
+                name,
+                why: "must be at least 1 (use None for no limit)".into(),
+            }),
+            _ => Ok(()),
+        };
+        zero("max_msgs", self.max_msgs)?;
+        zero("max_bytes", self.max_bytes)?;
+        zero("max_msgs_per_subject", self.max_msgs_per_subject)?;
+        if self
+            .max_age
+            .is_some_and(|a| a.is_zero() || a.as_nanos() > i64::MAX as u128)
+        {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_age",
+                why: "must be between 1 ns and 292 years".into(),
+            });
+        }
+        if self.discard == Discard::NewPerSubject && self.max_msgs_per_subject.is_none() {
+            return Err(ConfigError::InvalidLimit {
+                name: "discard",
+                why: "new_per_subject needs max_msgs_per_subject".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Smallest block size.
 pub const MIN_BLOCK_SIZE: u64 = 4 << 10;
 /// Largest block size.
@@ -58,6 +120,8 @@ pub struct StreamConfig {
     pub block_size: u64,
     /// Largest headers + payload accepted by `append` (at most 32 MiB).
     pub max_msg_size: u32,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl StreamConfig {
@@ -70,7 +134,32 @@ impl StreamConfig {
             durability: Durability::Always,
             block_size: DEFAULT_BLOCK_SIZE,
             max_msg_size: 1 << 20,
+            limits: Limits::default(),
         }
+    }
+    pub fn limits(mut self, l: Limits) -> Self {
+        self.limits = l;
+        self
+    }
+    pub fn max_msgs(mut self, n: u64) -> Self {
+        self.limits.max_msgs = Some(n);
+        self
+    }
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.limits.max_bytes = Some(n);
+        self
+    }
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.limits.max_age = Some(d);
+        self
+    }
+    pub fn max_msgs_per_subject(mut self, n: u64) -> Self {
+        self.limits.max_msgs_per_subject = Some(n);
+        self
+    }
+    pub fn discard(mut self, d: Discard) -> Self {
+        self.limits.discard = d;
+        self
     }
     pub fn subjects<S: Into<String>>(mut self, s: impl IntoIterator<Item = S>) -> Self {
         self.subjects = s.into_iter().map(Into::into).collect();
@@ -111,6 +200,7 @@ impl StreamConfig {
                 why: format!("must be between 1 and {MAX_MESSAGE_LEN}"),
             });
         }
+        self.limits.validate()?;
         if let Durability::Interval(d) = self.durability {
             if d.is_zero() || d > Duration::from_secs(3600) {
                 return Err(ConfigError::InvalidLimit {

@@ -145,6 +145,27 @@ impl DeleteSet {
         out
     }
 
+    /// The range holding `seq`, if any.
+    pub fn range_of(&self, seq: u64) -> Option<(u64, u64)> {
+        self.ranges
+            .range(..=seq)
+            .next_back()
+            .filter(|(_, &e)| e >= seq)
+            .map(|(&s, &e)| (s, e))
+    }
+
+    /// How many sequences of `a..=b` are in the set.
+    pub fn count_in(&self, a: u64, b: u64) -> u64 {
+        if a > b {
+            return 0;
+        }
+        let start = self.range_of(a).map_or(a, |(s, _)| s);
+        self.ranges
+            .range(start..=b)
+            .map(|(&s, &e)| e.min(b) + 1 - s.max(a))
+            .sum()
+    }
+
     /// The ranges, in order.
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.ranges.iter().map(|(&s, &e)| (s, e))

@@ -117,6 +117,10 @@ pub enum AppendError {
     SequenceNotAfterLast { seq: u64, last: u64 },
     #[error("batch is empty")]
     EmptyBatch,
+    /// A discard-new stream (or a full subject of a discard-new-per-subject stream) refused
+    /// the append; nothing changed.
+    #[error("stream limit {0} reached")]
+    LimitReached(crate::Limit),
     #[error(transparent)]
     Durability(#[from] DurabilityError),
     #[error(transparent)]
@@ -143,6 +147,9 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
+    /// An invalid filter or limit.
+    #[error(transparent)]
+    Config(ConfigError),
     #[error("no message with sequence {0}")]
     NotFound(u64),
     #[error("invalid sequence {seq}: {why}")]
@@ -151,6 +158,22 @@ pub enum WriteError {
     Durability(#[from] DurabilityError),
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
+    #[error("stream is closed")]
+    Closed,
+}
+
+/// Errors of subject queries and filtered reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    #[error(transparent)]
+    InvalidFilter(ConfigError),
+    /// `multi_last_seqs` matched more subjects than the caller allowed.
+    #[error("more than {max} results")]
+    TooManyResults { max: usize },
+    /// The message the query found fails its checksum; the caller may continue past it.
+    #[error("message {0} is damaged on disk")]
+    Corrupt(u64),
     #[error("stream is closed")]
     Closed,
 }

@@ -24,6 +24,8 @@ mod durability;
 mod error;
 mod flush;
 pub mod io;
+mod limits;
+mod query;
 mod record;
 mod recovery;
 mod seqlist;
@@ -37,12 +39,16 @@ mod subject_index;
 pub mod fuzzing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Durability, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE};
+pub use config::{
+    Discard, Durability, Limits, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE,
+};
 pub use error::{
-    AppendError, ConfigError, DurabilityError, LoadError, Poisoned, StoreError, StreamError,
-    WriteError,
+    AppendError, ConfigError, DurabilityError, LoadError, Poisoned, QueryError, StoreError,
+    StreamError, WriteError,
 };
 pub use io::{IoBackend, IoBackendChoice};
+pub use limits::Limit;
+pub use query::{IndexMemory, SubjectState};
 pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
 pub use recovery::RecoveryReport;
 pub use store::{DamagedStream, Store};

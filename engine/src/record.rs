@@ -34,6 +34,9 @@ pub enum Kind {
     Purge = 5,
     /// Every message above `seq` was removed and `seq` is the new last sequence.
     Truncate = 6,
+    /// The messages in the payload's ranges were removed (limits, filtered purge); `seq` is
+    /// the first of them.
+    Remove = 7,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             4 => Kind::Erase,
             5 => Kind::Purge,
             6 => Kind::Truncate,
+            7 => Kind::Remove,
             _ => return None,
         })
     }

@@ -469,6 +469,11 @@ impl BlockScan<'_> {
             Kind::Delete | Kind::Erase => lost.remove_range(r.seq, r.seq),
             Kind::Purge => lost.remove_below(r.seq),
             Kind::Truncate => lost.remove_above(r.seq),
+            Kind::Remove => {
+                for (a, b) in crate::limits::decode_ranges(r.seq, r.payload) {
+                    lost.remove_range(a, b);
+                }
+            }
             Kind::Msg | Kind::Skip => {}
         }
         st.apply_record(r, off);

@@ -217,29 +217,25 @@ impl SeqList {
         v
     }
 
-    /// The sequences in `a..=b`.
-    pub fn range(&self, a: u64, b: u64) -> Vec<u64> {
-        if a > b || b < self.first || a > self.last {
-            return Vec::new();
+    /// The first `n` sequences.
+    pub fn first_n(&self, n: usize) -> Vec<u64> {
+        let mut v = Vec::with_capacity(n.min(self.len() as usize));
+        if n == 0 || self.len() == 0 {
+            return v;
         }
         match &self.repr {
-            Repr::Inline { .. } => {
-                let mut v = self.to_vec();
-                v.retain(|&s| s >= a && s <= b);
-                v
-            }
+            Repr::Inline { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
             Repr::Chunked(c) => {
-                let i = c.chunks.partition_point(|ch| ch.last < a);
-                let mut v = Vec::new();
-                for ch in c.chunks.range(i..) {
-                    if ch.first > b {
+                for ch in &c.chunks {
+                    decode(ch.first, &ch.deltas, &mut v);
+                    if v.len() >= n {
                         break;
                     }
-                    v.extend(ch.seqs().into_iter().filter(|&s| s >= a && s <= b));
                 }
-                v
             }
         }
+        v.truncate(n);
+        v
     }
 
     /// The first sequence at or after `seq`.
@@ -532,7 +528,7 @@ mod tests {
                     prop_assert_eq!(l.next_ge(probe), model.iter().copied().find(|&x| x >= probe));
                     prop_assert_eq!(l.prev_le(probe), model.iter().rev().copied().find(|&x| x <= probe));
                     prop_assert_eq!(l.count_ge(probe), model.iter().filter(|&&x| x >= probe).count() as u64);
-                    prop_assert_eq!(l.range(probe, probe + 500), model.iter().copied().filter(|&x| x >= probe && x <= probe + 500).collect::<Vec<_>>());
+                    prop_assert_eq!(l.first_n(3), model.iter().copied().take(3).collect::<Vec<_>>());
                 }
             }
         }

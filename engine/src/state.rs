@@ -120,6 +120,8 @@ pub(crate) struct LogState {
     /// Subjects of the live messages. `None` while recovery replays the log; built from the
     /// recovered live set, then kept current by every `apply_*`.
     pub index: Option<SubjectIndex>,
+    /// The stream's limits (changeable while the stream is open).
+    pub limits: crate::config::Limits,
 }
 
 impl LogState {
@@ -139,6 +141,7 @@ impl LogState {
             live_bytes: 0,
             lsn: 0,
             index: None,
+            limits: crate::config::Limits::default(),
         }
     }
 
@@ -683,6 +686,17 @@ impl LogState {
             }
             Kind::Truncate => {
                 self.apply_truncate(r.seq);
+            }
+            Kind::Remove => {
+                for (a, b) in crate::limits::decode_ranges(r.seq, r.payload) {
+                    if b > self.last_seq {
+                        // As for a Delete: sequences handed out are never reused.
+                        self.apply_skip(a.max(self.last_seq + 1), b);
+                    }
+                    for seq in a..=b {
+                        self.apply_remove(seq);
+                    }
+                }
             }
         }
         true

@@ -78,6 +78,25 @@ fn encode_config(stream_id: u64, cfg: &StreamConfig) -> Result<Vec<u8>, StreamEr
     Ok(b)
 }
 
+/// Replaces a stream's config file (temp file, fsync, rename, directory fsync).
+pub(crate) fn write_config(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    stream_id: u64,
+    cfg: &StreamConfig,
+) -> io::Result<()> {
+    let bytes = encode_config(stream_id, cfg).map_err(|e| io::Error::other(e.to_string()))?;
+    let path = dir.join(CONFIG_FILE);
+    let tmp = crate::io::tmp_path(&path);
+    if vfs.exists(&tmp) {
+        vfs.remove_file(&tmp)?;
+    }
+    vfs.open(&tmp, OpenMode::CreateNew)?
+        .write_and_sync(&[(&bytes, 0)])?;
+    vfs.rename(&tmp, &path)?;
+    vfs.sync_dir(dir)
+}
+
 fn decode_config(b: &[u8]) -> Result<(u64, StreamConfig), String> {
     if b.len() < 32 || b[0..8] != CONFIG_MAGIC {
         return Err("bad magic".into());
@@ -360,7 +379,7 @@ fn open_stream(
         why,
     })?;
     let rec = recover(vfs, dir, stream_id, cfg.block_size as usize)?;
-    Ok(Stream::from_parts(
+    let s = Stream::from_parts(
         cfg,
         vfs_arc,
         clock,
@@ -369,7 +388,11 @@ fn open_stream(
         rec.state,
         rec.lease,
         rec.report,
-    ))
+    );
+    // A crash between an append and the removals its limits caused, or limits lowered while
+    // closed, leave too much: applied now. A failure poisons the stream; writers see it.
+    let _ = s.enforce_limits();
+    Ok(s)
 }
 
 fn spawn_maintainer(
@@ -400,6 +423,8 @@ fn spawn_maintainer(
                 for s in list {
                     // A failure poisons that stream and is reported to its next writer; the other
                     // streams carry on.
+                    // Failures poison the stream; its next writer gets the error.
+                    let _ = s.expire_due();
                     let _ = s.maintain();
                 }
             }

@@ -10,11 +10,12 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{Durability, StreamConfig};
+use crate::config::{Durability, Limits, StreamConfig};
 use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
 use crate::flush::{CkptTiming, Ckpts};
 use crate::io::Vfs;
+use crate::limits;
 use crate::record::{self, Kind, FLAG_BATCH};
 use crate::recovery::RecoveryReport;
 use crate::state::{Data, LogState, MAX_SEQ};
@@ -75,7 +76,7 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    fn from_record(r: &record::RecordRef<'_>) -> Self {
+    pub(crate) fn from_record(r: &record::RecordRef<'_>) -> Self {
         let mut data = Vec::with_capacity(r.subject.len() + r.headers.len() + r.payload.len());
         data.extend_from_slice(r.subject);
         data.extend_from_slice(r.headers);
@@ -174,6 +175,15 @@ pub(crate) struct Shared {
     pub(crate) recovery: RecoveryReport,
 }
 
+/// A write failure of the append path, as the other write operations report it.
+fn as_write(e: AppendError) -> WriteError {
+    match e {
+        AppendError::Durability(d) => WriteError::Durability(d),
+        AppendError::Poisoned(p) => WriteError::Poisoned(p),
+        _ => WriteError::Closed,
+    }
+}
+
 /// A handle to one stream. Cheap to clone; every method may be called from any thread.
 #[derive(Clone)]
 pub struct Stream {
@@ -193,6 +203,8 @@ impl Stream {
         recovery: RecoveryReport,
     ) -> Stream {
         let lsn = state.lsn;
+        let mut state = state;
+        state.limits = cfg.limits;
         Stream {
             s: Arc::new(Shared {
                 name: cfg.name.clone(),
@@ -230,8 +242,106 @@ impl Stream {
         &self.s.name
     }
 
-    pub fn config(&self) -> &StreamConfig {
-        &self.s.cfg
+    /// The stream's configuration, with its current limits.
+    pub fn config(&self) -> StreamConfig {
+        let mut c = self.s.cfg.clone();
+        c.limits = self.s.state.read().limits;
+        c
+    }
+
+    /// Changes the stream's limits. They are persisted, and applied at once: a tightened limit
+    /// removes the oldest messages (whatever the discard policy) before this returns.
+    pub fn update_limits(&self, limits: Limits) -> Result<(), WriteError> {
+        limits.validate().map_err(WriteError::Config)?;
+        self.check_writable().map_err(as_write)?;
+        if self.s.persistent {
+            let mut cfg = self.s.cfg.clone();
+            cfg.limits = limits;
+            let id = self.s.state.read().stream_id;
+            crate::store::write_config(&*self.s.vfs, &self.s.dir, id, &cfg)
+                .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
+        }
+        let lsn = {
+            let mut st = self.s.state.write();
+            st.limits = limits;
+            // Applied as a discard-old stream would: a tightened limit takes effect now.
+            let mut now_limits = limits;
+            now_limits.discard = crate::config::Discard::Old;
+            st.limits = now_limits;
+            let r = self.enforce(&mut st, None);
+            st.limits = limits;
+            r.map_err(as_write)?;
+            st.lsn
+        };
+        Ok(self.after_write(lsn, 0)?)
+    }
+
+    /// Applies the limits now (max_age without appends; called by the maintenance tick and
+    /// at open).
+    pub fn enforce_limits(&self) -> Result<(), WriteError> {
+        self.check_writable().map_err(as_write)?;
+        let lsn = {
+            let mut st = self.s.state.write();
+            let before = st.lsn;
+            self.enforce(&mut st, None).map_err(as_write)?;
+            if st.lsn == before {
+                return Ok(());
+            }
+            st.lsn
+        };
+        Ok(self.after_write(lsn, 0)?)
+    }
+
+    /// Runs `enforce_limits` when the oldest message has outlived max_age.
+    pub(crate) fn expire_due(&self) -> Result<(), WriteError> {
+        let due = {
+            let st = self.s.state.read();
+            limits::age_due(&st, self.s.clock.now_ns())
+        };
+        if due {
+            self.enforce_limits()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the messages matching `filter` below `up_to_seq` (`None`: all of them; the
+    /// sequence itself is kept, so 1 removes nothing), keeping the newest `keep` of every
+    /// matching subject. Returns how many went.
+    pub fn purge_filtered(
+        &self,
+        filter: &str,
+        up_to_seq: Option<u64>,
+        keep: u64,
+    ) -> Result<u64, WriteError> {
+        subject::validate_filter(filter).map_err(WriteError::Config)?;
+        self.check_writable().map_err(as_write)?;
+        let (n, lsn) = {
+            let mut st = self.s.state.write();
+            if self.s.closed.load(Ordering::Acquire) {
+                return Err(WriteError::Closed);
+            }
+            let bound = up_to_seq.unwrap_or(u64::MAX);
+            let mut seqs = Vec::new();
+            if let Some(ix) = &st.index {
+                ix.for_each_match(filter, |id| {
+                    let Some(l) = ix.seqs(id) else { return };
+                    let keep_from = l.len().saturating_sub(keep) as usize;
+                    let mut v = l.first_n(keep_from);
+                    v.retain(|&q| q < bound);
+                    seqs.extend(v);
+                });
+            }
+            seqs.sort_unstable();
+            if seqs.is_empty() {
+                return Ok(0);
+            }
+            let now = self.s.clock.now_ns();
+            limits::remove_logged(&mut st, &*self.s.vfs, &seqs, now)
+                .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
+            (seqs.len() as u64, st.lsn)
+        };
+        self.after_write(lsn, 0)?;
+        Ok(n)
     }
 
     /// What recovery found when this stream was opened: lost sequences, a torn tail, whether a
@@ -347,14 +457,26 @@ impl Stream {
                 });
             }
             let ts = self.s.clock.now_ns().max(st.last_ts);
+            let sized: Vec<(&[u8], usize)> = msgs
+                .iter()
+                .map(|m| {
+                    let len =
+                        record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
+                    (m.subject.as_bytes(), len)
+                })
+                .collect();
+            let lim = st.limits;
+            limits::check_append(&st, &lim, &sized).map_err(AppendError::LimitReached)?;
             // The whole batch goes into one block so recovery can drop an incomplete batch by
             // cutting the tail of a single file.
             st.ensure_room(&*self.s.vfs, Some(first), total, ts)
                 .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
             for (i, m) in msgs.iter().enumerate() {
                 let flags = if i + 1 < msgs.len() { FLAG_BATCH } else { 0 };
-                self.put(&mut st, first + i as u64, ts, flags, m)?;
+                self.put_unlimited(&mut st, first + i as u64, ts, flags, m)?;
             }
+            let subjects: Vec<&[u8]> = sized.iter().map(|&(s, _)| s).collect();
+            self.enforce(&mut st, Some(&subjects))?;
             (
                 BatchAppended {
                     first_seq: first,
@@ -400,7 +522,40 @@ impl Stream {
         Ok(())
     }
 
+    /// Stores one message and applies the stream limits to it.
     pub(crate) fn put(
+        &self,
+        st: &mut LogState,
+        seq: u64,
+        ts: i64,
+        flags: u8,
+        m: &NewMessage<'_>,
+    ) -> Result<(), AppendError> {
+        let len = record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
+        let lim = st.limits;
+        limits::check_append(st, &lim, &[(m.subject.as_bytes(), len)])
+            .map_err(AppendError::LimitReached)?;
+        self.put_unlimited(st, seq, ts, flags, m)?;
+        self.enforce(st, Some(&[m.subject.as_bytes()]))
+    }
+
+    /// Applies the limits after an append to `subjects` (`None`: every subject).
+    pub(crate) fn enforce(
+        &self,
+        st: &mut LogState,
+        subjects: Option<&[&[u8]]>,
+    ) -> Result<(), AppendError> {
+        let lim = st.limits;
+        if lim == Limits::default() {
+            return Ok(());
+        }
+        let now = self.s.clock.now_ns();
+        limits::enforce(st, &*self.s.vfs, &lim, subjects, now)
+            .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))
+    }
+
+    /// Stores one message without looking at the limits.
+    pub(crate) fn put_unlimited(
         &self,
         st: &mut LogState,
         seq: u64,
@@ -454,11 +609,6 @@ impl Stream {
         seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
         apply: impl FnOnce(&mut LogState, u64) -> T,
     ) -> Result<(T, u64, u64), WriteError> {
-        let as_write = |e: AppendError| match e {
-            AppendError::Poisoned(p) => WriteError::Poisoned(p),
-            AppendError::Durability(d) => WriteError::Durability(d),
-            _ => WriteError::Closed,
-        };
         self.check_writable().map_err(as_write)?;
         {
             let mut st = self.s.state.write();

@@ -92,17 +92,27 @@ pub fn validate_filter(s: &str) -> Result<(), ConfigError> {
 
 /// True when `subject` matches `filter`. Both must be valid.
 pub fn matches(filter: &str, subject: &str) -> bool {
-    let mut f = filter.split('.');
-    let mut s = subject.split('.');
+    matches_bytes(filter.as_bytes(), subject.as_bytes())
+}
+
+/// [`matches`] on raw bytes (subjects read back from records).
+pub fn matches_bytes(filter: &[u8], subject: &[u8]) -> bool {
+    let mut f = filter.split(|&c| c == b'.');
+    let mut s = subject.split(|&c| c == b'.');
     loop {
         match (f.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
+            (Some(b">"), Some(_)) => return true,
+            (Some(b"*"), Some(_)) => {}
             (Some(a), Some(b)) if a == b => {}
             (None, None) => return true,
             _ => return false,
         }
     }
+}
+
+/// True when `filter` has no wildcard (it names one subject).
+pub fn is_literal(filter: &str) -> bool {
+    !filter.split('.').any(|t| t == "*" || t == ">")
 }
 
 #[cfg(test)]
