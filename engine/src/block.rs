@@ -3,6 +3,7 @@
 //! block and the scanner recovery uses.
 
 use std::alloc::{self, Layout};
+use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use crate::record::{self, DecodeError, Head, RecordRef};
 
 pub const BLOCK_MAGIC: [u8; 8] = *b"TLBLOCK\0";
 pub const SEAL_MAGIC: [u8; 8] = *b"TLSEAL\0\0";
-pub const BLOCK_VERSION: u16 = 1;
+pub const BLOCK_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
-pub const FOOTER_LEN: usize = 48;
+pub const FOOTER_LEN: usize = 64;
 /// Offset-table entry of a sequence that has no record in this block.
 pub const NO_RECORD: u32 = u32::MAX;
 /// Largest run of missing sequences padded inside a block; a larger gap starts a new block.
@@ -67,22 +68,51 @@ impl BlockHeader {
     }
 }
 
-/// The trailer written when a block is sealed: the offset table and a footer.
-pub fn encode_trailer(block_id: u64, first_seq: u64, body_end: u64, offsets: &[u32]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(offsets.len() * 4 + FOOTER_LEN);
+/// The trailer written when a block is sealed: the offset table, the subject of every slot
+/// (so `open` rebuilds the subject index without reading records) and a footer. `body` is the
+/// file up to the end of its records.
+pub fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32]) -> Vec<u8> {
+    let body_end = body.len() as u64;
+    let mut t = Vec::with_capacity(offsets.len() * 8 + FOOTER_LEN);
     for o in offsets {
         t.extend_from_slice(&o.to_le_bytes());
+    }
+    // Slot -> index into the block's own subject dictionary, in order of first use.
+    let mut dict: HashMap<&[u8], u32> = HashMap::new();
+    let mut names: Vec<&[u8]> = Vec::new();
+    for &o in offsets {
+        let subject = (o != NO_RECORD)
+            .then(|| record::subject_at(body, o as usize))
+            .flatten();
+        let id = match subject {
+            Some(s) => *dict.entry(s).or_insert_with(|| {
+                names.push(s);
+                names.len() as u32 - 1
+            }),
+            None => NO_SUBJECT,
+        };
+        t.extend_from_slice(&id.to_le_bytes());
+    }
+    let dict_at = body_end + t.len() as u64;
+    for n in &names {
+        t.extend_from_slice(&(n.len() as u16).to_le_bytes());
+        t.extend_from_slice(n);
     }
     t.extend_from_slice(&SEAL_MAGIC);
     t.extend_from_slice(&block_id.to_le_bytes());
     t.extend_from_slice(&(offsets.len() as u64).to_le_bytes());
     t.extend_from_slice(&body_end.to_le_bytes());
     t.extend_from_slice(&first_seq.to_le_bytes());
+    t.extend_from_slice(&dict_at.to_le_bytes());
+    t.extend_from_slice(&(names.len() as u64).to_le_bytes());
     let sum = xxh3_64(&t);
     t.extend_from_slice(&sum.to_le_bytes());
-    debug_assert_eq!(t.len(), offsets.len() * 4 + FOOTER_LEN);
+    debug_assert!(decode_trailer(&[body, &t].concat()).is_some_and(|d| d.slots == offsets.len()));
     t
 }
+
+/// Subject-table entry of a slot with no (readable) record.
+pub const NO_SUBJECT: u32 = u32::MAX;
 
 /// A valid trailer found at the end of a sealed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +122,8 @@ pub struct Trailer {
     pub slots: usize,
     /// End of the records; the offset table starts here.
     pub body_end: usize,
+    dict_at: usize,
+    dict_len: usize,
 }
 
 /// Reads the trailer of a whole block file, if it has an intact one.
@@ -106,23 +138,75 @@ pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
     }
     let slots = usize::try_from(u64_at(f, 16)).ok()?;
     let body_end = usize::try_from(u64_at(f, 24)).ok()?;
-    let table_len = slots.checked_mul(4)?;
-    if body_end.checked_add(table_len)?.checked_add(FOOTER_LEN)? != n || body_end < HEADER_LEN {
+    let dict_at = usize::try_from(u64_at(f, 40)).ok()?;
+    let dict_len = usize::try_from(u64_at(f, 48)).ok()?;
+    let tables = slots.checked_mul(8)?;
+    if body_end.checked_add(tables)? != dict_at
+        || dict_at.checked_add(FOOTER_LEN)? > n
+        || body_end < HEADER_LEN
+    {
         return None;
     }
-    if u64_at(f, 40) != xxh3_64(&file[body_end..n - 8]) {
+    if u64_at(f, 56) != xxh3_64(&file[body_end..n - 8]) {
         return None;
     }
     let first_seq = u64_at(f, 32);
     if first_seq > crate::record::MAX_SEQ || slots as u64 > crate::record::MAX_SEQ - first_seq {
         return None;
     }
-    Some(Trailer {
+    let t = Trailer {
         block_id: u64_at(f, 8),
         first_seq,
         slots,
         body_end,
-    })
+        dict_at,
+        dict_len,
+    };
+    // The dictionary must fill exactly the space before the footer.
+    t.subjects(file)?;
+    Some(t)
+}
+
+impl Trailer {
+    /// The subject of every slot, as the trailer records it.
+    pub fn subjects<'a>(&self, file: &'a [u8]) -> Option<SlotSubjects<'a>> {
+        let end = file.len().checked_sub(FOOTER_LEN)?;
+        let mut names = Vec::with_capacity(self.dict_len.min(end));
+        let mut at = self.dict_at;
+        for _ in 0..self.dict_len {
+            let len = u16::from_le_bytes([*file.get(at)?, *file.get(at + 1)?]) as usize;
+            names.push(
+                file.get(at + 2..at + 2 + len)
+                    .filter(|_| at + 2 + len <= end)?,
+            );
+            at += 2 + len;
+        }
+        if at != end {
+            return None;
+        }
+        let ids = file.get(self.body_end + self.slots * 4..self.dict_at)?;
+        Some(SlotSubjects { ids, names })
+    }
+}
+
+/// Slot -> subject, read from a sealed block's trailer.
+pub struct SlotSubjects<'a> {
+    ids: &'a [u8],
+    names: Vec<&'a [u8]>,
+}
+
+impl<'a> SlotSubjects<'a> {
+    /// The dictionary index of `slot`'s subject.
+    pub fn id(&self, slot: usize) -> Option<u32> {
+        let b = self.ids.get(slot * 4..slot * 4 + 4)?;
+        // Only ids inside the dictionary: a checksummed but inconsistent trailer (a bug, or
+        // crafted input) must not index out of bounds.
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .filter(|&i| (i as usize) < self.names.len())
+    }
+    pub fn names(&self) -> &[&'a [u8]] {
+        &self.names
+    }
 }
 
 enum Table {
@@ -411,13 +495,23 @@ mod tests {
 
     #[test]
     fn trailer_round_trip() {
-        let mut file = vec![0u8; HEADER_LEN + 100];
-        let body_end = file.len() as u64;
-        file.extend(encode_trailer(9, 5, body_end, &[64, NO_RECORD, 80]));
+        let mut file = vec![0u8; HEADER_LEN];
+        file.extend(encode(Kind::Msg, 5, 1, b"a.b", b"", b"x"));
+        let second = file.len() as u32;
+        file.extend(encode(Kind::Msg, 7, 1, b"c", b"", b"y"));
+        let body_end = file.len();
+        let t = encode_trailer(9, 5, &file, &[HEADER_LEN as u32, NO_RECORD, second]);
+        file.extend(t);
         let t = decode_trailer(&file).unwrap();
         assert_eq!(
             (t.block_id, t.first_seq, t.slots, t.body_end),
-            (9, 5, 3, 164)
+            (9, 5, 3, body_end)
+        );
+        let subjects = t.subjects(&file).unwrap();
+        let name = |i: usize| subjects.id(i).map(|id| subjects.names()[id as usize]);
+        assert_eq!(
+            (name(0), name(1), name(2)),
+            (Some(&b"a.b"[..]), None, Some(&b"c"[..]))
         );
         let n = file.len();
         file[n - 20] ^= 1;

@@ -46,6 +46,8 @@ struct Job {
     from: usize,
     to: usize,
     trailer: Option<Vec<u8>>,
+    /// A block to seal: its first sequence and offset table.
+    seal: Option<(u64, Vec<u32>)>,
     new_file: bool,
 }
 
@@ -187,11 +189,7 @@ impl Stream {
             let Some(file) = &b.file else { continue };
             let (buf, trailer) = match &b.data {
                 Data::Active(w) => (w.buf().clone(), None),
-                Data::Sealing(buf) => {
-                    let t =
-                        encode_trailer(b.id, b.first_seq, buf.len() as u64, &b.offsets.physical());
-                    (buf.clone(), Some(t))
-                }
+                Data::Sealing(buf) => (buf.clone(), Some((b.first_seq, b.offsets.physical()))),
                 Data::Sealed(_) => continue,
             };
             let to = buf.len();
@@ -204,7 +202,8 @@ impl Stream {
                 buf,
                 from: b.written,
                 to,
-                trailer,
+                trailer: None,
+                seal: trailer,
                 new_file: !b.dir_synced,
             });
         }
@@ -238,11 +237,20 @@ impl Stream {
             };
             ck
         });
-        Work {
-            jobs,
-            lsn: st.lsn,
-            ckpt,
-        }
+        let lsn = st.lsn;
+        drop(st);
+        // Trailers name every slot's subject: built outside the state lock.
+        let jobs = jobs
+            .into_iter()
+            .map(|mut j| {
+                if let Some((first_seq, offsets)) = j.seal.take() {
+                    let body = j.buf.bytes().get(..j.to).unwrap_or(&[]);
+                    j.trailer = Some(encode_trailer(j.id, first_seq, body, &offsets));
+                }
+                j
+            })
+            .collect();
+        Work { jobs, lsn, ckpt }
     }
 
     /// Writes the jobs; with `linked`, each file's writes and its fdatasync go as one chain and
@@ -413,7 +421,8 @@ impl Stream {
             }
         }
         let body_end = out.len();
-        out.extend(encode_trailer(id, first_seq, body_end as u64, &new_offsets));
+        let trailer = encode_trailer(id, first_seq, &out, &new_offsets);
+        out.extend(trailer);
         let path = Block::path(&self.s.dir, id);
         let tmp = io::tmp_path(&path);
         if self.s.vfs.exists(&tmp) {

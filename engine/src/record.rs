@@ -248,6 +248,14 @@ pub fn decode(b: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
     })
 }
 
+/// The subject of the record at `off` (its header must pass its check; the body is not
+/// verified).
+pub fn subject_at(bytes: &[u8], off: usize) -> Option<&[u8]> {
+    let b = bytes.get(off..)?;
+    let h = decode_head(b).ok()?;
+    b.get(HEADER_LEN..HEADER_LEN + h.subject_len)
+}
+
 /// The stored checksum of the intact record at `off`, which identifies it.
 pub fn checksum_at(bytes: &[u8], off: usize) -> Option<u64> {
     let r = bytes.get(off..)?;

@@ -368,7 +368,10 @@ impl BlockScan<'_> {
             let in_batch = match &item {
                 Scanned::Record(r) => r.flags & FLAG_BATCH != 0,
                 Scanned::Damaged(Some(h)) => h.flags & FLAG_BATCH != 0,
-                Scanned::Damaged(None) => false,
+                // Undecodable bytes inside a pending batch do not end it: only a record
+                // without the batch flag does (else a batch cut short by damage and a crash
+                // would be committed without its end).
+                Scanned::Damaged(None) => !batch.is_empty(),
             };
             batch.push((off, item));
             if in_batch {
@@ -625,7 +628,7 @@ fn finish_block(
         b.data = Data::Active(w);
     } else {
         // An older block without a valid trailer (a crash while sealing): seal it now.
-        let t = block::encode_trailer(b.id, b.first_seq, body.len() as u64, &b.offsets.physical());
+        let t = block::encode_trailer(b.id, b.first_seq, &body, &b.offsets.physical());
         file.write_and_sync(&[(&t, body.len() as u64)])?;
         b.file_len = body.len() + t.len();
         b.synced = b.file_len;

@@ -168,11 +168,15 @@ impl SeqList {
         match &mut self.repr {
             Repr::Inline { n, len, buf } => {
                 let at = *len as usize;
-                if at + varint_len(d) <= INLINE && *n < u8::MAX {
-                    let mut tmp = Vec::with_capacity(10);
-                    put_varint(&mut tmp, d);
-                    buf[at..at + tmp.len()].copy_from_slice(&tmp);
-                    *len += tmp.len() as u8;
+                let k = varint_len(d);
+                if at + k <= INLINE && *n < u8::MAX {
+                    let mut v = d;
+                    for b in &mut buf[at..at + k] {
+                        *b = v as u8 | 0x80;
+                        v >>= 7;
+                    }
+                    buf[at + k - 1] &= 0x7f;
+                    *len += k as u8;
                     *n += 1;
                 } else {
                     let mut all = self.to_vec();

@@ -155,9 +155,7 @@ impl LogState {
     /// The subject of the record at `off` of block `bi` (header check only: the body is not
     /// needed to name the subject).
     pub fn subject_at(&self, bi: usize, off: usize) -> Option<&[u8]> {
-        let b = self.blocks.get(bi)?.bytes().get(off..)?;
-        let h = record::decode_head(b).ok()?;
-        b.get(record::HEADER_LEN..record::HEADER_LEN + h.subject_len)
+        record::subject_at(self.blocks.get(bi)?.bytes(), off)
     }
 
     /// Takes live message `seq` (at `off` of block `bi`) out of the subject index.
@@ -193,6 +191,15 @@ impl LogState {
         let mut ix = SubjectIndex::default();
         let mut deleted = self.deletes.ranges().peekable();
         for (bi, b) in self.blocks.iter().enumerate() {
+            // A sealed block's trailer names every slot's subject: no record is read.
+            let trailer = match &b.data {
+                Data::Sealed(map) => crate::block::decode_trailer(map)
+                    .filter(|t| t.block_id == b.id && t.first_seq == b.first_seq)
+                    .and_then(|t| t.subjects(map)),
+                _ => None,
+            };
+            let mut global: Vec<Option<u32>> =
+                vec![None; trailer.as_ref().map_or(0, |t| t.names().len())];
             let from = b.first_seq.max(self.floor);
             let to = b.end_seq().min(self.last_seq + 1);
             for seq in from..to {
@@ -202,11 +209,22 @@ impl LogState {
                 if deleted.peek().is_some_and(|&(s, _)| s <= seq) {
                     continue;
                 }
-                if let Some(off) = b.offset_of(seq) {
-                    match self.subject_at(bi, off) {
-                        Some(subject) => ix.insert(subject, seq),
+                let Some(off) = b.offset_of(seq) else {
+                    continue;
+                };
+                let slot = (seq - b.first_seq) as usize;
+                let local = trailer.as_ref().and_then(|t| Some((t, t.id(slot)?)));
+                match local {
+                    Some((t, l)) => match global[l as usize] {
+                        Some(id) => ix.push(id, seq),
+                        None => global[l as usize] = Some(ix.insert(t.names()[l as usize], seq)),
+                    },
+                    None => match self.subject_at(bi, off) {
+                        Some(subject) => {
+                            ix.insert(subject, seq);
+                        }
                         None => unreadable.push(seq),
-                    }
+                    },
                 }
             }
         }
@@ -469,7 +487,7 @@ impl LogState {
     }
 
     /// A message record at `off` of the last block.
-    pub fn apply_msg(&mut self, seq: u64, ts: i64, off: usize, len: usize) {
+    pub fn apply_msg(&mut self, seq: u64, ts: i64, off: usize, len: usize, subject: &[u8]) {
         debug_assert!(
             seq > self.last_seq,
             "apply_msg: {seq} not after {}",
@@ -488,12 +506,8 @@ impl LogState {
         self.last_seq = seq;
         self.last_ts = self.last_ts.max(ts);
         self.normalize_floor();
-        if self.index.is_some() {
-            let bi = self.blocks.len() - 1;
-            let subject = self.subject_at(bi, off).map(<[u8]>::to_vec);
-            if let (Some(ix), Some(s)) = (self.index.as_mut(), subject) {
-                ix.insert(&s, seq);
-            }
+        if let Some(ix) = &mut self.index {
+            ix.insert(subject, seq);
         }
     }
 
@@ -662,7 +676,7 @@ impl LogState {
                 if !self.placeable(r.seq) {
                     return false;
                 }
-                self.apply_msg(r.seq, r.ts, off, r.len)
+                self.apply_msg(r.seq, r.ts, off, r.len, r.subject)
             }
             Kind::Skip => {
                 let first = r.payload.get(..8).map(|b| {

@@ -585,7 +585,7 @@ impl Stream {
             m.headers,
             m.payload,
         );
-        st.apply_msg(seq, ts, off, len);
+        st.apply_msg(seq, ts, off, len, m.subject.as_bytes());
         Ok(())
     }
 

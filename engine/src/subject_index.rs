@@ -127,13 +127,12 @@ impl SubjectIndex {
             .copied()
     }
 
-    /// Records that `seq` (after every sequence already recorded for it) has subject `name`.
-    pub fn insert(&mut self, name: &[u8], seq: u64) {
+    /// Records that `seq` (after every sequence already recorded for it) has subject `name`;
+    /// returns the subject's id.
+    pub fn insert(&mut self, name: &[u8], seq: u64) -> u32 {
         if let Some(id) = self.lookup(name) {
-            if let Some(Some(s)) = self.subjects.get_mut(id as usize) {
-                s.seqs.push(seq);
-            }
-            return;
+            self.push(id, seq);
+            return id;
         }
         let node = self.ensure_node(&name[..prefix_len(name)]);
         let name_off = self.names.len() as u32;
@@ -162,6 +161,14 @@ impl SubjectIndex {
         };
         self.by_name.insert_unique(hash(name), id, name_of);
         self.live += 1;
+        id
+    }
+
+    /// Records `seq` for the existing subject `id`.
+    pub fn push(&mut self, id: u32, seq: u64) {
+        if let Some(Some(s)) = self.subjects.get_mut(id as usize) {
+            s.seqs.push(seq);
+        }
     }
 
     /// The node for prefix `key`, created (with its ancestors) if missing.
@@ -369,7 +376,7 @@ impl SubjectIndex {
                 }
                 key.extend_from_slice(t.as_bytes());
                 if last {
-                    self.lookup(&key).into_iter().for_each(|id| f(id));
+                    self.lookup(&key).into_iter().for_each(&mut *f);
                 } else if let Some(c) = self.lookup_node(&key) {
                     self.walk(c, rest, f);
                 }

@@ -39,7 +39,7 @@ const TARGETS: [(&str, Target); 2] = [
 const REC_HEAD: usize = 32;
 const REC_MIN: usize = 40;
 const BLOCK_HEAD: usize = 64;
-const FOOTER: usize = 48;
+const FOOTER: usize = 64;
 const BLOCK_MAGIC: &[u8; 8] = b"TLBLOCK\0";
 const SEAL_MAGIC: &[u8; 8] = b"TLSEAL\0\0";
 const CKPT_MAGIC: &[u8; 8] = b"TLCKPT\0\0";
@@ -65,6 +65,24 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The record header check of `docs/format.md`: a splitmix64-style mix of the words at 0, 8,
+/// 16 and the u32 at 24, low 32 bits.
+fn head_check(b: &[u8]) -> u32 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    for w in [
+        u64_at(b, 0),
+        u64_at(b, 8),
+        u64_at(b, 16),
+        u64::from(u32_at(b, 24)),
+    ] {
+        h = (h ^ w).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+        h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 29;
+    }
+    h as u32
+}
+
 fn encode_record(
     kind: u8,
     flags: u8,
@@ -83,7 +101,7 @@ fn encode_record(
     b.extend_from_slice(&seq.to_le_bytes());
     b.extend_from_slice(&ts.to_le_bytes());
     b.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    let hc = xxh3_64(&b[..28]) as u32;
+    let hc = head_check(&b[..28]);
     b.extend_from_slice(&hc.to_le_bytes());
     for part in [subject, headers, payload] {
         b.extend_from_slice(part);
@@ -98,7 +116,7 @@ fn reseal_record(r: &mut [u8]) {
     if r.len() < REC_MIN {
         return;
     }
-    let hc = xxh3_64(&r[..28]) as u32;
+    let hc = head_check(&r[..28]);
     r[28..32].copy_from_slice(&hc.to_le_bytes());
     let n = r.len() - 8;
     let sum = xxh3_64(&r[..n]);
@@ -110,13 +128,13 @@ fn record_is_valid(r: &[u8]) -> bool {
         return false;
     }
     let n = r.len() - 8;
-    u32_at(r, 28) == xxh3_64(&r[..28]) as u32 && u64_at(r, n) == xxh3_64(&r[..n])
+    u32_at(r, 28) == head_check(&r[..28]) && u64_at(r, n) == xxh3_64(&r[..n])
 }
 
 fn block_header(stream_id: u64, block_id: u64, first_seq: u64, created_ns: i64) -> Vec<u8> {
     let mut b = vec![0u8; BLOCK_HEAD];
     b[..8].copy_from_slice(BLOCK_MAGIC);
-    b[8..10].copy_from_slice(&1u16.to_le_bytes());
+    b[8..10].copy_from_slice(&2u16.to_le_bytes());
     b[12..16].copy_from_slice(&(BLOCK_HEAD as u32).to_le_bytes());
     put_u64(&mut b, 16, stream_id);
     put_u64(&mut b, 24, block_id);
@@ -127,13 +145,46 @@ fn block_header(stream_id: u64, block_id: u64, first_seq: u64, created_ns: i64) 
     b
 }
 
-fn encode_trailer(block_id: u64, first_seq: u64, body_end: u64, offsets: &[u32]) -> Vec<u8> {
+/// Offset table, per-slot subject ids (into the block's dictionary, in order of first use;
+/// `u32::MAX` for no record), the dictionary (u16 length + bytes each), then the footer.
+fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32]) -> Vec<u8> {
     let mut t = Vec::new();
     for o in offsets {
         t.extend_from_slice(&o.to_le_bytes());
     }
+    let mut names: Vec<&[u8]> = Vec::new();
+    for &o in offsets {
+        // Structure-aware inputs may carry garbage offsets: those slots name no subject.
+        let subject = body.get(o as usize..).and_then(|r| {
+            let len = u16::from_le_bytes([*r.get(6)?, *r.get(7)?]) as usize;
+            r.get(32..32 + len)
+        });
+        let id = match subject {
+            Some(s) => match names.iter().position(|n| *n == s) {
+                Some(i) => i as u32,
+                None => {
+                    names.push(s);
+                    names.len() as u32 - 1
+                }
+            },
+            None => u32::MAX,
+        };
+        t.extend_from_slice(&id.to_le_bytes());
+    }
+    let dict_at = (body.len() + t.len()) as u64;
+    for n in &names {
+        t.extend_from_slice(&(n.len() as u16).to_le_bytes());
+        t.extend_from_slice(n);
+    }
     t.extend_from_slice(SEAL_MAGIC);
-    for v in [block_id, offsets.len() as u64, body_end, first_seq] {
+    for v in [
+        block_id,
+        offsets.len() as u64,
+        body.len() as u64,
+        first_seq,
+        dict_at,
+        names.len() as u64,
+    ] {
         t.extend_from_slice(&v.to_le_bytes());
     }
     let sum = xxh3_64(&t);
@@ -150,10 +201,10 @@ fn trailer_body_end(file: &[u8]) -> Option<usize> {
     let f = n - FOOTER;
     let slots = usize::try_from(u64_at(file, f + 16)).ok()?;
     let body_end = usize::try_from(u64_at(file, f + 24)).ok()?;
-    let total = body_end
-        .checked_add(slots.checked_mul(4)?)?
-        .checked_add(FOOTER)?;
-    (total == n && body_end >= BLOCK_HEAD).then_some(body_end)
+    let dict_at = usize::try_from(u64_at(file, f + 40)).ok()?;
+    let tables = body_end.checked_add(slots.checked_mul(8)?)?;
+    (tables == dict_at && dict_at.checked_add(FOOTER)? <= n && body_end >= BLOCK_HEAD)
+        .then_some(body_end)
 }
 
 /// Rewrites a block file as block 1 of stream 7 (what `block_recovery` recovers), fixing the
@@ -698,14 +749,14 @@ fn add_trailer(rng: &mut Rng, file: &mut Vec<u8>, body: &[u8]) {
         2 => offsets.truncate(rng.below(offsets.len() + 1)),
         _ => {}
     }
-    let body_end = (BLOCK_HEAD + body.len()) as u64;
     let first_seq = if rng.one_in(3) {
         rng.interesting_u64()
     } else {
         1
     };
     let block_id = if rng.one_in(6) { 2 } else { FUZZ_BLOCK_ID };
-    file.extend(encode_trailer(block_id, first_seq, body_end, &offsets));
+    let trailer = encode_trailer(block_id, first_seq, file, &offsets);
+    file.extend(trailer);
 }
 
 fn random_checkpoint(rng: &mut Rng) -> Vec<u8> {
