@@ -367,12 +367,13 @@ fn bench_reopen(c: &mut Criterion) {
                             let r = s.recovery_report();
                             eprintln!(
                                 "reopen/{name}/{}: checkpoint used: {}, replayed {} records \
-                                 ({} bytes), recovery took {} ms",
+                                 ({} bytes), recovery took {} ms (index {} ms)",
                                 size_label(n),
                                 r.used_checkpoint,
                                 r.replayed_records,
                                 r.replayed_bytes,
-                                r.duration_us / 1000
+                                r.duration_us / 1000,
+                                r.index_us / 1000
                             );
                         }
                         // Closing writes a checkpoint into the copy, which is thrown away.

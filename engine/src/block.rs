@@ -3,11 +3,11 @@
 //! block and the scanner recovery uses.
 
 use std::alloc::{self, Layout};
-use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{u32_at, u64_at};
@@ -77,24 +77,38 @@ pub fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32
     for o in offsets {
         t.extend_from_slice(&o.to_le_bytes());
     }
-    // Slot -> index into the block's own subject dictionary, in order of first use.
-    let mut dict: HashMap<&[u8], u32> = HashMap::new();
-    let mut names: Vec<&[u8]> = Vec::new();
+    // Slot -> index into the block's own subject dictionary, in order of first use. This runs
+    // once per record when a block is sealed, so it hashes with xxh3 into a table of ids and
+    // skips the lookup when a record repeats the previous record's subject.
+    let mut dict: HashTable<u32> = HashTable::new();
+    let mut names: Vec<(&[u8], u64)> = Vec::new();
+    let mut prev: Option<(&[u8], u32)> = None;
     for &o in offsets {
         let subject = (o != NO_RECORD)
             .then(|| record::subject_at(body, o as usize))
             .flatten();
-        let id = match subject {
-            Some(s) => *dict.entry(s).or_insert_with(|| {
-                names.push(s);
-                names.len() as u32 - 1
-            }),
-            None => NO_SUBJECT,
+        let id = match (subject, prev) {
+            (Some(s), Some((p, id))) if s == p => id,
+            (Some(s), _) => {
+                let h = xxh3_64(s);
+                let id = match dict.find(h, |&i| names[i as usize].0 == s) {
+                    Some(&id) => id,
+                    None => {
+                        let id = names.len() as u32;
+                        names.push((s, h));
+                        dict.insert_unique(h, id, |&i| names[i as usize].1);
+                        id
+                    }
+                };
+                prev = Some((s, id));
+                id
+            }
+            (None, _) => NO_SUBJECT,
         };
         t.extend_from_slice(&id.to_le_bytes());
     }
     let dict_at = body_end + t.len() as u64;
-    for n in &names {
+    for (n, _) in &names {
         t.extend_from_slice(&(n.len() as u16).to_le_bytes());
         t.extend_from_slice(n);
     }

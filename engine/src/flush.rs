@@ -45,10 +45,17 @@ struct Job {
     buf: Arc<AppendBuf>,
     from: usize,
     to: usize,
-    trailer: Option<Vec<u8>>,
-    /// A block to seal: its first sequence and offset table.
-    seal: Option<(u64, Vec<u32>)>,
+    trailer: Option<Arc<[u8]>>,
+    /// A block to seal.
+    seal: Option<Seal>,
     new_file: bool,
+}
+
+enum Seal {
+    /// Built by the maintenance thread.
+    Ready(Arc<[u8]>),
+    /// To build from the block's first sequence and offset table.
+    Build(u64, Vec<u32>),
 }
 
 struct Work {
@@ -97,7 +104,10 @@ impl Stream {
         if target.is_some_and(done) || self.s.deleted.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let work = self.snapshot(ckpt);
+        // Building a trailer names every record's subject (a pass over the whole block):
+        // flushes made on an appender's behalf (with a `target`) leave it to the maintenance
+        // thread, so it never lands on the append path. Recovery seals a block that lacks one.
+        let work = self.snapshot(ckpt, target.is_none());
         // A durable appender leading a group commit submits write + fdatasync as one linked
         // chain (one io_uring submission).
         let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
@@ -180,7 +190,7 @@ impl Stream {
         w.load(Ordering::Acquire)
     }
 
-    fn snapshot(&self, ckpt: bool) -> Work {
+    fn snapshot(&self, ckpt: bool, seal: bool) -> Work {
         let st = self.s.state.read();
         let mut jobs = Vec::new();
         let mut all: Vec<&Block> = st.retired.iter().chain(st.blocks.iter()).collect();
@@ -189,7 +199,11 @@ impl Stream {
             let Some(file) = &b.file else { continue };
             let (buf, trailer) = match &b.data {
                 Data::Active(w) => (w.buf().clone(), None),
-                Data::Sealing(buf) => (buf.clone(), Some((b.first_seq, b.offsets.physical()))),
+                Data::Sealing(buf, Some(t)) => (buf.clone(), Some(Seal::Ready(t.clone()))),
+                Data::Sealing(buf, None) => (
+                    buf.clone(),
+                    seal.then(|| Seal::Build(b.first_seq, b.offsets.physical())),
+                ),
                 Data::Sealed(_) => continue,
             };
             let to = buf.len();
@@ -243,10 +257,14 @@ impl Stream {
         let jobs = jobs
             .into_iter()
             .map(|mut j| {
-                if let Some((first_seq, offsets)) = j.seal.take() {
-                    let body = j.buf.bytes().get(..j.to).unwrap_or(&[]);
-                    j.trailer = Some(encode_trailer(j.id, first_seq, body, &offsets));
-                }
+                j.trailer = match j.seal.take() {
+                    Some(Seal::Ready(t)) => Some(t),
+                    Some(Seal::Build(first_seq, offsets)) => {
+                        let body = j.buf.bytes().get(..j.to).unwrap_or(&[]);
+                        Some(encode_trailer(j.id, first_seq, body, &offsets).into())
+                    }
+                    None => None,
+                };
                 j
             })
             .collect();
@@ -290,7 +308,7 @@ impl Stream {
             b.written = b.written.max(j.to);
             b.file_len = b
                 .file_len
-                .max(j.to + j.trailer.as_ref().map_or(0, Vec::len));
+                .max(j.to + j.trailer.as_ref().map_or(0, |t| t.len()));
             if synced {
                 b.synced = b.file_len;
                 b.dir_synced = true;
@@ -299,6 +317,34 @@ impl Stream {
                 if let Ok(map) = j.file.map() {
                     b.offsets.detach();
                     b.data = Data::Sealed(Arc::new(map));
+                }
+            }
+        }
+    }
+
+    /// Builds the trailers of rolled-over blocks with no lock held (a block's bytes and offset
+    /// table no longer change once it rolls over), so the write lock, which appenders' inline
+    /// writes take, is held only to write them.
+    fn prepare_trailers(&self) {
+        let todo: Vec<(u64, u64, Arc<AppendBuf>, Vec<u32>)> = {
+            let st = self.s.state.read();
+            st.blocks
+                .iter()
+                .chain(st.retired.iter())
+                .filter_map(|b| match &b.data {
+                    Data::Sealing(buf, None) => {
+                        Some((b.id, b.first_seq, buf.clone(), b.offsets.physical()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for (id, first_seq, buf, offsets) in todo {
+            let t: Arc<[u8]> = encode_trailer(id, first_seq, buf.bytes(), &offsets).into();
+            let mut st = self.s.state.write();
+            if let Some(Data::Sealing(b, slot @ None)) = st.block_mut(id).map(|b| &mut b.data) {
+                if Arc::ptr_eq(b, &buf) {
+                    *slot = Some(t);
                 }
             }
         }
@@ -456,9 +502,15 @@ impl Stream {
         if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
             return Ok(());
         }
-        let (lsn, last_seq) = {
+        self.prepare_trailers();
+        let (lsn, last_seq, sealing) = {
             let st = self.s.state.read();
-            (st.lsn, st.last_seq)
+            let sealing = st
+                .blocks
+                .iter()
+                .chain(st.retired.iter())
+                .any(|b| matches!(b.data, Data::Sealing(..)));
+            (st.lsn, st.last_seq, sealing)
         };
         let (ck_due, sync_due) = {
             let io = self.s.sync_lock.lock();
@@ -472,7 +524,7 @@ impl Stream {
                 };
             (ck_due, sync_due)
         };
-        if ck_due || sync_due || lsn > self.s.written_lsn.load(Ordering::Acquire) {
+        if ck_due || sync_due || sealing || lsn > self.s.written_lsn.load(Ordering::Acquire) {
             self.flush(sync_due, ck_due, None)?;
         }
         if self.uses_lease() && last_seq + LEASE_SPAN / 2 > self.s.lease.load(Ordering::SeqCst) {

@@ -237,14 +237,11 @@ pub(crate) fn enforce(
         let mut remove = Vec::new();
         match subjects {
             Some(list) => {
-                let mut seen: Vec<&[u8]> = Vec::with_capacity(list.len());
-                for &s in list {
-                    if seen.contains(&s) {
-                        continue;
-                    }
-                    seen.push(s);
+                for (i, &s) in list.iter().enumerate() {
                     let over = subject_count(st, s).saturating_sub(m);
-                    remove.extend(oldest_of(st, s, over));
+                    if over > 0 && !list[..i].contains(&s) {
+                        remove.extend(oldest_of(st, s, over));
+                    }
                 }
             }
             None => {
@@ -271,6 +268,9 @@ pub(crate) fn enforce(
 /// max_bytes (discard-old streams) or max_age (every stream).
 fn prefix_floor(st: &LogState, lim: &Limits, now: i64) -> u64 {
     let old = lim.discard == Discard::Old;
+    if lim.max_age.is_none() && !(old && (lim.max_msgs.is_some() || lim.max_bytes.is_some())) {
+        return st.floor;
+    }
     let max_msgs = lim.max_msgs.filter(|_| old).unwrap_or(u64::MAX);
     let max_bytes = lim.max_bytes.filter(|_| old).unwrap_or(u64::MAX);
     let cutoff = lim

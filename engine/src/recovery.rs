@@ -41,6 +41,8 @@ pub struct RecoveryReport {
     /// Block files that were damaged beyond single records (missing, bad trailer, bad header).
     pub damaged_blocks: Vec<u64>,
     pub duration_us: u64,
+    /// Part of `duration_us` spent rebuilding the subject index.
+    pub index_us: u64,
 }
 
 /// The recovered state plus the durable sequence lease.
@@ -272,6 +274,7 @@ pub(crate) fn recover(
         st.apply_skip(first, lease);
     }
     redo_erases(&st, &replay.erase_redo)?;
+    let index_started = Instant::now();
     for seq in st.build_index() {
         replay.lost.insert(seq);
     }
@@ -279,6 +282,7 @@ pub(crate) fn recover(
     report.damaged_blocks.sort_unstable();
     report.damaged_blocks.dedup();
     report.duration_us = started.elapsed().as_micros() as u64;
+    report.index_us = index_started.elapsed().as_micros() as u64;
     Ok(Recovered {
         state: st,
         lease,
@@ -616,7 +620,7 @@ fn finish_block(
     let mut w = Writer::new(block_size.max(body.len() + record::MIN_RECORD_LEN));
     w.append(&body);
     b.offsets.detach();
-    b.data = Data::Sealing(w.buf().clone());
+    b.data = Data::Sealing(w.buf().clone(), None);
     drop(map);
     if (file.size()? as usize) > body.len() {
         file.set_len(body.len() as u64)?;

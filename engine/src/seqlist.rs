@@ -4,8 +4,9 @@
 //! millions of messages has a deque of larger chunks found by binary search, so "next at or
 //! after", "last at or before" and "count at or after" are a binary search and one chunk decode.
 //!
-//! Appends only ever add at the end (sequences grow); removals may hit any chunk and rewrite
-//! that chunk alone.
+//! Appends only ever add at the end (sequences grow) and go to a tail chunk whose bytes are
+//! inline, so an append follows one pointer; removals may hit any chunk and rewrite that chunk
+//! alone.
 
 use std::collections::VecDeque;
 
@@ -27,9 +28,12 @@ enum Repr {
     Chunked(Box<Chunks>),
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Chunks {
-    chunks: VecDeque<Chunk>,
+    /// Older chunks, full or shrunk by removals.
+    full: VecDeque<Chunk>,
+    /// The chunk appends go to; `n == 0` when empty.
+    tail: Tail,
     count: u64,
 }
 
@@ -38,7 +42,34 @@ struct Chunk {
     first: u64,
     last: u64,
     n: u32,
-    deltas: Vec<u8>,
+    deltas: Box<[u8]>,
+}
+
+#[derive(Clone, Debug)]
+struct Tail {
+    first: u64,
+    last: u64,
+    n: u32,
+    len: u16,
+    buf: [u8; CHUNK],
+}
+
+/// Any chunk, full or tail.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    first: u64,
+    last: u64,
+    n: u32,
+    deltas: &'a [u8],
+}
+
+impl View<'_> {
+    fn seqs(&self) -> Vec<u64> {
+        let mut v = Vec::with_capacity(self.n as usize);
+        decode(self.first, self.deltas, &mut v);
+        debug_assert_eq!(v.len(), self.n as usize);
+        v
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -47,6 +78,16 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Writes `v` as a varint of `k = varint_len(v)` bytes into `out[..k]`.
+fn write_varint(out: &mut [u8], mut v: u64) {
+    let k = out.len();
+    for b in out.iter_mut() {
+        *b = v as u8 | 0x80;
+        v >>= 7;
+    }
+    out[k - 1] &= 0x7f;
 }
 
 fn varint_len(v: u64) -> usize {
@@ -72,40 +113,163 @@ fn decode(first: u64, b: &[u8], out: &mut Vec<u64>) {
     }
 }
 
-impl Chunk {
-    fn from_sorted(seqs: &[u64]) -> Chunk {
-        let mut deltas = Vec::with_capacity(seqs.len() * 2);
-        for w in seqs.windows(2) {
-            put_varint(&mut deltas, w[1] - w[0]);
-        }
-        Chunk {
-            first: seqs[0],
-            last: seqs[seqs.len() - 1],
-            n: seqs.len() as u32,
-            deltas,
+fn deltas_of(seqs: &[u64]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(seqs.len() * 2);
+    for w in seqs.windows(2) {
+        put_varint(&mut d, w[1] - w[0]);
+    }
+    d
+}
+
+impl Tail {
+    fn empty() -> Tail {
+        Tail {
+            first: 0,
+            last: 0,
+            n: 0,
+            len: 0,
+            buf: [0; CHUNK],
         }
     }
-    fn seqs(&self) -> Vec<u64> {
-        let mut v = Vec::with_capacity(self.n as usize);
-        decode(self.first, &self.deltas, &mut v);
-        debug_assert_eq!(v.len(), self.n as usize);
-        v
+    fn view(&self) -> View<'_> {
+        View {
+            first: self.first,
+            last: self.last,
+            n: self.n,
+            deltas: &self.buf[..self.len as usize],
+        }
+    }
+    /// Appends `seq` if it fits.
+    fn push(&mut self, seq: u64) -> bool {
+        if self.n == 0 {
+            (self.first, self.last, self.n, self.len) = (seq, seq, 1, 0);
+            return true;
+        }
+        let d = seq - self.last;
+        let (at, k) = (self.len as usize, varint_len(d));
+        if at + k > CHUNK {
+            return false;
+        }
+        write_varint(&mut self.buf[at..at + k], d);
+        self.len += k as u16;
+        self.n += 1;
+        self.last = seq;
+        true
+    }
+    /// Replaces the contents with `seqs` (a subset of the current ones, so they fit).
+    fn set(&mut self, seqs: &[u64]) {
+        self.n = 0;
+        for &s in seqs {
+            let fits = self.push(s);
+            debug_assert!(fits, "a subset of a tail fits the tail");
+        }
     }
 }
 
-/// Splits sorted `seqs` into chunks of at most `CHUNK` delta bytes.
-fn chunks_of(seqs: &[u64], out: &mut Vec<Chunk>) {
-    let mut start = 0;
-    let mut bytes = 0;
-    for i in 1..=seqs.len() {
-        let d = seqs.get(i).map(|s| varint_len(s - seqs[i - 1]));
-        match d {
-            Some(d) if bytes + d <= CHUNK => bytes += d,
-            _ => {
-                out.push(Chunk::from_sorted(&seqs[start..i]));
-                start = i;
-                bytes = 0;
+impl Chunk {
+    fn view(&self) -> View<'_> {
+        View {
+            first: self.first,
+            last: self.last,
+            n: self.n,
+            deltas: &self.deltas,
+        }
+    }
+}
+
+impl Chunks {
+    fn new() -> Chunks {
+        Chunks {
+            full: VecDeque::new(),
+            tail: Tail::empty(),
+            count: 0,
+        }
+    }
+    fn from_sorted(seqs: &[u64]) -> Chunks {
+        let mut c = Chunks::new();
+        for &s in seqs {
+            c.push(s);
+        }
+        c
+    }
+    fn len(&self) -> usize {
+        self.full.len() + usize::from(self.tail.n > 0)
+    }
+    fn view(&self, i: usize) -> View<'_> {
+        match self.full.get(i) {
+            Some(c) => c.view(),
+            None => self.tail.view(),
+        }
+    }
+    fn views(&self) -> impl Iterator<Item = View<'_>> + '_ {
+        (0..self.len()).map(|i| self.view(i))
+    }
+    /// The first chunk index for which `pred` is false (`pred` must hold for a prefix).
+    fn partition_point(&self, pred: impl Fn(&View<'_>) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(&self.view(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
+        }
+        lo
+    }
+    fn push(&mut self, seq: u64) {
+        // The common case, a small gap with room in the tail, without the general encoder.
+        let t = &mut self.tail;
+        let at = t.len as usize;
+        if t.n > 0 && at + 2 <= CHUNK {
+            let d = seq - t.last;
+            if d < 0x80 {
+                t.buf[at] = d as u8;
+                t.len += 1;
+            } else if d < 0x4000 {
+                t.buf[at] = d as u8 | 0x80;
+                t.buf[at + 1] = (d >> 7) as u8;
+                t.len += 2;
+            } else {
+                return self.push_slow(seq);
+            }
+            t.n += 1;
+            t.last = seq;
+            self.count += 1;
+            return;
+        }
+        self.push_slow(seq);
+    }
+
+    fn push_slow(&mut self, seq: u64) {
+        if !self.tail.push(seq) {
+            let t = &self.tail;
+            self.full.push_back(Chunk {
+                first: t.first,
+                last: t.last,
+                n: t.n,
+                deltas: t.buf[..t.len as usize].into(),
+            });
+            self.tail.n = 0;
+            self.tail.push(seq);
+        }
+        self.count += 1;
+    }
+    /// Replaces chunk `i` with `seqs` (a subset of it; empty drops the chunk).
+    fn set(&mut self, i: usize, seqs: &[u64]) {
+        let before = self.view(i).n;
+        self.count = self.count + seqs.len() as u64 - u64::from(before);
+        if i >= self.full.len() {
+            self.tail.set(seqs);
+        } else if seqs.is_empty() {
+            self.full.remove(i);
+        } else {
+            self.full[i] = Chunk {
+                first: seqs[0],
+                last: seqs[seqs.len() - 1],
+                n: seqs.len() as u32,
+                deltas: deltas_of(seqs).into(),
+            };
         }
     }
 }
@@ -125,25 +289,17 @@ impl SeqList {
 
     fn from_sorted(seqs: &[u64]) -> Option<SeqList> {
         let (&first, &last) = (seqs.first()?, seqs.last()?);
-        let mut tmp = Vec::new();
-        for w in seqs.windows(2) {
-            put_varint(&mut tmp, w[1] - w[0]);
-        }
-        let repr = if tmp.len() <= INLINE && seqs.len() <= u8::MAX as usize {
+        let d = deltas_of(seqs);
+        let repr = if d.len() <= INLINE && seqs.len() <= u8::MAX as usize {
             let mut buf = [0; INLINE];
-            buf[..tmp.len()].copy_from_slice(&tmp);
+            buf[..d.len()].copy_from_slice(&d);
             Repr::Inline {
                 n: seqs.len() as u8,
-                len: tmp.len() as u8,
+                len: d.len() as u8,
                 buf,
             }
         } else {
-            let mut v = Vec::new();
-            chunks_of(seqs, &mut v);
-            Repr::Chunked(Box::new(Chunks {
-                chunks: v.into(),
-                count: seqs.len() as u64,
-            }))
+            Repr::Chunked(Box::new(Chunks::from_sorted(seqs)))
         };
         Some(SeqList { first, last, repr })
     }
@@ -164,61 +320,43 @@ impl SeqList {
     /// Adds `seq`, which must be after the last one.
     pub fn push(&mut self, seq: u64) {
         debug_assert!(seq > self.last, "push {seq} after {}", self.last);
-        let d = seq - self.last;
         match &mut self.repr {
             Repr::Inline { n, len, buf } => {
-                let at = *len as usize;
-                let k = varint_len(d);
+                let d = seq - self.last;
+                let (at, k) = (*len as usize, varint_len(d));
                 if at + k <= INLINE && *n < u8::MAX {
-                    let mut v = d;
-                    for b in &mut buf[at..at + k] {
-                        *b = v as u8 | 0x80;
-                        v >>= 7;
-                    }
-                    buf[at + k - 1] &= 0x7f;
+                    write_varint(&mut buf[at..at + k], d);
                     *len += k as u8;
                     *n += 1;
                 } else {
                     let mut all = self.to_vec();
                     all.push(seq);
-                    let mut v = Vec::new();
-                    chunks_of(&all, &mut v);
-                    self.repr = Repr::Chunked(Box::new(Chunks {
-                        chunks: v.into(),
-                        count: all.len() as u64,
-                    }));
+                    self.repr = Repr::Chunked(Box::new(Chunks::from_sorted(&all)));
                 }
             }
-            Repr::Chunked(c) => {
-                c.count += 1;
-                match c.chunks.back_mut() {
-                    Some(ch) if ch.deltas.len() + varint_len(d) <= CHUNK => {
-                        put_varint(&mut ch.deltas, d);
-                        ch.n += 1;
-                        ch.last = seq;
-                    }
-                    _ => c.chunks.push_back(Chunk::from_sorted(&[seq])),
-                }
-            }
+            Repr::Chunked(c) => c.push(seq),
         }
         self.last = seq;
     }
 
+    /// Adds sorted `seqs`, all after the last one (a bulk `push`).
+    pub fn extend(&mut self, seqs: &[u64]) {
+        let mut rest = seqs;
+        while let (Some(&s), Repr::Inline { .. }) = (rest.first(), &self.repr) {
+            self.push(s);
+            rest = &rest[1..];
+        }
+        if let (Repr::Chunked(c), Some(&last)) = (&mut self.repr, rest.last()) {
+            for &s in rest {
+                c.push(s);
+            }
+            self.last = last;
+        }
+    }
+
     /// Every sequence, in order.
     pub fn to_vec(&self) -> Vec<u64> {
-        let mut v = Vec::with_capacity(self.len() as usize);
-        if self.len() == 0 {
-            return v;
-        }
-        match &self.repr {
-            Repr::Inline { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
-            Repr::Chunked(c) => {
-                for ch in &c.chunks {
-                    decode(ch.first, &ch.deltas, &mut v);
-                }
-            }
-        }
-        v
+        self.first_n(usize::MAX)
     }
 
     /// The first `n` sequences.
@@ -230,8 +368,8 @@ impl SeqList {
         match &self.repr {
             Repr::Inline { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
             Repr::Chunked(c) => {
-                for ch in &c.chunks {
-                    decode(ch.first, &ch.deltas, &mut v);
+                for ch in c.views() {
+                    decode(ch.first, ch.deltas, &mut v);
                     if v.len() >= n {
                         break;
                     }
@@ -253,8 +391,8 @@ impl SeqList {
         match &self.repr {
             Repr::Inline { .. } => self.to_vec().into_iter().find(|&s| s >= seq),
             Repr::Chunked(c) => {
-                let i = c.chunks.partition_point(|ch| ch.last < seq);
-                c.chunks.get(i)?.seqs().into_iter().find(|&s| s >= seq)
+                let i = c.partition_point(|ch| ch.last < seq);
+                (i < c.len()).then(|| c.view(i).seqs().into_iter().find(|&s| s >= seq))?
             }
         }
     }
@@ -270,13 +408,8 @@ impl SeqList {
         match &self.repr {
             Repr::Inline { .. } => self.to_vec().into_iter().rev().find(|&s| s <= seq),
             Repr::Chunked(c) => {
-                let i = c.chunks.partition_point(|ch| ch.first <= seq);
-                c.chunks
-                    .get(i.checked_sub(1)?)?
-                    .seqs()
-                    .into_iter()
-                    .rev()
-                    .find(|&s| s <= seq)
+                let i = c.partition_point(|ch| ch.first <= seq).checked_sub(1)?;
+                c.view(i).seqs().into_iter().rev().find(|&s| s <= seq)
             }
         }
     }
@@ -292,17 +425,18 @@ impl SeqList {
         match &self.repr {
             Repr::Inline { .. } => self.to_vec().iter().filter(|&&s| s >= seq).count() as u64,
             Repr::Chunked(c) => {
-                let i = c.chunks.partition_point(|ch| ch.last < seq);
-                let Some(ch) = c.chunks.get(i) else {
+                let i = c.partition_point(|ch| ch.last < seq);
+                if i >= c.len() {
                     return 0;
-                };
+                }
+                let ch = c.view(i);
                 let partial = ch.seqs().iter().filter(|&&s| s >= seq).count() as u64;
                 // Sum whichever side of chunk `i` is shorter.
-                if i > c.chunks.len() / 2 {
-                    let after: u64 = c.chunks.range(i + 1..).map(|ch| u64::from(ch.n)).sum();
-                    partial + after
+                let n = |j: usize| u64::from(c.view(j).n);
+                if i > c.len() / 2 {
+                    partial + (i + 1..c.len()).map(n).sum::<u64>()
                 } else {
-                    let before: u64 = c.chunks.range(..i).map(|ch| u64::from(ch.n)).sum();
+                    let before: u64 = (0..i).map(n).sum();
                     c.count - before - (u64::from(ch.n) - partial)
                 }
             }
@@ -326,22 +460,16 @@ impl SeqList {
                 true
             }
             Repr::Chunked(c) => {
-                let i = c.chunks.partition_point(|ch| ch.last < seq);
-                let Some(ch) = c.chunks.get_mut(i) else {
+                let i = c.partition_point(|ch| ch.last < seq);
+                if i >= c.len() {
                     return false;
-                };
-                let mut v = ch.seqs();
+                }
+                let mut v = c.view(i).seqs();
                 let Ok(j) = v.binary_search(&seq) else {
                     return false;
                 };
                 v.remove(j);
-                c.count -= 1;
-                if v.is_empty() {
-                    c.chunks.remove(i);
-                } else {
-                    // Removing a sequence merges two deltas, which never needs more bytes.
-                    *ch = Chunk::from_sorted(&v);
-                }
+                c.set(i, &v);
                 self.settle();
                 true
             }
@@ -361,17 +489,13 @@ impl SeqList {
                 self.replace(&v);
             }
             Repr::Chunked(c) => {
-                while c.chunks.front().is_some_and(|ch| ch.last < floor) {
-                    if let Some(ch) = c.chunks.pop_front() {
-                        c.count -= u64::from(ch.n);
-                    }
+                while c.len() > 0 && c.view(0).last < floor {
+                    c.set(0, &[]);
                 }
-                if let Some(ch) = c.chunks.front_mut() {
-                    let mut v = ch.seqs();
-                    let n0 = v.len();
+                if c.len() > 0 {
+                    let mut v = c.view(0).seqs();
                     v.retain(|&s| s >= floor);
-                    c.count -= (n0 - v.len()) as u64;
-                    *ch = Chunk::from_sorted(&v);
+                    c.set(0, &v);
                 }
                 self.settle();
             }
@@ -392,17 +516,14 @@ impl SeqList {
                 self.replace(&v);
             }
             Repr::Chunked(c) => {
-                while c.chunks.back().is_some_and(|ch| ch.first > last) {
-                    if let Some(ch) = c.chunks.pop_back() {
-                        c.count -= u64::from(ch.n);
-                    }
+                while c.len() > 0 && c.view(c.len() - 1).first > last {
+                    c.set(c.len() - 1, &[]);
                 }
-                if let Some(ch) = c.chunks.back_mut() {
-                    let mut v = ch.seqs();
-                    let n0 = v.len();
+                if c.len() > 0 {
+                    let i = c.len() - 1;
+                    let mut v = c.view(i).seqs();
                     v.retain(|&s| s <= last);
-                    c.count -= (n0 - v.len()) as u64;
-                    *ch = Chunk::from_sorted(&v);
+                    c.set(i, &v);
                 }
                 self.settle();
             }
@@ -431,15 +552,12 @@ impl SeqList {
         let Repr::Chunked(c) = &mut self.repr else {
             return;
         };
-        c.chunks.retain(|ch| ch.n > 0);
-        match (c.chunks.front(), c.chunks.back()) {
-            (Some(f), Some(b)) => {
-                self.first = f.first;
-                self.last = b.last;
-            }
-            _ => return self.clear(),
+        if c.len() == 0 {
+            return self.clear();
         }
-        if c.chunks.len() == 1 && c.count <= 16 {
+        self.first = c.view(0).first;
+        self.last = c.view(c.len() - 1).last;
+        if c.count <= 16 {
             let v = self.to_vec();
             self.replace(&v);
         }
@@ -451,11 +569,8 @@ impl SeqList {
             Repr::Inline { .. } => 0,
             Repr::Chunked(c) => {
                 std::mem::size_of::<Chunks>()
-                    + c.chunks.capacity() * std::mem::size_of::<Chunk>()
-                    + c.chunks
-                        .iter()
-                        .map(|ch| ch.deltas.capacity())
-                        .sum::<usize>()
+                    + c.full.capacity() * std::mem::size_of::<Chunk>()
+                    + c.full.iter().map(|ch| ch.deltas.len()).sum::<usize>()
             }
         }
     }

@@ -17,8 +17,8 @@ pub(crate) enum Data {
     /// The block being appended to.
     Active(Writer),
     /// Rolled over; its tail and trailer may still be on their way to disk (memory streams
-    /// stay in this state).
-    Sealing(Arc<AppendBuf>),
+    /// stay in this state). The trailer, once the maintenance thread has built it.
+    Sealing(Arc<AppendBuf>, Option<Arc<[u8]>>),
     /// Sealed on disk and mapped.
     Sealed(Arc<Mapping>),
 }
@@ -45,7 +45,7 @@ impl Block {
     pub fn bytes(&self) -> &[u8] {
         match &self.data {
             Data::Active(w) => w.buf().bytes(),
-            Data::Sealing(b) => b.bytes(),
+            Data::Sealing(b, _) => b.bytes(),
             Data::Sealed(m) => m,
         }
     }
@@ -98,6 +98,46 @@ impl Block {
 
 pub use crate::record::MAX_SEQ;
 
+/// Reused buffers of the counting sort `rebuild_index` runs per sealed block.
+#[derive(Default)]
+struct BySubject {
+    ids: Vec<u32>,
+    seqs: Vec<u64>,
+    start: Vec<usize>,
+    sorted: Vec<u64>,
+}
+
+impl BySubject {
+    fn clear(&mut self, subjects: usize) {
+        self.ids.clear();
+        self.seqs.clear();
+        self.start.clear();
+        self.start.resize(subjects + 1, 0);
+    }
+    fn add(&mut self, id: u32, seq: u64) {
+        self.ids.push(id);
+        self.seqs.push(seq);
+    }
+    fn sort(&mut self) {
+        for &id in &self.ids {
+            self.start[id as usize + 1] += 1;
+        }
+        for i in 1..self.start.len() {
+            self.start[i] += self.start[i - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(self.seqs.len(), 0);
+        let mut next = self.start.clone();
+        for (&id, &seq) in self.ids.iter().zip(&self.seqs) {
+            self.sorted[next[id as usize]] = seq;
+            next[id as usize] += 1;
+        }
+    }
+    fn run(&self, id: usize) -> &[u64] {
+        &self.sorted[self.start[id]..self.start[id + 1]]
+    }
+}
+
 pub(crate) struct LogState {
     pub stream_id: u64,
     pub dir: PathBuf,
@@ -120,8 +160,10 @@ pub(crate) struct LogState {
     /// Subjects of the live messages. `None` while recovery replays the log; built from the
     /// recovered live set, then kept current by every `apply_*`.
     pub index: Option<SubjectIndex>,
-    /// The stream's limits (changeable while the stream is open).
+    /// The stream's limits (changeable while the stream is open); set with `set_limits`.
     pub limits: crate::config::Limits,
+    /// Some limit is set: appends to an unlimited stream skip every limit check.
+    pub limited: bool,
 }
 
 impl LogState {
@@ -142,7 +184,13 @@ impl LogState {
             lsn: 0,
             index: None,
             limits: crate::config::Limits::default(),
+            limited: false,
         }
+    }
+
+    pub fn set_limits(&mut self, l: crate::config::Limits) {
+        self.limits = l;
+        self.limited = l != crate::config::Limits::default();
     }
 
     /// A new, empty stream's state (indexed from the start).
@@ -189,8 +237,13 @@ impl LogState {
     fn rebuild_index(&self) -> (SubjectIndex, Vec<u64>) {
         let mut unreadable = Vec::new();
         let mut ix = SubjectIndex::default();
-        let mut deleted = self.deletes.ranges().peekable();
+        let mut by_subject = BySubject::default();
         for (bi, b) in self.blocks.iter().enumerate() {
+            let from = b.first_seq.max(self.floor);
+            let to = b.end_seq().min(self.last_seq + 1);
+            if from >= to {
+                continue;
+            }
             // A sealed block's trailer names every slot's subject: no record is read.
             let trailer = match &b.data {
                 Data::Sealed(map) => crate::block::decode_trailer(map)
@@ -198,33 +251,40 @@ impl LogState {
                     .and_then(|t| t.subjects(map)),
                 _ => None,
             };
-            let mut global: Vec<Option<u32>> =
-                vec![None; trailer.as_ref().map_or(0, |t| t.names().len())];
-            let from = b.first_seq.max(self.floor);
-            let to = b.end_seq().min(self.last_seq + 1);
-            for seq in from..to {
-                while deleted.peek().is_some_and(|&(_, e)| e < seq) {
-                    deleted.next();
-                }
-                if deleted.peek().is_some_and(|&(s, _)| s <= seq) {
-                    continue;
-                }
-                let Some(off) = b.offset_of(seq) else {
-                    continue;
-                };
-                let slot = (seq - b.first_seq) as usize;
-                let local = trailer.as_ref().and_then(|t| Some((t, t.id(slot)?)));
-                match local {
-                    Some((t, l)) => match global[l as usize] {
-                        Some(id) => ix.push(id, seq),
-                        None => global[l as usize] = Some(ix.insert(t.names()[l as usize], seq)),
-                    },
-                    None => match self.subject_at(bi, off) {
+            let gaps = self.deletes.gaps(from, to - 1);
+            let live = || gaps.iter().flat_map(|&(a, z)| a..=z);
+            // Grouped by subject first (a counting sort over the block's own subject ids),
+            // so each subject's list is extended in one cache-friendly run.
+            let grouped = trailer.filter(|t| {
+                by_subject.clear(t.names().len());
+                live().all(|seq| match t.id((seq - b.first_seq) as usize) {
+                    Some(l) => {
+                        by_subject.add(l, seq);
+                        true
+                    }
+                    // A live slot the trailer cannot name: read this block's records.
+                    None => false,
+                })
+            });
+            let Some(t) = grouped else {
+                for seq in live() {
+                    let Some(off) = b.offset_of(seq) else {
+                        continue;
+                    };
+                    match self.subject_at(bi, off) {
                         Some(subject) => {
                             ix.insert(subject, seq);
                         }
                         None => unreadable.push(seq),
-                    },
+                    }
+                }
+                continue;
+            };
+            by_subject.sort();
+            for (l, name) in t.names().iter().enumerate() {
+                if let Some((&first, rest)) = by_subject.run(l).split_first() {
+                    let id = ix.insert(name, first);
+                    ix.extend(id, rest);
                 }
             }
         }
@@ -331,7 +391,7 @@ impl LogState {
         self.next_block_id += 1;
         if let Some(b) = self.blocks.last_mut() {
             if let Data::Active(w) = &b.data {
-                b.data = Data::Sealing(w.buf().clone());
+                b.data = Data::Sealing(w.buf().clone(), None);
             }
         }
         let cap = self.block_size.max(need + HEADER_LEN);

@@ -204,7 +204,7 @@ impl Stream {
     ) -> Stream {
         let lsn = state.lsn;
         let mut state = state;
-        state.limits = cfg.limits;
+        state.set_limits(cfg.limits);
         Stream {
             s: Arc::new(Shared {
                 name: cfg.name.clone(),
@@ -263,13 +263,12 @@ impl Stream {
         }
         let lsn = {
             let mut st = self.s.state.write();
-            st.limits = limits;
             // Applied as a discard-old stream would: a tightened limit takes effect now.
             let mut now_limits = limits;
             now_limits.discard = crate::config::Discard::Old;
-            st.limits = now_limits;
+            st.set_limits(now_limits);
             let r = self.enforce(&mut st, None);
-            st.limits = limits;
+            st.set_limits(limits);
             r.map_err(as_write)?;
             st.lsn
         };
@@ -531,6 +530,9 @@ impl Stream {
         flags: u8,
         m: &NewMessage<'_>,
     ) -> Result<(), AppendError> {
+        if !st.limited {
+            return self.put_unlimited(st, seq, ts, flags, m);
+        }
         let len = record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
         let lim = st.limits;
         limits::check_append(st, &lim, &[(m.subject.as_bytes(), len)])
@@ -545,10 +547,10 @@ impl Stream {
         st: &mut LogState,
         subjects: Option<&[&[u8]]>,
     ) -> Result<(), AppendError> {
-        let lim = st.limits;
-        if lim == Limits::default() {
+        if !st.limited {
             return Ok(());
         }
+        let lim = st.limits;
         let now = self.s.clock.now_ns();
         limits::enforce(st, &*self.s.vfs, &lim, subjects, now)
             .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))
@@ -727,7 +729,7 @@ impl Stream {
         let end = off + erased.len();
         let in_memory = match &b.data {
             Data::Active(w) => Some(w.buf().clone()),
-            Data::Sealing(buf) => Some(buf.clone()),
+            Data::Sealing(buf, _) => Some(buf.clone()),
             Data::Sealed(_) => None,
         };
         if let Some(buf) = in_memory.filter(|_| !persistent || end <= b.written) {

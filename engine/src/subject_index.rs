@@ -113,8 +113,19 @@ impl SubjectIndex {
     }
 
     pub fn lookup(&self, name: &[u8]) -> Option<u32> {
+        let (names, subjects) = (&self.names, &self.subjects);
         self.by_name
-            .find(hash(name), |&id| self.name(id) == name)
+            .find(hash(name), |&id| {
+                // On the append path: no Option juggling beyond the one `get`.
+                subjects.get(id as usize).is_some_and(|s| {
+                    s.as_ref().is_some_and(|s| {
+                        s.name_len as usize == name.len()
+                            && names
+                                .get(s.name_off as usize..)
+                                .is_some_and(|n| n.starts_with(name))
+                    })
+                })
+            })
             .copied()
     }
 
@@ -162,6 +173,13 @@ impl SubjectIndex {
         self.by_name.insert_unique(hash(name), id, name_of);
         self.live += 1;
         id
+    }
+
+    /// Records `seqs` (sorted, after the subject's last) for the existing subject `id`.
+    pub fn extend(&mut self, id: u32, seqs: &[u64]) {
+        if let Some(Some(s)) = self.subjects.get_mut(id as usize) {
+            s.seqs.extend(seqs);
+        }
     }
 
     /// Records `seq` for the existing subject `id`.

@@ -76,6 +76,10 @@ fn build(n: u64, clean_close: bool) -> MemVfs {
     }
     if clean_close {
         store.close().unwrap();
+    } else {
+        // What the maintenance thread does within a tick in production: seal the rolled-over
+        // blocks (writes their trailers), so the crash image has sealed blocks to damage.
+        s.sync().unwrap();
     }
     // Taken before the store is dropped: dropping it would close it cleanly.
     let disk = mem.after_crash(CrashKind::Process);
