@@ -23,6 +23,7 @@ mod deletes;
 mod durability;
 mod error;
 mod flush;
+mod id_table;
 pub mod io;
 mod limits;
 mod query;

@@ -9,18 +9,58 @@
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::id_table::IdTable;
 use crate::seqlist::SeqList;
 
 const ROOT: u32 = 0;
 
 struct Subject {
     seqs: SeqList,
+    /// Where the name's `u16` length and bytes start in the arena; `FREE` for an unused slot.
     name_off: u32,
-    name_len: u32,
-    /// The trie node of the subject's prefix (all tokens but the last).
-    node: u32,
-    /// Position in that node's `leaves`.
+    /// Position in the `leaves` of the trie node of the subject's prefix (all tokens but the
+    /// last).
     pos: u32,
+}
+
+/// Subjects by id; a slot whose `name_off` is `FREE` is unused (ids are reused).
+#[derive(Default)]
+struct Subjects(Vec<Subject>);
+
+const FREE: u32 = u32::MAX;
+
+impl Subjects {
+    fn get(&self, id: u32) -> Option<&Subject> {
+        self.0.get(id as usize).filter(|s| s.name_off != FREE)
+    }
+    fn get_mut(&mut self, id: u32) -> Option<&mut Subject> {
+        self.0.get_mut(id as usize).filter(|s| s.name_off != FREE)
+    }
+    fn put(&mut self, id: u32, s: Subject) {
+        match self.0.get_mut(id as usize) {
+            Some(slot) => *slot = s,
+            None => self.0.push(s),
+        }
+    }
+    fn take(&mut self, id: u32) -> Option<Subject> {
+        let slot = self.get_mut(id)?;
+        let free = Subject {
+            seqs: SeqList::new(0),
+            name_off: FREE,
+            pos: 0,
+        };
+        Some(std::mem::replace(slot, free))
+    }
+    fn iter(&self) -> impl Iterator<Item = &Subject> + '_ {
+        self.0.iter().filter(|s| s.name_off != FREE)
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Subject)> + '_ {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.name_off != FREE)
+            .map(|(id, s)| (id as u32, s))
+    }
 }
 
 #[derive(Default)]
@@ -38,9 +78,9 @@ struct Node {
 pub(crate) struct SubjectIndex {
     names: Vec<u8>,
     name_garbage: usize,
-    subjects: Vec<Option<Subject>>,
+    subjects: Subjects,
     free: Vec<u32>,
-    by_name: HashTable<u32>,
+    by_name: IdTable,
     keys: Vec<u8>,
     key_garbage: usize,
     nodes: Vec<Option<Node>>,
@@ -53,6 +93,16 @@ fn hash(b: &[u8]) -> u64 {
     xxh3_64(b)
 }
 
+/// The name stored at `off` of the arena (a `u16` length, then the bytes).
+fn name_at(names: &[u8], off: u32) -> &[u8] {
+    let at = off as usize;
+    let len = match names.get(at..at + 2) {
+        Some(b) => u16::from_le_bytes([b[0], b[1]]) as usize,
+        None => return &[],
+    };
+    names.get(at + 2..at + 2 + len).unwrap_or(&[])
+}
+
 /// Where the last token of `s` starts (0 for a one-token subject).
 fn prefix_len(s: &[u8]) -> usize {
     s.iter().rposition(|&c| c == b'.').unwrap_or(0)
@@ -63,9 +113,9 @@ impl Default for SubjectIndex {
         SubjectIndex {
             names: Vec::new(),
             name_garbage: 0,
-            subjects: Vec::new(),
+            subjects: Subjects::default(),
             free: Vec::new(),
-            by_name: HashTable::new(),
+            by_name: IdTable::default(),
             keys: Vec::new(),
             key_garbage: 0,
             nodes: vec![Some(Node::default())],
@@ -83,12 +133,12 @@ impl SubjectIndex {
     }
 
     fn subject(&self, id: u32) -> Option<&Subject> {
-        self.subjects.get(id as usize)?.as_ref()
+        self.subjects.get(id)
     }
 
     pub fn name(&self, id: u32) -> &[u8] {
         match self.subject(id) {
-            Some(s) => &self.names[s.name_off as usize..(s.name_off + s.name_len) as usize],
+            Some(s) => name_at(&self.names, s.name_off),
             None => &[],
         }
     }
@@ -114,19 +164,11 @@ impl SubjectIndex {
 
     pub fn lookup(&self, name: &[u8]) -> Option<u32> {
         let (names, subjects) = (&self.names, &self.subjects);
-        self.by_name
-            .find(hash(name), |&id| {
-                // On the append path: no Option juggling beyond the one `get`.
-                subjects.get(id as usize).is_some_and(|s| {
-                    s.as_ref().is_some_and(|s| {
-                        s.name_len as usize == name.len()
-                            && names
-                                .get(s.name_off as usize..)
-                                .is_some_and(|n| n.starts_with(name))
-                    })
-                })
-            })
-            .copied()
+        self.by_name.find(hash(name), |id| {
+            subjects
+                .get(id)
+                .is_some_and(|s| name_at(names, s.name_off) == name)
+        })
     }
 
     fn lookup_node(&self, key: &[u8]) -> Option<u32> {
@@ -147,44 +189,36 @@ impl SubjectIndex {
         }
         let node = self.ensure_node(&name[..prefix_len(name)]);
         let name_off = self.names.len() as u32;
+        // Subjects are at most 4096 bytes (`MAX_SUBJECT_LEN`), so the length fits a u16.
+        self.names
+            .extend_from_slice(&(name.len().min(u16::MAX as usize) as u16).to_le_bytes());
         self.names.extend_from_slice(name);
-        let id = self.free.pop().unwrap_or(self.subjects.len() as u32);
+        let id = self.free.pop().unwrap_or(self.subjects.0.len() as u32);
         let pos = self.node(node).map_or(0, |n| n.leaves.len()) as u32;
         let s = Subject {
             seqs: SeqList::new(seq),
             name_off,
-            name_len: name.len() as u32,
-            node,
             pos,
         };
-        if id as usize == self.subjects.len() {
-            self.subjects.push(Some(s));
-        } else {
-            self.subjects[id as usize] = Some(s);
-        }
+        self.subjects.put(id, s);
         if let Some(n) = self.node_mut(node) {
             n.leaves.push(id);
         }
-        let (names, subjects) = (&self.names, &self.subjects);
-        let name_of = |id: &u32| match subjects.get(*id as usize).and_then(Option::as_ref) {
-            Some(s) => hash(&names[s.name_off as usize..(s.name_off + s.name_len) as usize]),
-            None => 0,
-        };
-        self.by_name.insert_unique(hash(name), id, name_of);
+        self.by_name.insert(hash(name), id);
         self.live += 1;
         id
     }
 
     /// Records `seqs` (sorted, after the subject's last) for the existing subject `id`.
     pub fn extend(&mut self, id: u32, seqs: &[u64]) {
-        if let Some(Some(s)) = self.subjects.get_mut(id as usize) {
+        if let Some(s) = self.subjects.get_mut(id) {
             s.seqs.extend(seqs);
         }
     }
 
     /// Records `seq` for the existing subject `id`.
     pub fn push(&mut self, id: u32, seq: u64) {
-        if let Some(Some(s)) = self.subjects.get_mut(id as usize) {
+        if let Some(s) = self.subjects.get_mut(id) {
             s.seqs.push(seq);
         }
     }
@@ -229,7 +263,7 @@ impl SubjectIndex {
         let Some(id) = self.lookup(name) else {
             return false;
         };
-        let Some(Some(s)) = self.subjects.get_mut(id as usize) else {
+        let Some(s) = self.subjects.get_mut(id) else {
             return false;
         };
         let ok = s.seqs.remove(seq);
@@ -241,10 +275,10 @@ impl SubjectIndex {
 
     /// Forgets `seq` whatever its subject (its record can no longer name it).
     pub fn remove_seq(&mut self, seq: u64) -> bool {
-        let hit = self.subjects.iter_mut().enumerate().find_map(|(id, s)| {
-            let s = s.as_mut()?;
-            s.seqs.remove(seq).then_some((id as u32, s.seqs.len()))
-        });
+        let hit = self
+            .subjects
+            .iter_mut()
+            .find_map(|(id, s)| s.seqs.remove(seq).then_some((id, s.seqs.len())));
         match hit {
             Some((id, 0)) => {
                 self.drop_subject(id);
@@ -268,12 +302,10 @@ impl SubjectIndex {
     fn trim(&mut self, mut f: impl FnMut(&mut SeqList) -> u64) -> u64 {
         let mut n = 0;
         let mut empty = Vec::new();
-        for (id, s) in self.subjects.iter_mut().enumerate() {
-            if let Some(s) = s {
-                n += f(&mut s.seqs);
-                if s.seqs.len() == 0 {
-                    empty.push(id as u32);
-                }
+        for (id, s) in self.subjects.iter_mut() {
+            n += f(&mut s.seqs);
+            if s.seqs.len() == 0 {
+                empty.push(id);
             }
         }
         for id in empty {
@@ -283,28 +315,30 @@ impl SubjectIndex {
     }
 
     fn drop_subject(&mut self, id: u32) {
-        let Some(s) = self.subjects.get_mut(id as usize).and_then(Option::take) else {
+        let Some(s) = self.subjects.take(id) else {
             return;
         };
-        let h = hash(&self.names[s.name_off as usize..(s.name_off + s.name_len) as usize]);
-        if let Ok(e) = self.by_name.find_entry(h, |&x| x == id) {
-            e.remove();
-        }
+        let name = name_at(&self.names, s.name_off);
+        let h = hash(name);
+        // The trie node of the subject's prefix, found again rather than stored per subject.
+        let node = self.lookup_node(&name[..prefix_len(name)]).unwrap_or(ROOT);
+        let name_len = name.len();
+        self.by_name.remove(h, id);
         self.free.push(id);
         self.live -= 1;
-        self.name_garbage += s.name_len as usize;
+        self.name_garbage += 2 + name_len;
         // Unlink from the node's leaves (swap-remove, fixing the moved leaf's position).
-        let moved = match self.nodes.get_mut(s.node as usize) {
+        let moved = match self.nodes.get_mut(node as usize) {
             Some(Some(n)) if (s.pos as usize) < n.leaves.len() => {
                 n.leaves.swap_remove(s.pos as usize);
                 n.leaves.get(s.pos as usize).copied()
             }
             _ => None,
         };
-        if let Some(Some(m)) = moved.and_then(|m| self.subjects.get_mut(m as usize)) {
+        if let Some(m) = moved.and_then(|m| self.subjects.get_mut(m)) {
             m.pos = s.pos;
         }
-        self.prune(s.node);
+        self.prune(node);
         if self.live == 0 {
             *self = SubjectIndex::default();
         } else if self.name_garbage > 4096 && self.name_garbage * 2 > self.names.len() {
@@ -355,11 +389,11 @@ impl SubjectIndex {
 
     fn compact_names(&mut self) {
         let mut names = Vec::with_capacity(self.names.len() - self.name_garbage);
-        for s in self.subjects.iter_mut().flatten() {
+        for (_, s) in self.subjects.iter_mut() {
             let off = names.len() as u32;
-            names.extend_from_slice(
-                &self.names[s.name_off as usize..(s.name_off + s.name_len) as usize],
-            );
+            let name = name_at(&self.names, s.name_off);
+            names.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            names.extend_from_slice(name);
             s.name_off = off;
         }
         self.names = names;
@@ -429,30 +463,23 @@ impl SubjectIndex {
             .flatten()
             .map(|n| (n.children.capacity() + n.leaves.capacity()) * 4)
             .sum();
-        let lists: usize = self
-            .subjects
-            .iter()
-            .flatten()
-            .map(|s| s.seqs.heap_bytes())
-            .sum();
+        let lists: usize = self.subjects.iter().map(|s| s.seqs.heap_bytes()).sum();
         self.names.capacity()
             + self.keys.capacity()
-            + self.subjects.capacity() * size_of::<Option<Subject>>()
+            + self.subjects.0.capacity() * size_of::<Subject>()
             + self.nodes.capacity() * size_of::<Option<Node>>()
             + (self.free.capacity() + self.free_nodes.capacity()) * 4
-            + (self.by_name.capacity() + self.by_key.capacity()) * (size_of::<u32>() + 1)
+            + self.by_name.capacity_bytes()
+            + self.by_key.capacity() * (size_of::<u32>() + 1)
             + nodes
             + lists
     }
 
     /// Every (subject, sequences) pair, for checks.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &SeqList)> + '_ {
-        self.subjects.iter().flatten().map(|s| {
-            (
-                &self.names[s.name_off as usize..][..s.name_len as usize],
-                &s.seqs,
-            )
-        })
+        self.subjects
+            .iter()
+            .map(|s| (name_at(&self.names, s.name_off), &s.seqs))
     }
 }
 
@@ -522,5 +549,12 @@ mod tests {
         assert_eq!(ix.len(), 1);
         assert!(ix.names.len() < 8192, "{}", ix.names.len());
         assert_eq!(names(&ix, "keep.*"), vec!["keep.me".to_string()]);
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn subject_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<super::Subject>(), 56);
     }
 }
