@@ -12,6 +12,8 @@
 //! - `seq-never-reused`: after recovery `last_seq` is at least every sequence an append returned
 //!   (since the last truncate, which frees sequences on purpose).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -908,24 +910,13 @@ fn run_on(
     for op in ops {
         h.step(op)?;
     }
-    if std::env::var_os("TIDELOG_MODEL_TRACE").is_some() {
-        eprintln!("---- case ----\n{}", h.trace.join("\n"));
-    }
+    common::print_trace(&h.trace);
     h.finish()
 }
 
 fn config() -> Config {
-    Config {
-        // 2000 cases take a few seconds; `TIDELOG_MODEL_CASES=50000` searches longer.
-        cases: std::env::var("TIDELOG_MODEL_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000),
-        // Failures are reported, not written into the source tree.
-        failure_persistence: None,
-        max_shrink_iters: 4096,
-        ..Config::default()
-    }
+    // 2000 cases take a few seconds; `TIDELOG_MODEL_CASES=50000` searches longer.
+    common::model_config(2000)
 }
 
 proptest! {

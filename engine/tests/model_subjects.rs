@@ -16,6 +16,8 @@
 //!   survives a power loss, so the recovered stream is the model itself (after the limit
 //!   enforcement that runs at open).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -1109,25 +1111,14 @@ fn run(memory: bool, block_size: u64, initial: Limits, ops: &[Op]) -> Result<(),
     for op in ops {
         h.step(op)?;
     }
-    if std::env::var_os("TIDELOG_MODEL_TRACE").is_some() {
-        eprintln!("---- case ----\n{}", h.trace.join("\n"));
-    }
+    common::print_trace(&h.trace);
     h.finish()
 }
 
 fn config() -> Config {
-    Config {
-        // The default keeps this file well under a minute on two cores;
-        // `TIDELOG_MODEL_CASES=20000` searches longer.
-        cases: std::env::var("TIDELOG_MODEL_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1200),
-        // Failures are reported, not written into the source tree.
-        failure_persistence: None,
-        max_shrink_iters: 4096,
-        ..Config::default()
-    }
+    // The default keeps this file well under a minute on two cores;
+    // `TIDELOG_MODEL_CASES=20000` searches longer.
+    common::model_config(1200)
 }
 
 proptest! {
