@@ -156,12 +156,16 @@ impl Stream {
 
     /// The newest message of a subject, or the newest matching a filter.
     pub fn load_last(&self, subject_or_filter: &str) -> Result<Option<StoredMessage>, QueryError> {
-        check_filter(subject_or_filter)?;
         let st = self.read_state()?;
         let ix = index(&st);
+        // An indexed subject was validated when it was appended (and has no wildcard), so the
+        // common case, a known subject, skips validation.
+        if let Some(id) = ix.lookup(subject_or_filter.as_bytes()) {
+            return found(&st, ix.seqs(id).map(|l| l.last()));
+        }
+        check_filter(subject_or_filter)?;
         let seq = if subject::is_literal(subject_or_filter) {
-            ix.lookup(subject_or_filter.as_bytes())
-                .and_then(|id| Some(ix.seqs(id)?.last()))
+            None
         } else if subject_or_filter == ">" {
             prev_live(&st, st.last_seq)
         } else {
