@@ -99,7 +99,10 @@ impl IdTable {
 
     fn grow(&mut self) {
         let cap = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![FREE; cap]);
+        let mut fresh: Vec<Slot> = Vec::with_capacity(cap);
+        advise_huge_pages(&mut fresh);
+        fresh.resize(cap, FREE);
+        let old = std::mem::replace(&mut self.slots, fresh);
         let mask = cap - 1;
         for s in old.into_iter().filter(|s| s.id != EMPTY) {
             let mut i = s.h as usize & mask;
@@ -112,6 +115,31 @@ impl IdTable {
 
     pub fn capacity_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+}
+
+/// Asks for transparent huge pages under a large table before it is touched: every lookup is
+/// a random access, and with 4 KiB pages each also misses the TLB.
+fn advise_huge_pages(v: &mut Vec<Slot>) {
+    const HUGE: usize = 2 << 20;
+    let bytes = v.capacity() * std::mem::size_of::<Slot>();
+    if bytes < 2 * HUGE {
+        return;
+    }
+    let start = v.as_mut_ptr() as usize;
+    let lo = start.next_multiple_of(HUGE);
+    let hi = (start + bytes) / HUGE * HUGE;
+    if hi > lo {
+        // SAFETY: the range lies inside `v`'s allocation, which we own; MADV_HUGEPAGE is
+        // advice about backing pages and changes no contents or protections. A refusal (old
+        // kernel, THP disabled) changes nothing, so its error is not needed.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                lo as *mut std::ffi::c_void,
+                hi - lo,
+                rustix::mm::Advice::LinuxHugepage,
+            )
+        };
     }
 }
 
