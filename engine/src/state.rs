@@ -98,6 +98,10 @@ impl Block {
 
 pub use crate::record::MAX_SEQ;
 
+fn valid_subject(b: &[u8]) -> bool {
+    std::str::from_utf8(b).is_ok_and(|s| crate::subject::validate_subject(s).is_ok())
+}
+
 /// Reused buffers of the counting sort `rebuild_index` runs per sealed block.
 #[derive(Default)]
 struct BySubject {
@@ -164,6 +168,8 @@ pub(crate) struct LogState {
     pub limits: crate::config::Limits,
     /// Some limit is set: appends to an unlimited stream skip every limit check.
     pub limited: bool,
+    /// Subject id found by `knows_subject` for the message about to be applied.
+    subject_hint: Option<u32>,
 }
 
 impl LogState {
@@ -185,6 +191,7 @@ impl LogState {
             index: None,
             limits: crate::config::Limits::default(),
             limited: false,
+            subject_hint: None,
         }
     }
 
@@ -198,6 +205,16 @@ impl LogState {
         let mut st = Self::new(stream_id, dir, block_size, persistent);
         st.index = Some(SubjectIndex::default());
         st
+    }
+
+    /// True when `subject` has live messages (so it was validated when they were appended).
+    /// Remembers its id for the `apply_msg` that usually follows, saving a second lookup.
+    pub fn knows_subject(&mut self, subject: &str) -> bool {
+        self.subject_hint = self
+            .index
+            .as_ref()
+            .and_then(|ix| ix.lookup(subject.as_bytes()));
+        self.subject_hint.is_some()
     }
 
     /// The subject of the record at `off` of block `bi` (header check only: the body is not
@@ -255,7 +272,10 @@ impl LogState {
             let live = || gaps.iter().flat_map(|&(a, z)| a..=z);
             // Grouped by subject first (a counting sort over the block's own subject ids),
             // so each subject's list is extended in one cache-friendly run.
-            let grouped = trailer.filter(|t| {
+            // Only valid subjects enter the index (appends rely on it): a name that is not
+            // one (damage) sends the block down the record-by-record path below.
+            let grouped = trailer.filter(|t| t.names().iter().all(|n| valid_subject(n)));
+            let grouped = grouped.filter(|t| {
                 by_subject.clear(t.names().len());
                 live().all(|seq| match t.id((seq - b.first_seq) as usize) {
                     Some(l) => {
@@ -271,7 +291,7 @@ impl LogState {
                     let Some(off) = b.offset_of(seq) else {
                         continue;
                     };
-                    match self.subject_at(bi, off) {
+                    match self.subject_at(bi, off).filter(|s| valid_subject(s)) {
                         Some(subject) => {
                             ix.insert(subject, seq);
                         }
@@ -566,8 +586,15 @@ impl LogState {
         self.last_seq = seq;
         self.last_ts = self.last_ts.max(ts);
         self.normalize_floor();
+        let hint = self.subject_hint.take();
         if let Some(ix) = &mut self.index {
-            ix.insert(subject, seq);
+            // The hint is checked against the name, so a stale one costs only the check.
+            match hint.filter(|&id| ix.name(id) == subject) {
+                Some(id) => ix.push(id, seq),
+                None => {
+                    ix.insert(subject, seq);
+                }
+            }
         }
     }
 

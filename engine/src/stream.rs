@@ -381,11 +381,21 @@ impl Stream {
     }
 
     pub(crate) fn check_message(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
-        subject::validate_subject(m.subject).map_err(AppendError::InvalidSubject)?;
+        self.check_subject(m.subject)?;
+        self.check_size(m)
+    }
+
+    /// The subject is valid and accepted by the stream's subject filters.
+    fn check_subject(&self, subject: &str) -> Result<(), AppendError> {
+        subject::validate_subject(subject).map_err(AppendError::InvalidSubject)?;
         let subjects = &self.s.cfg.subjects;
-        if !subjects.is_empty() && !subjects.iter().any(|f| subject::matches(f, m.subject)) {
-            return Err(AppendError::SubjectNotInStream(m.subject.to_owned()));
+        if !subjects.is_empty() && !subjects.iter().any(|f| subject::matches(f, subject)) {
+            return Err(AppendError::SubjectNotInStream(subject.to_owned()));
         }
+        Ok(())
+    }
+
+    fn check_size(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
         let size = m.headers.len() + m.payload.len();
         let max = self.s.cfg.max_msg_size as usize;
         if size > max {
@@ -408,12 +418,18 @@ impl Stream {
             payload,
         };
         self.check_writable()?;
-        self.check_message(&m)?;
         if self.s.persistent && matches!(self.s.cfg.durability, Durability::Always) {
+            self.check_message(&m)?;
             return self.append_combined(&m);
         }
+        self.check_size(&m)?;
         let (a, lsn) = {
             let mut st = self.s.state.write();
+            // A subject with live messages was checked when it was first appended (the index
+            // only holds valid, accepted subjects), so only a new one is checked again.
+            if !st.knows_subject(subject) {
+                self.check_subject(subject)?;
+            }
             let seq = st.last_seq + 1;
             let ts = self.s.clock.now_ns().max(st.last_ts);
             self.put(&mut st, seq, ts, 0, &m)?;
