@@ -128,6 +128,7 @@ impl Stream {
             }
             st.lsn
         };
+        self.wake_watchers();
         let mut durable = self.flush(true, false, Some(lsn)).err();
         for (r, res) in batch.iter().zip(results) {
             let res = match (res, durable.take()) {
@@ -153,6 +154,7 @@ impl Stream {
     }
 
     pub(crate) fn after_write(&self, lsn: u64, last_seq: u64) -> Result<(), DurabilityError> {
+        self.wake_watchers();
         if !self.s.persistent {
             return Ok(());
         }

@@ -35,6 +35,7 @@ mod store;
 mod stream;
 pub mod subject;
 mod subject_index;
+mod watch;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -56,3 +57,4 @@ pub use store::{DamagedStream, Store};
 pub use stream::{
     Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,
 };
+pub use watch::{WatchFrom, Watcher};

@@ -173,6 +173,11 @@ pub(crate) struct Shared {
     pub(crate) poison: OnceLock<Poisoned>,
     pub(crate) closed: AtomicBool,
     pub(crate) recovery: RecoveryReport,
+    /// Watchers waiting for new messages wait on `feed` under `feed_lock`; `watchers` counts
+    /// live watchers so appends skip the wake-up when there is none.
+    pub(crate) feed_lock: Mutex<()>,
+    pub(crate) feed: Condvar,
+    pub(crate) watchers: std::sync::atomic::AtomicUsize,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -234,6 +239,9 @@ impl Stream {
                 poison: OnceLock::new(),
                 closed: AtomicBool::new(false),
                 recovery,
+                feed_lock: Mutex::new(()),
+                feed: Condvar::new(),
+                watchers: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -904,7 +912,10 @@ impl Stream {
     /// Flushes, checkpoints and releases the lease so a clean reopen replays nothing and skips
     /// no sequence. Later calls on this handle return `Closed`.
     pub(crate) fn close(&self) -> Result<(), DurabilityError> {
-        if self.s.closed.swap(true, Ordering::AcqRel) || !self.s.persistent || self.is_poisoned() {
+        let was_closed = self.s.closed.swap(true, Ordering::AcqRel);
+        // Waiting watchers return `Closed` now rather than at their timeout.
+        self.wake_watchers();
+        if was_closed || !self.s.persistent || self.is_poisoned() {
             return Ok(());
         }
         self.flush(true, true, None)?;
@@ -923,6 +934,8 @@ impl Stream {
         let _s = self.s.sync_lock.lock();
         let _l = self.s.lease_lock.lock();
         let _st = self.s.state.write();
+        drop(_st);
+        self.wake_watchers();
     }
 
     pub(crate) fn dir(&self) -> &Path {
