@@ -71,8 +71,7 @@ fn prev_live(st: &LogState, seq: u64) -> Option<u64> {
 /// Reads live message `seq`.
 pub(crate) fn read(st: &LogState, seq: u64) -> Option<Result<StoredMessage, u64>> {
     let (bi, off) = st.find(seq)?;
-    let bytes = st.blocks[bi].bytes().get(off..).unwrap_or(&[]);
-    Some(match record::decode(bytes) {
+    Some(match st.blocks[bi].record_at(off) {
         Ok(r) if r.seq == seq && r.kind == Kind::Msg => Ok(StoredMessage::from_record(&r)),
         _ => Err(seq),
     })

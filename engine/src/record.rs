@@ -225,12 +225,19 @@ pub fn decode_head(b: &[u8]) -> Result<Head, DecodeError> {
 
 /// Decodes and fully verifies the record at the start of `b`.
 pub fn decode(b: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
+    decode_checked(b, true)
+}
+
+/// Decodes the record at the start of `b`, verifying the body checksum only with `verify`:
+/// bytes that never left process memory since they were encoded or verified need not be
+/// hashed again on every read.
+pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeError> {
     let h = decode_head(b)?;
     if b.len() < h.len {
         return Err(DecodeError::Truncated);
     }
     let body_end = h.len - TRAILER_LEN;
-    if u64_at(b, body_end) != xxh3_64(&b[..body_end]) {
+    if verify && u64_at(b, body_end) != xxh3_64(&b[..body_end]) {
         return Err(DecodeError::BadBody(h));
     }
     let s = HEADER_LEN;

@@ -49,6 +49,14 @@ impl Block {
             Data::Sealed(m) => m,
         }
     }
+    /// Decodes the record at `off`. The body checksum is verified only for a mapped (sealed)
+    /// block: an in-memory buffer holds records this process encoded, or verified when
+    /// recovery read them in.
+    pub fn record_at(&self, off: usize) -> Result<record::RecordRef<'_>, record::DecodeError> {
+        let bytes = self.bytes().get(off..).unwrap_or(&[]);
+        record::decode_checked(bytes, matches!(self.data, Data::Sealed(_)))
+    }
+
     pub fn slots(&self) -> u64 {
         self.offsets.len() as u64
     }

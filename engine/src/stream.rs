@@ -679,11 +679,10 @@ impl Stream {
             return Err(LoadError::Closed);
         }
         let st = self.s.state.read();
-        let (bi, off) = st.find(seq).ok_or(LoadError::NotFound(seq))?;
-        let bytes = st.blocks[bi].bytes();
-        match record::decode(bytes.get(off..).unwrap_or(&[])) {
-            Ok(r) if r.seq == seq && r.kind == Kind::Msg => Ok(StoredMessage::from_record(&r)),
-            _ => Err(LoadError::Corrupt(seq)),
+        match crate::query::read(&st, seq) {
+            Some(Ok(m)) => Ok(m),
+            Some(Err(_)) => Err(LoadError::Corrupt(seq)),
+            None => Err(LoadError::NotFound(seq)),
         }
     }
 
