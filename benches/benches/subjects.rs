@@ -9,6 +9,8 @@
 //! - `subjects/load_last/1000_subjects`: `load_last(subject)` of a random subject, 1M messages.
 //! - `subjects/load_next_1M_gap/{literal,wildcard}`: `load_next` from just after one match of
 //!   `rare.x` (`rare.*`) to the next, 1,000,000 other messages later.
+//! - `subjects/load_next_dense/all_of_100k_subjects`: `load_next("bench.>")` from a random
+//!   sequence, the filter matching all 100,000 subjects of a 1M-message stream.
 //! - `subjects/num_pending_10M/{literal,wildcard_1000_of_100k}`: `num_pending` on a 10M-message
 //!   stream over 100,000 subjects `bench.<g>.<i>` (g < 100, i < 1000), for one subject and for
 //!   `bench.7.*` (1,000 subjects), from the middle of the stream.
@@ -176,6 +178,23 @@ fn bench_queries(c: &mut Criterion) {
         });
     }
     drop(gap);
+
+    // A filter matching every one of 100,000 subjects: each call must not enumerate them.
+    let mut dense: Option<Fixture> = None;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    g.bench_function("load_next_dense/all_of_100k_subjects", |b| {
+        let f = dense.get_or_insert_with(|| {
+            let f = fixture("d");
+            let subjects: Vec<String> = (0..100_000).map(|i| format!("bench.s.{i}")).collect();
+            fill(&f.stream, &subjects, 1_000_000);
+            f
+        });
+        b.iter(|| {
+            let from = 1 + rng.next() % 1_000_000;
+            black_box(f.stream.load_next("bench.>", from).unwrap())
+        })
+    });
+    drop(dense);
 
     let mut big: Option<(Fixture, u64)> = None;
     g.sampling_mode(SamplingMode::Flat);

@@ -96,17 +96,22 @@ pub(crate) fn next_match(st: &LogState, filter: &str, from: u64) -> Option<u64> 
         return next_live(st, from);
     }
     let ix = index(st);
-    let ids = ix.matching(filter);
-    if ids.len() > MERGE_LIMIT {
-        let mut s = from;
-        for _ in 0..SCAN_LIMIT {
-            s = next_live(st, s)?;
-            if subject_of(st, s).is_some_and(|subj| matches_bytes(filter.as_bytes(), subj)) {
-                return Some(s);
+    // Few matching subjects: one lookup each. Many: matches are dense, so a short scan usually
+    // finds one before the (then costlier) lookups, and the set is only built if it does not.
+    let ids = match ix.matching_upto(filter, MERGE_LIMIT) {
+        Some(ids) => ids,
+        None => {
+            let mut s = from;
+            for _ in 0..SCAN_LIMIT {
+                s = next_live(st, s)?;
+                if subject_of(st, s).is_some_and(|subj| matches_bytes(filter.as_bytes(), subj)) {
+                    return Some(s);
+                }
+                s += 1;
             }
-            s += 1;
+            ix.matching(filter)
         }
-    }
+    };
     ids.iter()
         .filter_map(|&id| ix.seqs(id)?.next_ge(from))
         .min()

@@ -6,6 +6,8 @@
 //! are open-addressing tables of `u32` ids. A subject costs its bytes plus about 64 bytes,
 //! plus one to three bytes per message (see `docs/architecture.md`).
 
+use std::ops::ControlFlow;
+
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -402,25 +404,45 @@ impl SubjectIndex {
 
     /// Calls `f` with the id of every subject matching `filter` (a valid filter).
     pub fn for_each_match(&self, filter: &str, mut f: impl FnMut(u32)) {
+        let _ = self.try_each_match(filter, &mut |id| {
+            f(id);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// Like `for_each_match`, stopping as soon as `f` breaks.
+    fn try_each_match(
+        &self,
+        filter: &str,
+        f: &mut impl FnMut(u32) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let toks: Vec<&str> = filter.split('.').collect();
         if !toks.iter().any(|t| *t == "*" || *t == ">") {
-            if let Some(id) = self.lookup(filter.as_bytes()) {
-                f(id);
-            }
-            return;
+            return match self.lookup(filter.as_bytes()) {
+                Some(id) => f(id),
+                None => ControlFlow::Continue(()),
+            };
         }
-        self.walk(ROOT, &toks, &mut f);
+        self.walk(ROOT, &toks, f)
     }
 
     /// Matches `toks` against the subjects below node `n`.
-    fn walk(&self, n: u32, toks: &[&str], f: &mut impl FnMut(u32)) {
+    fn walk(
+        &self,
+        n: u32,
+        toks: &[&str],
+        f: &mut impl FnMut(u32) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let (Some((&t, rest)), Some(node)) = (toks.split_first(), self.node(n)) else {
-            return;
+            return ControlFlow::Continue(());
         };
         match (t, rest.is_empty()) {
             (">", _) => self.all_below(n, f),
-            ("*", true) => node.leaves.iter().for_each(|&id| f(id)),
-            ("*", false) => node.children.iter().for_each(|&c| self.walk(c, rest, f)),
+            ("*", true) => node.leaves.iter().try_for_each(|&id| f(id)),
+            ("*", false) => node
+                .children
+                .iter()
+                .try_for_each(|&c| self.walk(c, rest, f)),
             (_, last) => {
                 let mut key = self.key(n).to_vec();
                 if !key.is_empty() {
@@ -428,23 +450,44 @@ impl SubjectIndex {
                 }
                 key.extend_from_slice(t.as_bytes());
                 if last {
-                    self.lookup(&key).into_iter().for_each(&mut *f);
+                    match self.lookup(&key) {
+                        Some(id) => f(id),
+                        None => ControlFlow::Continue(()),
+                    }
                 } else if let Some(c) = self.lookup_node(&key) {
-                    self.walk(c, rest, f);
+                    self.walk(c, rest, f)
+                } else {
+                    ControlFlow::Continue(())
                 }
             }
         }
     }
 
     /// Every subject with at least one token after node `n`'s prefix.
-    fn all_below(&self, n: u32, f: &mut impl FnMut(u32)) {
+    fn all_below(&self, n: u32, f: &mut impl FnMut(u32) -> ControlFlow<()>) -> ControlFlow<()> {
         let mut stack = vec![n];
         while let Some(n) = stack.pop() {
             if let Some(node) = self.node(n) {
-                node.leaves.iter().for_each(|&id| f(id));
+                node.leaves.iter().try_for_each(|&id| f(id))?;
                 stack.extend_from_slice(&node.children);
             }
         }
+        ControlFlow::Continue(())
+    }
+
+    /// The ids of the subjects matching `filter` if there are at most `limit` of them (the
+    /// walk stops at the first one past it).
+    pub fn matching_upto(&self, filter: &str, limit: usize) -> Option<Vec<u32>> {
+        let mut v = Vec::new();
+        let flow = self.try_each_match(filter, &mut |id| {
+            v.push(id);
+            if v.len() > limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        flow.is_continue().then_some(v)
     }
 
     /// Ids of the subjects matching `filter`.
@@ -518,6 +561,10 @@ mod tests {
             want.sort();
             assert_eq!(names(&ix, f), want, "filter {f}");
         }
+        // `a.>` matches a.b, a.c, a.b.c, a.b.d and a.bb.c.
+        assert_eq!(ix.matching_upto("a.>", 4), None);
+        assert_eq!(ix.matching_upto("a.>", 5).map(|v| v.len()), Some(5));
+        assert_eq!(ix.matching_upto("q.>", 0), Some(vec![]));
         // Dropping subjects prunes the trie and keeps the rest findable.
         for (i, s) in subjects.iter().enumerate() {
             assert!(ix.remove(s.as_bytes(), i as u64 + 1));
