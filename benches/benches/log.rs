@@ -19,10 +19,14 @@
 //! disk and a few minutes). Every sample of the append benchmarks writes to a fresh stream,
 //! deleted afterwards, so disk use stays bounded however long criterion runs.
 
+mod common;
+
+use common::{bench_dir, Rng};
+
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -60,17 +64,6 @@ fn size_label(n: u64) -> String {
     }
 }
 
-fn bench_dir() -> TempDir {
-    let base = std::env::var_os("TIDELOG_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::Builder::new()
-        .prefix("tidelog-bench-")
-        .tempdir_in(base)
-        .unwrap()
-}
-
 fn subjects() -> Vec<String> {
     (0..SUBJECTS).map(|i| format!("bench.sub.{i:04}")).collect()
 }
@@ -89,19 +82,6 @@ fn encoded_len(subject: &str, payload: &[u8]) -> u64 {
     let s = store.create_stream(StreamConfig::new("m")).unwrap();
     s.append(subject, b"", payload).unwrap();
     s.state().bytes
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
 }
 
 /// A store whose streams live for one sample each.

@@ -18,9 +18,13 @@
 //! Set-up also prints the index memory of a stream with 1M subjects and 10M messages, counted
 //! by a counting allocator (heap bytes) and by the engine (`Stream::index_memory`).
 
+mod common;
+
+use common::{bench_dir, Rng};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -56,17 +60,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 const PAYLOAD: [u8; 128] = [0x5a; 128];
-
-fn bench_dir() -> TempDir {
-    let base = std::env::var_os("TIDELOG_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::Builder::new()
-        .prefix("tidelog-bench-")
-        .tempdir_in(base)
-        .unwrap()
-}
 
 struct Fixture {
     store: Store,
@@ -125,17 +118,6 @@ fn bench_append(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn bench_queries(c: &mut Criterion) {

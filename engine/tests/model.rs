@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::{pick, GenMsg, Pick};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,21 +40,6 @@ const LEASE_SPAN: u64 = 1 << 20;
 // ---------------------------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct GenMsg {
-    subject: usize,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-/// A sequence argument, resolved against the model when the op runs: a live message, or any
-/// sequence around the live range.
-#[derive(Clone, Copy, Debug)]
-struct Pick {
-    live: bool,
-    idx: u32,
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -168,25 +155,15 @@ struct Model {
 
 impl Model {
     fn first_seq(&self) -> u64 {
-        self.msgs
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.last_seq + 1)
+        common::first_seq(&self.msgs, self.last_seq)
     }
 
     fn num_deleted(&self) -> u64 {
-        self.last_seq + 1 - self.first_seq() - self.msgs.len() as u64
+        common::num_deleted(&self.msgs, self.last_seq)
     }
 
     fn pick(&self, p: Pick) -> u64 {
-        if p.live && !self.msgs.is_empty() {
-            let i = p.idx as usize % self.msgs.len();
-            return *self.msgs.keys().nth(i).expect("index in range");
-        }
-        let lo = self.first_seq().saturating_sub(2);
-        let span = self.last_seq + 4 - lo;
-        lo + p.idx as u64 % span
+        common::pick_seq(&self.msgs, self.last_seq, p)
     }
 
     fn resolve(&self, op: &Op) -> R {
@@ -853,10 +830,6 @@ fn msg() -> impl Strategy<Value = GenMsg> {
             headers: h.unwrap_or_default(),
             payload,
         })
-}
-
-fn pick() -> impl Strategy<Value = Pick> {
-    (prop::bool::weighted(0.7), any::<u32>()).prop_map(|(live, idx)| Pick { live, idx })
 }
 
 fn fault() -> impl Strategy<Value = Fault> {

@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::{pick, GenMsg, Pick};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -73,21 +75,6 @@ const START_NS: i64 = 1_700_000_000 * SEC;
 // ---------------------------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct GenMsg {
-    subject: usize,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-/// A sequence argument, resolved against the model when the op runs: a live message, or any
-/// sequence around the live range.
-#[derive(Clone, Copy, Debug)]
-struct Pick {
-    live: bool,
-    idx: u32,
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -230,15 +217,11 @@ impl Model {
     }
 
     fn first_seq(&self) -> u64 {
-        self.msgs
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.last_seq + 1)
+        common::first_seq(&self.msgs, self.last_seq)
     }
 
     fn num_deleted(&self) -> u64 {
-        self.last_seq + 1 - self.first_seq() - self.msgs.len() as u64
+        common::num_deleted(&self.msgs, self.last_seq)
     }
 
     fn bytes(&self) -> u64 {
@@ -267,13 +250,7 @@ impl Model {
     }
 
     fn pick(&self, p: Pick) -> u64 {
-        if p.live && !self.msgs.is_empty() {
-            let i = p.idx as usize % self.msgs.len();
-            return *self.msgs.keys().nth(i).expect("index in range");
-        }
-        let lo = self.first_seq().saturating_sub(2);
-        let span = self.last_seq + 4 - lo;
-        lo + p.idx as u64 % span
+        common::pick_seq(&self.msgs, self.last_seq, p)
     }
 
     fn resolve(&self, op: &Op) -> R {
@@ -1036,10 +1013,6 @@ fn msg() -> impl Strategy<Value = GenMsg> {
 
 fn subject() -> impl Strategy<Value = usize> {
     prop_oneof![5 => 0..COMMON, 1 => COMMON..SUBJECTS.len()]
-}
-
-fn pick() -> impl Strategy<Value = Pick> {
-    (prop::bool::weighted(0.7), any::<u32>()).prop_map(|(live, idx)| Pick { live, idx })
 }
 
 /// Small enough to bite: a message is 41 to 157 bytes.
