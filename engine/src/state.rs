@@ -233,14 +233,15 @@ impl LogState {
 
     /// Takes live message `seq` (at `off` of block `bi`) out of the subject index.
     fn unindex(&mut self, bi: usize, off: usize, seq: u64) {
-        if self.index.is_none() {
-            return;
-        }
-        let subject = self.subject_at(bi, off).map(<[u8]>::to_vec);
+        // Disjoint fields: the subject is read from the blocks while the index changes.
         let Some(ix) = self.index.as_mut() else {
             return;
         };
-        let found = subject.is_some_and(|s| ix.remove(&s, seq));
+        let subject = self
+            .blocks
+            .get(bi)
+            .and_then(|b| record::subject_at(b.bytes(), off));
+        let found = subject.is_some_and(|s| ix.remove(s, seq));
         if !found {
             // The record's header was damaged after it was indexed: find it by sequence.
             ix.remove_seq(seq);
