@@ -442,24 +442,16 @@ impl Model {
                 Out::Count(gone.len() as u64)
             }
             R::Compact(seq) => {
-                if *seq == 0 {
-                    return Out::Invalid;
+                match common::compact_log(&mut self.msgs, &mut self.last_seq, *seq) {
+                    Some(n) => Out::Count(n),
+                    None => Out::Invalid,
                 }
-                let keep = self.msgs.split_off(seq);
-                let n = self.msgs.len() as u64;
-                self.msgs = keep;
-                if *seq > self.last_seq + 1 {
-                    self.last_seq = seq - 1;
-                }
-                Out::Count(n)
             }
             R::Truncate(seq) => {
-                if *seq >= self.last_seq {
-                    return Out::Invalid;
+                match common::truncate_log(&mut self.msgs, &mut self.last_seq, *seq) {
+                    Some(n) => Out::Count(n),
+                    None => Out::Invalid,
                 }
-                let gone = self.msgs.split_off(&(seq + 1));
-                self.last_seq = *seq;
-                Out::Count(gone.len() as u64)
             }
             R::UpdateLimits(l) => {
                 if !limits_valid(l) {

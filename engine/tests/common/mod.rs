@@ -66,3 +66,29 @@ pub fn print_trace(trace: &[String]) {
         eprintln!("---- case ----\n{}", trace.join("\n"));
     }
 }
+
+/// `compact(seq)` on a model log: drops every message below `seq` (a floor past the end moves
+/// the last sequence up). Returns how many went, or `None` for the invalid `seq == 0`.
+pub fn compact_log<T>(msgs: &mut BTreeMap<u64, T>, last_seq: &mut u64, seq: u64) -> Option<u64> {
+    if seq == 0 {
+        return None;
+    }
+    let keep = msgs.split_off(&seq);
+    let n = msgs.len() as u64;
+    *msgs = keep;
+    if seq > *last_seq + 1 {
+        *last_seq = seq - 1;
+    }
+    Some(n)
+}
+
+/// `truncate(seq)` on a model log: drops every message above `seq`, which becomes the last
+/// sequence. Returns how many went, or `None` when `seq` is not below the last sequence.
+pub fn truncate_log<T>(msgs: &mut BTreeMap<u64, T>, last_seq: &mut u64, seq: u64) -> Option<u64> {
+    if seq >= *last_seq {
+        return None;
+    }
+    let gone = msgs.split_off(&(seq + 1));
+    *last_seq = seq;
+    Some(gone.len() as u64)
+}
