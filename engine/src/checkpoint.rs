@@ -6,9 +6,10 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::record::u64_at;
 
 use crate::deletes::DeleteSet;
+use crate::ttl::TimerParts;
 
 pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
-pub const CKPT_VERSION: u16 = 1;
+pub const CKPT_VERSION: u16 = 2;
 const FIXED_LEN: usize = 96;
 const BLOCK_LEN: usize = 40;
 const RANGE_LEN: usize = 16;
@@ -37,6 +38,8 @@ pub struct Checkpoint {
     pub next_block_id: u64,
     pub blocks: Vec<BlockEntry>,
     pub deletes: DeleteSet,
+    /// The TTL timers (version 2).
+    pub timers: TimerParts,
 }
 
 impl Checkpoint {
@@ -71,9 +74,11 @@ impl Checkpoint {
             b.extend_from_slice(&s.to_le_bytes());
             b.extend_from_slice(&e.to_le_bytes());
         }
+        debug_assert_eq!(b.len() + 8, n);
+        encode_timers(&mut b, &self.timers);
         let sum = xxh3_64(&b);
         b.extend_from_slice(&sum.to_le_bytes());
-        debug_assert_eq!(b.len(), n);
+        debug_assert!(Checkpoint::decode(&b).is_ok());
         b
     }
 
@@ -85,7 +90,8 @@ impl Checkpoint {
         if b[0..8] != CKPT_MAGIC {
             return Err("bad magic");
         }
-        if u16::from_le_bytes([b[8], b[9]]) != CKPT_VERSION {
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != 1 && version != CKPT_VERSION {
             return Err("unknown version");
         }
         let body = b.len() - 8;
@@ -99,7 +105,7 @@ impl Checkpoint {
             .and_then(|x| nr.checked_mul(RANGE_LEN).and_then(|y| x.checked_add(y)))
             .and_then(|x| x.checked_add(FIXED_LEN))
             .ok_or("bad counts")?;
-        if need != body {
+        if need > body || (version == 1 && need != body) {
             return Err("length does not match counts");
         }
         let limit = crate::record::MAX_SEQ;
@@ -137,6 +143,10 @@ impl Checkpoint {
             prev_end = Some(e);
             p += RANGE_LEN;
         }
+        let timers = match version {
+            1 => TimerParts::default(),
+            _ => decode_timers(&b[p..body]).ok_or("bad timers")?,
+        };
         Ok(Checkpoint {
             stream_id: u64_at(b, 16),
             last_seq: u64_at(b, 24),
@@ -148,8 +158,91 @@ impl Checkpoint {
             next_block_id: u64_at(b, 72),
             blocks,
             deletes,
+            timers,
         })
     }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let x = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(x & 0x7f).checked_shl(shift)?;
+        if x & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A sorted list: its length, its first sequence, then the gaps, all LEB128.
+fn put_list(out: &mut Vec<u8>, seqs: &[u64]) {
+    put_varint(out, seqs.len() as u64);
+    let mut prev = 0;
+    for &s in seqs {
+        put_varint(out, s - prev);
+        prev = s;
+    }
+}
+
+fn get_list(b: &[u8], at: &mut usize) -> Option<Vec<u64>> {
+    let n = get_varint(b, at)?;
+    // Every entry takes at least one byte: a damaged count cannot allocate past the input.
+    if n > (b.len() - *at) as u64 {
+        return None;
+    }
+    let mut v = Vec::with_capacity(n as usize);
+    let mut prev = 0u64;
+    for i in 0..n {
+        let d = get_varint(b, at)?;
+        if i > 0 && d == 0 {
+            return None;
+        }
+        prev = prev
+            .checked_add(d)
+            .filter(|&s| s <= crate::record::MAX_SEQ)?;
+        v.push(prev);
+    }
+    Some(v)
+}
+
+/// The timers section: the "never" list, the number of buckets, then each bucket's second
+/// and list (layout in `docs/format.md`).
+fn encode_timers(out: &mut Vec<u8>, t: &TimerParts) {
+    put_list(out, &t.never());
+    let buckets = t.sorted();
+    put_varint(out, buckets.len() as u64);
+    for (due, seqs) in &buckets {
+        put_varint(out, *due);
+        put_list(out, seqs);
+    }
+}
+
+fn decode_timers(b: &[u8]) -> Option<TimerParts> {
+    let mut at = 0;
+    let never = get_list(b, &mut at)?;
+    let n = get_varint(b, &mut at)?;
+    if n > b.len() as u64 {
+        return None;
+    }
+    let mut buckets = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let due = get_varint(b, &mut at)?;
+        buckets.push((due, get_list(b, &mut at)?));
+    }
+    if at != b.len() {
+        return None;
+    }
+    TimerParts::from_lists(buckets, never)
 }
 
 /// The sequence lease: the highest sequence that may have been handed out. Written durably
@@ -199,6 +292,8 @@ mod tests {
                 live_bytes: 100,
             }],
             deletes: d,
+            timers: TimerParts::from_lists(vec![(1_000, vec![3, 4, 9]), (7, vec![20])], vec![5])
+                .unwrap(),
         };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Ok(c));

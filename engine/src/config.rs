@@ -122,6 +122,20 @@ pub struct StreamConfig {
     pub max_msg_size: u32,
     #[serde(default)]
     pub limits: Limits,
+    /// Appends may carry a per-message TTL ([`crate::Ttl`]); without this they get
+    /// [`crate::AppendError::TtlNotAllowed`].
+    #[serde(default)]
+    pub allow_msg_ttl: bool,
+    /// When max_age or a TTL removes the last message of a subject, append a delete marker on
+    /// that subject that lives this long (whole seconds; needs `allow_msg_ttl`). Per-message
+    /// TTLs shorter than this are raised to it unless `max_msgs_per_subject` is 1 (see
+    /// `docs/architecture.md`).
+    #[serde(default)]
+    pub subject_delete_marker_ttl: Option<Duration>,
+    /// Also append markers when `remove`/`erase` (reason `Remove`) or a purge (reason `Purge`)
+    /// removes the last message of a subject. Needs `subject_delete_marker_ttl`.
+    #[serde(default)]
+    pub removal_markers: bool,
 }
 
 impl StreamConfig {
@@ -135,7 +149,22 @@ impl StreamConfig {
             block_size: DEFAULT_BLOCK_SIZE,
             max_msg_size: 1 << 20,
             limits: Limits::default(),
+            allow_msg_ttl: false,
+            subject_delete_marker_ttl: None,
+            removal_markers: false,
         }
+    }
+    pub fn allow_msg_ttl(mut self, yes: bool) -> Self {
+        self.allow_msg_ttl = yes;
+        self
+    }
+    pub fn subject_delete_marker_ttl(mut self, d: Duration) -> Self {
+        self.subject_delete_marker_ttl = Some(d);
+        self
+    }
+    pub fn removal_markers(mut self, yes: bool) -> Self {
+        self.removal_markers = yes;
+        self
     }
     pub fn limits(mut self, l: Limits) -> Self {
         self.limits = l;
@@ -201,6 +230,7 @@ impl StreamConfig {
             });
         }
         self.limits.validate()?;
+        self.validate_markers()?;
         if let Durability::Interval(d) = self.durability {
             if d.is_zero() || d > Duration::from_secs(3600) {
                 return Err(ConfigError::InvalidLimit {
@@ -208,6 +238,33 @@ impl StreamConfig {
                     why: "must be between 1 ns and 1 hour".into(),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl StreamConfig {
+    fn validate_markers(&self) -> Result<(), ConfigError> {
+        let bad = |name, why: &str| {
+            Err(ConfigError::InvalidLimit {
+                name,
+                why: why.into(),
+            })
+        };
+        if let Some(d) = self.subject_delete_marker_ttl {
+            let s = d.as_secs();
+            if d.subsec_nanos() != 0 || !(1..=crate::ttl::MAX_TTL_SECS).contains(&s) {
+                return bad(
+                    "subject_delete_marker_ttl",
+                    "must be whole seconds between 1 s and 100 years",
+                );
+            }
+            if !self.allow_msg_ttl {
+                return bad("subject_delete_marker_ttl", "markers need allow_msg_ttl");
+            }
+        }
+        if self.removal_markers && self.subject_delete_marker_ttl.is_none() {
+            return bad("removal_markers", "needs subject_delete_marker_ttl");
         }
         Ok(())
     }
@@ -277,6 +334,19 @@ mod tests {
             .is_err());
         assert!(StreamConfig::new("s")
             .durability(Durability::Interval(Duration::ZERO))
+            .validate()
+            .is_err());
+        let m = StreamConfig::new("s").subject_delete_marker_ttl(Duration::from_secs(5));
+        assert!(m.clone().validate().is_err(), "markers need TTLs");
+        assert!(m.clone().allow_msg_ttl(true).validate().is_ok());
+        assert!(StreamConfig::new("s")
+            .allow_msg_ttl(true)
+            .subject_delete_marker_ttl(Duration::from_millis(1500))
+            .validate()
+            .is_err());
+        assert!(StreamConfig::new("s")
+            .allow_msg_ttl(true)
+            .removal_markers(true)
             .validate()
             .is_err());
     }

@@ -24,6 +24,7 @@ pub(crate) struct Request {
     subject: String,
     headers: Vec<u8>,
     payload: Vec<u8>,
+    ttl: Option<crate::ttl::Ttl>,
     thread: std::thread::Thread,
     result: Mutex<Option<Result<Appended, AppendError>>>,
 }
@@ -34,6 +35,7 @@ impl Request {
             subject: m.subject.to_owned(),
             headers: m.headers.to_vec(),
             payload: m.payload.to_vec(),
+            ttl: m.ttl,
             thread: std::thread::current(),
             result: Mutex::new(None),
         }
@@ -120,6 +122,7 @@ impl Stream {
                     subject: &r.subject,
                     headers: &r.headers,
                     payload: &r.payload,
+                    ttl: r.ttl,
                 };
                 results.push(
                     self.put(&mut st, seq, ts, 0, &m)
@@ -169,6 +172,24 @@ impl Stream {
             }
             Durability::None => self.nudge(lsn)?,
         }
+        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
+            self.raise_lease(last_seq + LEASE_SPAN)?;
+        }
+        Ok(())
+    }
+
+    /// After a write no caller waits for (expiry): hands the bytes to the OS as appends do
+    /// and covers new sequences with the lease, whatever the durability mode.
+    pub(crate) fn after_background_write(
+        &self,
+        lsn: u64,
+        last_seq: u64,
+    ) -> Result<(), DurabilityError> {
+        self.wake_watchers();
+        if !self.s.persistent {
+            return Ok(());
+        }
+        self.nudge(lsn)?;
         if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
             self.raise_lease(last_seq + LEASE_SPAN)?;
         }

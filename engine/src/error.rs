@@ -117,6 +117,12 @@ pub enum AppendError {
     SequenceNotAfterLast { seq: u64, last: u64 },
     #[error("batch is empty")]
     EmptyBatch,
+    /// The message has a TTL but the stream's config does not allow them.
+    #[error("this stream does not allow per-message TTLs")]
+    TtlNotAllowed,
+    /// A TTL of zero seconds or beyond [`crate::MAX_TTL_SECS`].
+    #[error("invalid TTL of {secs} seconds: must be between 1 and {max}", max = crate::MAX_TTL_SECS)]
+    InvalidTtl { secs: u64 },
     /// A discard-new stream (or a full subject of a discard-new-per-subject stream) refused
     /// the append; nothing changed.
     #[error("stream limit {0} reached")]

@@ -248,6 +248,7 @@ impl Stream {
                     })
                     .collect(),
                 deletes: st.deletes.clone(),
+                timers: st.timers.parts(),
             };
             ck
         });

@@ -22,6 +22,7 @@ mod config;
 mod deletes;
 mod durability;
 mod error;
+mod expiry;
 mod flush;
 mod id_table;
 pub mod io;
@@ -35,6 +36,7 @@ mod store;
 mod stream;
 pub mod subject;
 mod subject_index;
+mod ttl;
 mod watch;
 
 #[doc(hidden)]
@@ -57,4 +59,5 @@ pub use store::{DamagedStream, Store};
 pub use stream::{
     Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,
 };
+pub use ttl::{Ttl, MAX_TTL_SECS};
 pub use watch::{WatchFrom, Watcher};

@@ -112,31 +112,29 @@ pub(crate) fn log_control(
     seq: u64,
     payload: &[u8],
     now: i64,
+    flags: u8,
 ) -> io::Result<()> {
     let len = record::encoded_len(0, 0, payload.len());
     st.ensure_room(vfs, None, len, now)?;
-    st.encode(kind, 0, seq, now, &[], &[], payload);
+    st.encode(kind, flags, seq, now, &[], &[], payload, None);
     let r = record::RecordRef {
         kind,
-        flags: 0,
+        flags,
         seq,
         ts: now,
         subject: &[],
         headers: &[],
         payload,
+        ttl: None,
         len,
     };
     st.apply_record(&r, 0);
     Ok(())
 }
 
-/// Logs and applies the removal of `seqs` (sorted, live).
-pub(crate) fn remove_logged(
-    st: &mut LogState,
-    vfs: &dyn Vfs,
-    seqs: &[u64],
-    now: i64,
-) -> io::Result<()> {
+/// The `Remove` records (first sequence, payload) that remove `seqs` (sorted).
+pub(crate) fn remove_records(seqs: &[u64]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
     let mut start = 0;
     while start < seqs.len() {
         // Each record covers as many sequences as fit its payload bound.
@@ -146,8 +144,21 @@ pub(crate) fn remove_logged(
             end = start + (end - start) / 2;
             payload = encode_ranges(&seqs[start..end]);
         }
-        log_control(st, vfs, Kind::Remove, seqs[start], &payload, now)?;
+        out.push((seqs[start], payload));
         start = end;
+    }
+    out
+}
+
+/// Logs and applies the removal of `seqs` (sorted, live).
+pub(crate) fn remove_logged(
+    st: &mut LogState,
+    vfs: &dyn Vfs,
+    seqs: &[u64],
+    now: i64,
+) -> io::Result<()> {
+    for (first, payload) in remove_records(seqs) {
+        log_control(st, vfs, Kind::Remove, first, &payload, now, 0)?;
     }
     Ok(())
 }
@@ -257,30 +268,27 @@ pub(crate) fn enforce(
             remove_logged(st, vfs, &remove, now)?;
         }
     }
-    let floor = prefix_floor(st, lim, now);
+    let floor = prefix_floor(st, lim);
     if floor > st.floor {
-        log_control(st, vfs, Kind::Purge, floor, &[], now)?;
+        log_control(st, vfs, Kind::Purge, floor, &[], now, 0)?;
     }
     Ok(())
 }
 
 /// The first sequence to keep after removing the oldest messages that break max_msgs or
-/// max_bytes (discard-old streams) or max_age (every stream).
-fn prefix_floor(st: &LogState, lim: &Limits, now: i64) -> u64 {
+/// max_bytes (discard-old streams). max_age is not a prefix (messages with a TTL of "never"
+/// stay): `expiry` applies it.
+fn prefix_floor(st: &LogState, lim: &Limits) -> u64 {
     let old = lim.discard == Discard::Old;
-    if lim.max_age.is_none() && !(old && (lim.max_msgs.is_some() || lim.max_bytes.is_some())) {
+    if !(old && (lim.max_msgs.is_some() || lim.max_bytes.is_some())) {
         return st.floor;
     }
     let max_msgs = lim.max_msgs.filter(|_| old).unwrap_or(u64::MAX);
     let max_bytes = lim.max_bytes.filter(|_| old).unwrap_or(u64::MAX);
-    let cutoff = lim
-        .max_age
-        .map(|a| now.saturating_sub(a.as_nanos().min(i64::MAX as u128) as i64));
     let (mut msgs, mut bytes) = (st.messages(), st.live_bytes);
     let mut seq = st.floor;
     while let Some(s) = next_live(st, seq) {
-        let expired = cutoff.is_some_and(|c| ts_of(st, s).is_some_and(|t| t < c));
-        if msgs <= max_msgs && bytes <= max_bytes && !expired {
+        if msgs <= max_msgs && bytes <= max_bytes {
             return s;
         }
         msgs -= 1;
@@ -288,26 +296,6 @@ fn prefix_floor(st: &LogState, lim: &Limits, now: i64) -> u64 {
         seq = s + 1;
     }
     seq.max(st.last_seq + 1)
-}
-
-/// True when the oldest message has outlived max_age.
-pub(crate) fn age_due(st: &LogState, now: i64) -> bool {
-    let Some(a) = st.limits.max_age else {
-        return false;
-    };
-    let cutoff = now.saturating_sub(a.as_nanos().min(i64::MAX as u128) as i64);
-    next_live(st, st.floor)
-        .and_then(|s| ts_of(st, s))
-        .is_some_and(|t| t < cutoff)
-}
-
-fn ts_of(st: &LogState, seq: u64) -> Option<i64> {
-    let (bi, off) = st.find(seq)?;
-    Some(
-        record::decode_head(st.blocks[bi].bytes().get(off..)?)
-            .ok()?
-            .ts,
-    )
 }
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub struct IndexMemory {
     pub offsets: usize,
     /// Delete set and block descriptors.
     pub other: usize,
+    /// TTL timers: the wheel, its buckets and the "never" list.
+    pub timers: usize,
+    /// Messages with a TTL (pending or "never").
+    pub timed_messages: u64,
 }
 
 /// With more matching subjects than this, `load_next` first scans a few messages forward
@@ -325,6 +329,8 @@ impl Stream {
             offsets: st.blocks.iter().map(|b| b.slots() as usize * 4).sum(),
             other: st.deletes.range_count() * 48
                 + st.blocks.capacity() * std::mem::size_of::<crate::state::Block>(),
+            timers: st.timers.memory_bytes(),
+            timed_messages: st.timers.len(),
         }
     }
 }

@@ -59,6 +59,12 @@ pub const FLAG_ERASED: u8 = 1;
 /// Flag bit: more records of the same atomic batch follow; recovery drops a batch whose last
 /// record (the one without this bit) is missing.
 pub const FLAG_BATCH: u8 = 2;
+/// Flag bit: the message carries a TTL, stored in the 8 bytes before the checksum.
+pub const FLAG_TTL: u8 = 4;
+/// Flag bit: the message is a subject delete marker written by the store.
+pub const FLAG_MARKER: u8 = 8;
+/// Bytes of the TTL field of a message with [`FLAG_TTL`].
+pub const TTL_LEN: usize = 8;
 
 /// A decoded record borrowing from the block bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +76,8 @@ pub struct RecordRef<'a> {
     pub subject: &'a [u8],
     pub headers: &'a [u8],
     pub payload: &'a [u8],
+    /// The raw TTL field (`FLAG_TTL`): seconds, or `u64::MAX` for "never".
+    pub ttl: Option<u64>,
     /// Whole encoded length.
     pub len: usize,
 }
@@ -125,8 +133,13 @@ fn head_check(b: &[u8]) -> u32 {
     h as u32
 }
 
-/// Encodes a record into `out[..encoded_len]`. `out` must be at least that long; returns the
-/// length written.
+/// Encoded size of a message record with or without a TTL field.
+pub fn msg_len(subject: usize, headers: usize, payload: usize, ttl: bool) -> usize {
+    encoded_len(subject, headers, payload) + if ttl { TTL_LEN } else { 0 }
+}
+
+/// Encodes a record into `out[..len]` (`msg_len` with a TTL, else `encoded_len`). `out` must
+/// be at least that long; returns the length written. `FLAG_TTL` is set exactly when `ttl` is.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_into(
     out: &mut [u8],
@@ -137,8 +150,13 @@ pub fn encode_into(
     subject: &[u8],
     headers: &[u8],
     payload: &[u8],
+    ttl: Option<u64>,
 ) -> usize {
-    let len = encoded_len(subject.len(), headers.len(), payload.len());
+    let len = msg_len(subject.len(), headers.len(), payload.len(), ttl.is_some());
+    let flags = match ttl {
+        Some(_) => flags | FLAG_TTL,
+        None => flags & !FLAG_TTL,
+    };
     debug_assert!(out.len() >= len, "encode_into: buffer too small");
     debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_RECORD_LEN);
     let out = &mut out[..len];
@@ -155,6 +173,10 @@ pub fn encode_into(
     for part in [subject, headers, payload] {
         out[p..p + part.len()].copy_from_slice(part);
         p += part.len();
+    }
+    if let Some(t) = ttl {
+        out[p..p + TTL_LEN].copy_from_slice(&t.to_le_bytes());
+        p += TTL_LEN;
     }
     let sum = xxh3_64(&out[..p]);
     out[p..p + 8].copy_from_slice(&sum.to_le_bytes());
@@ -173,7 +195,7 @@ pub fn encode(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut v = vec![0u8; encoded_len(subject.len(), headers.len(), payload.len())];
-    encode_into(&mut v, kind, 0, seq, ts, subject, headers, payload);
+    encode_into(&mut v, kind, 0, seq, ts, subject, headers, payload, None);
     v
 }
 
@@ -206,9 +228,10 @@ pub fn decode_head(b: &[u8]) -> Result<Head, DecodeError> {
     let kind = Kind::from_u8(b[4]).ok_or(DecodeError::BadHeader)?;
     let subject_len = u16::from_le_bytes([b[6], b[7]]) as usize;
     let headers_len = u32_at(b, 24) as usize;
-    if !(MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&len)
+    let ttl_len = if b[5] & FLAG_TTL != 0 { TTL_LEN } else { 0 };
+    if !(MIN_RECORD_LEN..=MAX_RECORD_LEN + TTL_LEN).contains(&len)
         || subject_len > MAX_SUBJECT_LEN
-        || MIN_RECORD_LEN + subject_len + headers_len > len
+        || MIN_RECORD_LEN + ttl_len + subject_len + headers_len > len
     {
         return Err(DecodeError::BadHeader);
     }
@@ -240,6 +263,10 @@ pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeErr
     if verify && u64_at(b, body_end) != xxh3_64(&b[..body_end]) {
         return Err(DecodeError::BadBody(h));
     }
+    let (pl_end, ttl) = match h.flags & FLAG_TTL {
+        0 => (body_end, None),
+        _ => (body_end - TTL_LEN, Some(u64_at(b, body_end - TTL_LEN))),
+    };
     let s = HEADER_LEN;
     let hd = s + h.subject_len;
     let pl = hd + h.headers_len;
@@ -250,7 +277,8 @@ pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeErr
         ts: h.ts,
         subject: &b[s..hd],
         headers: &b[hd..pl],
-        payload: &b[pl..body_end],
+        payload: &b[pl..pl_end],
+        ttl,
         len: h.len,
     })
 }
@@ -261,6 +289,18 @@ pub fn subject_at(bytes: &[u8], off: usize) -> Option<&[u8]> {
     let b = bytes.get(off..)?;
     let h = decode_head(b).ok()?;
     b.get(HEADER_LEN..HEADER_LEN + h.subject_len)
+}
+
+/// The timestamp and raw TTL field of the message record at `off`, if it has one (its header
+/// must pass its check; the body is not verified).
+pub fn ttl_at(bytes: &[u8], off: usize) -> Option<(i64, u64)> {
+    let b = bytes.get(off..)?;
+    let h = decode_head(b).ok()?;
+    if h.flags & FLAG_TTL == 0 || h.kind != Kind::Msg {
+        return None;
+    }
+    let at = h.len.checked_sub(TRAILER_LEN + TTL_LEN)?;
+    Some((h.ts, u64_at(b.get(at..at + TTL_LEN)?, 0)))
 }
 
 /// The stored checksum of the intact record at `off`, which identifies it.
@@ -279,7 +319,8 @@ pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
     if h.kind != Kind::Msg || b.len() < h.len {
         return None;
     }
-    let body = h.len - MIN_RECORD_LEN;
+    let ttl = ttl_at(b, 0).map(|(_, t)| t);
+    let body = h.len - MIN_RECORD_LEN - if ttl.is_some() { TTL_LEN } else { 0 };
     let zeros = vec![0u8; body];
     let (subject, rest) = zeros.split_at(h.subject_len);
     let (headers, payload) = rest.split_at(h.headers_len);
@@ -287,12 +328,13 @@ pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
     encode_into(
         &mut out,
         Kind::Msg,
-        (h.flags & FLAG_BATCH) | FLAG_ERASED,
+        (h.flags & (FLAG_BATCH | FLAG_MARKER)) | FLAG_ERASED,
         h.seq,
         h.ts,
         subject,
         headers,
         payload,
+        ttl,
     );
     Some(out)
 }

@@ -116,6 +116,12 @@ fn check_checkpoint(c: Checkpoint, stream_id: u64) -> Result<Checkpoint, &'stati
     {
         return Err("delete range outside the stream");
     }
+    let outside = |l: &crate::seqlist::SeqList| l.first() < c.floor || l.last() > c.last_seq;
+    if c.timers.buckets.iter().any(|(_, l)| outside(l))
+        || c.timers.never.as_ref().is_some_and(outside)
+    {
+        return Err("timer outside the stream");
+    }
     let mut prev: Option<&BlockEntry> = None;
     for e in &c.blocks {
         let bad_order = prev.is_some_and(|p| p.id >= e.id || p.first_seq + p.slots > e.first_seq);
@@ -150,6 +156,7 @@ pub(crate) fn recover(
         st.last_ts = c.last_ts;
         st.floor = c.floor;
         st.deletes = c.deletes.clone();
+        st.timers = crate::ttl::Timers::from_parts(c.timers.clone());
         st.live_bytes = c.live_bytes;
         st.next_block_id = c.next_block_id;
         listed = c.blocks.iter().map(|e| (e.id, *e)).collect();
@@ -505,6 +512,7 @@ impl BlockScan<'_> {
             subject: &[],
             headers: &[],
             payload: &[],
+            ttl: None,
             len: h.len,
         };
         self.st.apply_record(&r, 0);

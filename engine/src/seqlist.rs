@@ -287,7 +287,7 @@ impl SeqList {
         }
     }
 
-    fn from_sorted(seqs: &[u64]) -> Option<SeqList> {
+    pub fn from_sorted(seqs: &[u64]) -> Option<SeqList> {
         let (&first, &last) = (seqs.first()?, seqs.last()?);
         let d = deltas_of(seqs);
         let repr = if d.len() <= INLINE && seqs.len() <= u8::MAX as usize {

@@ -178,6 +178,11 @@ pub(crate) struct LogState {
     pub limited: bool,
     /// Subject id found by `knows_subject` for the message about to be applied.
     subject_hint: Option<u32>,
+    /// The live messages with a TTL. Kept by every `apply_*`, like the index.
+    pub timers: crate::ttl::Timers,
+    /// Every message below this is removed or has a TTL of "never": where the next max_age
+    /// scan starts, so exempt messages are stepped over once, not on every pass.
+    pub age_from: u64,
 }
 
 impl LogState {
@@ -200,6 +205,8 @@ impl LogState {
             limits: crate::config::Limits::default(),
             limited: false,
             subject_hint: None,
+            timers: crate::ttl::Timers::default(),
+            age_from: 0,
         }
     }
 
@@ -229,6 +236,32 @@ impl LogState {
     /// needed to name the subject).
     pub fn subject_at(&self, bi: usize, off: usize) -> Option<&[u8]> {
         record::subject_at(self.blocks.get(bi)?.bytes(), off)
+    }
+
+    /// Takes live message `seq` (at `off` of block `bi`) out of the subject index and the
+    /// timers.
+    fn forget(&mut self, bi: usize, off: usize, seq: u64) {
+        self.unindex(bi, off, seq);
+        self.untime(bi, off, seq);
+    }
+
+    /// Takes live message `seq` out of the timers, finding its timer from its record.
+    fn untime(&mut self, bi: usize, off: usize, seq: u64) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let Some(b) = self.blocks.get(bi) else { return };
+        match record::ttl_at(b.bytes(), off) {
+            // The record's TTL bytes changed since it was timed (damage): search.
+            Some((ts, raw)) if !self.timers.cancel(seq, ts, raw) => {
+                self.timers.cancel_any(seq);
+            }
+            Some(_) => {}
+            None if record::decode_head(b.bytes().get(off..).unwrap_or(&[])).is_err() => {
+                self.timers.cancel_any(seq);
+            }
+            None => {}
+        }
     }
 
     /// Takes live message `seq` (at `off` of block `bi`) out of the subject index.
@@ -480,8 +513,9 @@ impl LogState {
         subject: &[u8],
         headers: &[u8],
         payload: &[u8],
+        ttl: Option<u64>,
     ) -> (usize, usize) {
-        let len = record::encoded_len(subject.len(), headers.len(), payload.len());
+        let len = record::msg_len(subject.len(), headers.len(), payload.len(), ttl.is_some());
         let Some(Block {
             data: Data::Active(w),
             ..
@@ -492,7 +526,7 @@ impl LogState {
         };
         let off = w.buf().len();
         w.append_with(len, |buf| {
-            record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload)
+            record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload, ttl)
         });
         self.lsn += len as u64;
         (off, len)
@@ -554,6 +588,7 @@ impl LogState {
 
     /// Removes `a..=b` wholesale (a block file that went missing), with the bytes it held.
     pub fn discard_range(&mut self, a: u64, b: u64, bytes: u64) {
+        self.timers.remove_range(a, b);
         self.deletes.insert_range(a, b);
         self.live_bytes = self.live_bytes.saturating_sub(bytes);
         self.normalize_floor();
@@ -566,6 +601,7 @@ impl LogState {
             return false;
         }
         self.deletes.insert(seq);
+        self.timers.cancel_any(seq);
         if let Some(b) = self.blocks.last_mut() {
             b.live = b.live.saturating_sub(1);
             b.live_bytes = b.live_bytes.saturating_sub(len);
@@ -576,7 +612,16 @@ impl LogState {
     }
 
     /// A message record at `off` of the last block.
-    pub fn apply_msg(&mut self, seq: u64, ts: i64, off: usize, len: usize, subject: &[u8]) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_msg(
+        &mut self,
+        seq: u64,
+        ts: i64,
+        off: usize,
+        len: usize,
+        subject: &[u8],
+        ttl: Option<u64>,
+    ) {
         debug_assert!(
             seq > self.last_seq,
             "apply_msg: {seq} not after {}",
@@ -595,6 +640,9 @@ impl LogState {
         self.last_seq = seq;
         self.last_ts = self.last_ts.max(ts);
         self.normalize_floor();
+        if let Some(raw) = ttl {
+            self.timers.insert(seq, ts, raw);
+        }
         let hint = self.subject_hint.take();
         if let Some(ix) = &mut self.index {
             // The hint is checked against the name, so a stale one costs only the check.
@@ -624,7 +672,7 @@ impl LogState {
     /// Removes one live message; `None` if it was not live.
     pub fn apply_remove(&mut self, seq: u64) -> Option<u64> {
         let (bi, off) = self.find(seq)?;
-        self.unindex(bi, off, seq);
+        self.forget(bi, off, seq);
         self.deletes.insert(seq);
         let freed = self.free(bi, off);
         self.retire_if_empty(bi);
@@ -648,7 +696,7 @@ impl LogState {
             return 0;
         }
         let before = self.messages();
-        self.unindex_range(self.floor, floor.min(self.last_seq + 1), true);
+        self.forget_range(self.floor, floor.min(self.last_seq + 1), true);
         if floor > self.last_seq + 1 {
             self.last_seq = floor - 1;
         }
@@ -686,7 +734,7 @@ impl LogState {
             return 0;
         }
         let before = self.messages();
-        self.unindex_range(last + 1, self.last_seq + 1, false);
+        self.forget_range(last + 1, self.last_seq + 1, false);
         for bi in (0..self.blocks.len()).rev() {
             let b = &self.blocks[bi];
             if b.end_seq() <= last + 1 {
@@ -703,6 +751,7 @@ impl LogState {
             b.offsets.clip(keep as usize);
         }
         self.deletes.remove_above(last);
+        self.age_from = self.age_from.min(last + 1);
         self.last_seq = last;
         self.floor = self.floor.min(last + 1);
         self.retire_empty_blocks();
@@ -710,25 +759,40 @@ impl LogState {
         before - self.messages()
     }
 
-    /// Takes the live messages in `a..b` out of the subject index: one by one when there are
-    /// fewer of them than subjects, else by trimming every subject's list (`below`: the range
-    /// is a prefix of the stream, else a suffix).
-    fn unindex_range(&mut self, a: u64, b: u64, below: bool) {
-        let Some(ix) = &mut self.index else { return };
+    /// Takes the live messages in `a..b` out of the subject index and the timers: one by one
+    /// when there are fewer of them than subjects (timers), else by trimming every subject's
+    /// list (every bucket) (`below`: the range is a prefix of the stream, else a suffix).
+    fn forget_range(&mut self, a: u64, b: u64, below: bool) {
         if a >= b {
             return;
         }
-        if b - a > ix.len() as u64 {
-            if below {
-                ix.remove_below(b);
-            } else {
-                ix.remove_above(a - 1);
+        let walk_index = match &mut self.index {
+            Some(ix) if b - a > ix.len() as u64 => {
+                if below {
+                    ix.remove_below(b);
+                } else {
+                    ix.remove_above(a - 1);
+                }
+                false
             }
+            Some(_) => true,
+            None => false,
+        };
+        let walk_timers = !self.timers.is_empty() && b - a <= self.timers.len();
+        if !self.timers.is_empty() && !walk_timers {
+            self.timers.remove_range(a, b - 1);
+        }
+        if !walk_index && !walk_timers {
             return;
         }
         for seq in a..b {
             if let Some((bi, off)) = self.find(seq) {
-                self.unindex(bi, off, seq);
+                if walk_index {
+                    self.unindex(bi, off, seq);
+                }
+                if walk_timers {
+                    self.untime(bi, off, seq);
+                }
             }
         }
     }
@@ -772,7 +836,7 @@ impl LogState {
                 if !self.placeable(r.seq) {
                     return false;
                 }
-                self.apply_msg(r.seq, r.ts, off, r.len, r.subject)
+                self.apply_msg(r.seq, r.ts, off, r.len, r.subject, r.ttl)
             }
             Kind::Skip => {
                 let first = r.payload.get(..8).map(|b| {
@@ -849,7 +913,52 @@ impl LogState {
                 self.live_bytes
             ));
         }
-        self.check_index()
+        self.check_index()?;
+        self.check_timers()
+    }
+
+    /// The timers hold exactly the live messages with a TTL, each in the bucket of its due
+    /// second (`timers-equal-log`).
+    fn check_timers(&self) -> Result<(), String> {
+        let mut want: Vec<(u64, u64)> = Vec::new();
+        let mut never = Vec::new();
+        for (bi, b) in self.blocks.iter().enumerate() {
+            for seq in b.first_seq..b.end_seq() {
+                let Some((_, off)) = self.find(seq).filter(|&(i, _)| i == bi) else {
+                    continue;
+                };
+                match record::ttl_at(b.bytes(), off)
+                    .and_then(|(ts, raw)| Some((ts, crate::ttl::Ttl::from_raw(raw)?)))
+                {
+                    Some((_, crate::ttl::Ttl::Never)) => never.push(seq),
+                    Some((ts, crate::ttl::Ttl::Secs(n))) => {
+                        want.push((crate::ttl::due_second(ts, n), seq))
+                    }
+                    None => {}
+                }
+            }
+        }
+        want.sort_unstable();
+        let mut have: Vec<(u64, u64)> = self
+            .timers
+            .buckets()
+            .into_iter()
+            .flat_map(|(d, v)| v.into_iter().map(move |q| (d, q)))
+            .collect();
+        have.sort_unstable();
+        if have != want || self.timers.never() != never {
+            return Err(format!(
+                "timers hold {} pending / {} never, log has {} / {}",
+                have.len(),
+                self.timers.never().len(),
+                want.len(),
+                never.len()
+            ));
+        }
+        if self.timers.pending() != want.len() as u64 {
+            return Err("timer count wrong".into());
+        }
+        Ok(())
     }
 
     /// The subject index equals one rebuilt from the live messages (`index-equals-log`).

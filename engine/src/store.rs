@@ -424,7 +424,7 @@ fn spawn_maintainer(
                     // A failure poisons that stream and is reported to its next writer; the other
                     // streams carry on.
                     // Failures poison the stream; its next writer gets the error.
-                    let _ = s.expire_due();
+                    let _ = s.expire_now();
                     let _ = s.maintain();
                 }
             }

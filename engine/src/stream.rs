@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Durability, Limits, StreamConfig};
 use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
+use crate::expiry::Reason;
 use crate::flush::{CkptTiming, Ckpts};
 use crate::io::Vfs;
 use crate::limits;
@@ -20,6 +21,7 @@ use crate::record::{self, Kind, FLAG_BATCH};
 use crate::recovery::RecoveryReport;
 use crate::state::{Data, LogState, MAX_SEQ};
 use crate::subject;
+use crate::ttl::Ttl;
 
 /// Largest encoded size of one batch (it must fit a block with 32-bit offsets).
 const MAX_BATCH_BYTES: usize = 1 << 30;
@@ -49,6 +51,8 @@ pub struct NewMessage<'a> {
     pub subject: &'a str,
     pub headers: &'a [u8],
     pub payload: &'a [u8],
+    /// Its own TTL (the stream must allow them); `None` lives by the stream's limits.
+    pub ttl: Option<Ttl>,
 }
 
 impl<'a> NewMessage<'a> {
@@ -57,11 +61,25 @@ impl<'a> NewMessage<'a> {
             subject,
             headers: &[],
             payload,
+            ttl: None,
         }
     }
     pub fn with_headers(mut self, headers: &'a [u8]) -> Self {
         self.headers = headers;
         self
+    }
+    pub fn with_ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// Size of its record.
+    pub(crate) fn record_len(&self) -> usize {
+        record::msg_len(
+            self.subject.len(),
+            self.headers.len(),
+            self.payload.len(),
+            self.ttl.is_some(),
+        )
     }
 }
 
@@ -70,6 +88,10 @@ impl<'a> NewMessage<'a> {
 pub struct StoredMessage {
     pub seq: u64,
     pub ts: i64,
+    /// The TTL it was stored with (after any raise to the marker TTL).
+    pub ttl: Option<Ttl>,
+    /// A subject delete marker written by the store.
+    pub marker: bool,
     data: Box<[u8]>,
     subject_len: usize,
     headers_len: usize,
@@ -84,6 +106,8 @@ impl StoredMessage {
         StoredMessage {
             seq: r.seq,
             ts: r.ts,
+            ttl: r.ttl.and_then(Ttl::from_raw),
+            marker: r.flags & record::FLAG_MARKER != 0,
             data: data.into_boxed_slice(),
             subject_len: r.subject.len(),
             headers_len: r.headers.len(),
@@ -105,6 +129,8 @@ impl std::fmt::Debug for StoredMessage {
         f.debug_struct("StoredMessage")
             .field("seq", &self.seq)
             .field("ts", &self.ts)
+            .field("ttl", &self.ttl)
+            .field("marker", &self.marker)
             .field("subject", &self.subject())
             .field("headers_len", &self.headers_len)
             .field("payload_len", &self.payload().len())
@@ -181,7 +207,7 @@ pub(crate) struct Shared {
 }
 
 /// A write failure of the append path, as the other write operations report it.
-fn as_write(e: AppendError) -> WriteError {
+pub(crate) fn as_write(e: AppendError) -> WriteError {
     match e {
         AppendError::Durability(d) => WriteError::Durability(d),
         AppendError::Poisoned(p) => WriteError::Poisoned(p),
@@ -280,34 +306,25 @@ impl Stream {
             r.map_err(as_write)?;
             st.lsn
         };
-        Ok(self.after_write(lsn, 0)?)
+        self.after_write(lsn, 0)?;
+        self.expire_now()?;
+        Ok(())
     }
 
-    /// Applies the limits now (max_age without appends; called by the maintenance tick and
-    /// at open).
+    /// Applies the limits now, max_age and due TTLs included (called at open; the maintenance
+    /// thread expires every tick).
     pub fn enforce_limits(&self) -> Result<(), WriteError> {
         self.check_writable().map_err(as_write)?;
         let lsn = {
             let mut st = self.s.state.write();
             let before = st.lsn;
             self.enforce(&mut st, None).map_err(as_write)?;
-            if st.lsn == before {
-                return Ok(());
-            }
-            st.lsn
+            (st.lsn != before).then_some(st.lsn)
         };
-        Ok(self.after_write(lsn, 0)?)
-    }
-
-    /// Runs `enforce_limits` when the oldest message has outlived max_age.
-    pub(crate) fn expire_due(&self) -> Result<(), WriteError> {
-        let due = {
-            let st = self.s.state.read();
-            limits::age_due(&st, self.s.clock.now_ns())
-        };
-        if due {
-            self.enforce_limits()?;
+        if let Some(lsn) = lsn {
+            self.after_write(lsn, 0)?;
         }
+        self.expire_now()?;
         Ok(())
     }
 
@@ -322,7 +339,7 @@ impl Stream {
     ) -> Result<u64, WriteError> {
         subject::validate_filter(filter).map_err(WriteError::Config)?;
         self.check_writable().map_err(as_write)?;
-        let (n, lsn) = {
+        let (n, lsn, last) = {
             let mut st = self.s.state.write();
             if self.s.closed.load(Ordering::Acquire) {
                 return Err(WriteError::Closed);
@@ -343,11 +360,11 @@ impl Stream {
                 return Ok(0);
             }
             let now = self.s.clock.now_ns();
-            limits::remove_logged(&mut st, &*self.s.vfs, &seqs, now)
-                .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
-            (seqs.len() as u64, st.lsn)
+            let mark = self.s.cfg.removal_markers;
+            self.remove_marked(&mut st, &seqs, mark, Reason::Purge, now)?;
+            (seqs.len() as u64, st.lsn, st.last_seq)
         };
-        self.after_write(lsn, 0)?;
+        self.after_write(lsn, last)?;
         Ok(n)
     }
 
@@ -393,6 +410,30 @@ impl Stream {
         self.check_size(m)
     }
 
+    /// The TTL is allowed and in range.
+    fn check_ttl(&self, ttl: Option<Ttl>) -> Result<(), AppendError> {
+        let Some(t) = ttl else { return Ok(()) };
+        if !self.s.cfg.allow_msg_ttl {
+            return Err(AppendError::TtlNotAllowed);
+        }
+        match t {
+            Ttl::Secs(secs) if !t.is_valid() => Err(AppendError::InvalidTtl { secs }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The TTL field a message gets: a TTL shorter than the marker TTL is raised to it, so a
+    /// marker left earlier on the subject always expires first and the message's own expiry
+    /// leaves a fresh marker (with one message per subject the append replaces that marker).
+    pub(crate) fn effective_ttl(&self, st: &LogState, ttl: Ttl) -> u64 {
+        match (ttl, self.s.cfg.subject_delete_marker_ttl) {
+            (Ttl::Secs(s), Some(m)) if st.limits.max_msgs_per_subject != Some(1) => {
+                s.max(m.as_secs())
+            }
+            _ => ttl.raw(),
+        }
+    }
+
     /// The subject is valid and accepted by the stream's subject filters.
     fn check_subject(&self, subject: &str) -> Result<(), AppendError> {
         subject::validate_subject(subject).map_err(AppendError::InvalidSubject)?;
@@ -403,13 +444,14 @@ impl Stream {
         Ok(())
     }
 
+    /// Headers and payload fit `max_msg_size`, and the TTL is acceptable.
     fn check_size(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
         let size = m.headers.len() + m.payload.len();
         let max = self.s.cfg.max_msg_size as usize;
         if size > max {
             return Err(AppendError::TooLarge { size, max });
         }
-        Ok(())
+        self.check_ttl(m.ttl)
     }
 
     /// Appends one message. With [`Durability::Always`] it returns once the message is on
@@ -420,27 +462,32 @@ impl Stream {
         headers: &[u8],
         payload: &[u8],
     ) -> Result<Appended, AppendError> {
-        let m = NewMessage {
+        self.append_msg(&NewMessage {
             subject,
             headers,
             payload,
-        };
+            ttl: None,
+        })
+    }
+
+    /// Appends one message with everything [`NewMessage`] can say (a TTL).
+    pub fn append_msg(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
         self.check_writable()?;
         if self.s.persistent && matches!(self.s.cfg.durability, Durability::Always) {
-            self.check_message(&m)?;
-            return self.append_combined(&m);
+            self.check_message(m)?;
+            return self.append_combined(m);
         }
-        self.check_size(&m)?;
+        self.check_size(m)?;
         let (a, lsn) = {
             let mut st = self.s.state.write();
             // A subject with live messages was checked when it was first appended (the index
             // only holds valid, accepted subjects), so only a new one is checked again.
-            if !st.knows_subject(subject) {
-                self.check_subject(subject)?;
+            if !st.knows_subject(m.subject) {
+                self.check_subject(m.subject)?;
             }
             let seq = st.last_seq + 1;
             let ts = self.s.clock.now_ns().max(st.last_ts);
-            self.put(&mut st, seq, ts, 0, &m)?;
+            self.put(&mut st, seq, ts, 0, m)?;
             (Appended { seq, ts }, st.lsn)
         };
         self.after_write(lsn, a.seq)?;
@@ -457,10 +504,7 @@ impl Stream {
         for m in msgs {
             self.check_message(m)?;
         }
-        let total: usize = msgs
-            .iter()
-            .map(|m| record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len()))
-            .sum();
+        let total: usize = msgs.iter().map(NewMessage::record_len).sum();
         if total > MAX_BATCH_BYTES {
             // A batch lives in one block, whose offsets are 32-bit.
             return Err(AppendError::TooLarge {
@@ -482,11 +526,7 @@ impl Stream {
             let ts = self.s.clock.now_ns().max(st.last_ts);
             let sized: Vec<(&[u8], usize)> = msgs
                 .iter()
-                .map(|m| {
-                    let len =
-                        record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
-                    (m.subject.as_bytes(), len)
-                })
+                .map(|m| (m.subject.as_bytes(), m.record_len()))
                 .collect();
             let lim = st.limits;
             limits::check_append(&st, &lim, &sized).map_err(AppendError::LimitReached)?;
@@ -523,13 +563,22 @@ impl Stream {
         headers: &[u8],
         payload: &[u8],
     ) -> Result<(), AppendError> {
-        let m = NewMessage {
-            subject,
-            headers,
-            payload,
-        };
+        self.append_raw_msg(
+            seq,
+            ts,
+            &NewMessage {
+                subject,
+                headers,
+                payload,
+                ttl: None,
+            },
+        )
+    }
+
+    /// `append_raw` with everything [`NewMessage`] can say (a TTL, counted from `ts`).
+    pub fn append_raw_msg(&self, seq: u64, ts: i64, m: &NewMessage<'_>) -> Result<(), AppendError> {
         self.check_writable()?;
-        self.check_message(&m)?;
+        self.check_message(m)?;
         let lsn = {
             let mut st = self.s.state.write();
             if seq <= st.last_seq || seq > MAX_SEQ {
@@ -538,7 +587,7 @@ impl Stream {
                     last: st.last_seq,
                 });
             }
-            self.put(&mut st, seq, ts, 0, &m)?;
+            self.put(&mut st, seq, ts, 0, m)?;
             st.lsn
         };
         self.after_write(lsn, seq)?;
@@ -557,7 +606,7 @@ impl Stream {
         if !st.limited {
             return self.put_unlimited(st, seq, ts, flags, m);
         }
-        let len = record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
+        let len = m.record_len();
         let lim = st.limits;
         limits::check_append(st, &lim, &[(m.subject.as_bytes(), len)])
             .map_err(AppendError::LimitReached)?;
@@ -599,9 +648,10 @@ impl Stream {
                 last: st.last_seq,
             });
         }
-        let len = record::encoded_len(m.subject.len(), m.headers.len(), m.payload.len());
+        let len = m.record_len();
         st.ensure_room(&*self.s.vfs, Some(seq), len, ts)
             .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
+        let ttl = m.ttl.map(|t| self.effective_ttl(st, t));
         let (off, len) = st.encode(
             Kind::Msg,
             flags,
@@ -610,8 +660,9 @@ impl Stream {
             m.subject.as_bytes(),
             m.headers,
             m.payload,
+            ttl,
         );
-        st.apply_msg(seq, ts, off, len, m.subject.as_bytes());
+        st.apply_msg(seq, ts, off, len, m.subject.as_bytes(), ttl);
         Ok(())
     }
 
@@ -645,7 +696,7 @@ impl Stream {
             let len = record::encoded_len(0, 0, payload.len());
             st.ensure_room(&*self.s.vfs, None, len, now)
                 .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
-            st.encode(kind, 0, seq, now, &[], &[], &payload);
+            st.encode(kind, 0, seq, now, &[], &[], &payload, None);
             let out = apply(&mut st, seq);
             Ok((out, st.lsn, st.last_seq))
         }
@@ -688,6 +739,14 @@ impl Stream {
 
     /// Removes one message.
     pub fn remove(&self, seq: u64) -> Result<(), WriteError> {
+        if self.s.cfg.removal_markers {
+            return self.locked_write(|this, st, now| {
+                if st.find(seq).is_none() {
+                    return Err(WriteError::NotFound(seq));
+                }
+                this.remove_marked(st, &[seq], true, Reason::Remove, now)
+            });
+        }
         self.control(
             Kind::Delete,
             |st| {
@@ -705,6 +764,10 @@ impl Stream {
     pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
         // The write lock is held from the tombstone to the overwrite, so no checkpoint can
         // cover the tombstone before the bytes are gone, and no compaction can move them.
+        let marks = match self.s.cfg.removal_markers {
+            true => crate::expiry::emptied(&self.s.state.read(), &[seq]),
+            false => Vec::new(),
+        };
         let w = self.s.write_lock.lock();
         let mut sum = None;
         let (_, lsn, _) = self.control_record(
@@ -725,6 +788,17 @@ impl Stream {
         if let Some(sum) = sum {
             self.overwrite_erased(seq, sum)
                 .map_err(|e| self.poison_with(e))?;
+        }
+        drop(w);
+        if !marks.is_empty() {
+            // The marker follows the erase as its own write: the erase must be durable first.
+            self.locked_write(|this, st, _| {
+                let gone: Vec<Vec<u8>> = marks
+                    .into_iter()
+                    .filter(|s| st.index.as_ref().is_none_or(|ix| ix.lookup(s).is_none()))
+                    .collect();
+                this.append_markers(st, &gone, Reason::Remove)
+            })?;
         }
         Ok(())
     }
@@ -771,8 +845,32 @@ impl Stream {
         Ok(())
     }
 
+    /// Runs `f` under the state lock as one write (after the usual checks), then waits for
+    /// it as the stream's durability mode says.
+    fn locked_write<T>(
+        &self,
+        f: impl FnOnce(&Self, &mut LogState, i64) -> Result<T, WriteError>,
+    ) -> Result<T, WriteError> {
+        self.check_writable().map_err(as_write)?;
+        let (out, lsn, last) = {
+            let mut st = self.s.state.write();
+            self.check_writable().map_err(as_write)?;
+            let now = self.s.clock.now_ns();
+            let out = f(self, &mut st, now)?;
+            (out, st.lsn, st.last_seq)
+        };
+        self.after_write(lsn, last)?;
+        Ok(out)
+    }
+
     /// Removes every message; sequences continue after the last one. Returns how many went.
     pub fn purge(&self) -> Result<u64, WriteError> {
+        if self.s.cfg.removal_markers {
+            return self.locked_write(|this, st, now| {
+                let floor = st.last_seq + 1;
+                this.purge_marked(st, floor, true, now)
+            });
+        }
         self.control(
             Kind::Purge,
             |st| Ok((st.last_seq + 1, Vec::new())),
@@ -782,17 +880,18 @@ impl Stream {
 
     /// Removes every message below `seq`. Returns how many went.
     pub fn compact(&self, seq: u64) -> Result<u64, WriteError> {
+        if seq == 0 || seq > MAX_SEQ {
+            return Err(WriteError::InvalidSequence {
+                seq,
+                why: "must be between 1 and 2^62",
+            });
+        }
+        if self.s.cfg.removal_markers {
+            return self.locked_write(|this, st, now| this.purge_marked(st, seq, true, now));
+        }
         self.control(
             Kind::Purge,
-            |_| {
-                if seq == 0 || seq > MAX_SEQ {
-                    return Err(WriteError::InvalidSequence {
-                        seq,
-                        why: "must be between 1 and 2^62",
-                    });
-                }
-                Ok((seq, Vec::new()))
-            },
+            |_| Ok((seq, Vec::new())),
             |st, floor| st.apply_purge(floor),
         )
     }

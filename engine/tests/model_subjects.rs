@@ -345,8 +345,8 @@ impl Model {
 
     /// The removals after an append to `subjects` (`None`: every subject): each subject's
     /// oldest beyond its limit, then the stream's oldest while a discard-old limit is broken
-    /// or the oldest message has expired.
-    fn enforce(&mut self, lim: &Limits, subjects: Option<&[&'static str]>) {
+    /// or (with `age`: expiry runs, which appends do not do) the oldest message has expired.
+    fn enforce(&mut self, lim: &Limits, subjects: Option<&[&'static str]>, age: bool) {
         if let Some(per) = lim.max_msgs_per_subject {
             let list: BTreeSet<&'static str> = match subjects {
                 Some(l) => l.iter().copied().collect(),
@@ -363,6 +363,7 @@ impl Model {
         let old = lim.discard == Discard::Old;
         let cutoff = lim
             .max_age
+            .filter(|_| age)
             .map(|a| self.now.saturating_sub(a.as_nanos() as i64));
         let mut bytes = self.bytes();
         while let Some((&q, m)) = self.msgs.iter().next() {
@@ -388,7 +389,7 @@ impl Model {
         self.last_seq = first + batch.len() as u64 - 1;
         let subjects: Vec<&'static str> = batch.iter().map(|m| m.subject).collect();
         let lim = self.limits;
-        self.enforce(&lim, Some(&subjects));
+        self.enforce(&lim, Some(&subjects), false);
         Ok(())
     }
 
@@ -460,7 +461,7 @@ impl Model {
                 // Applied at once as if discarding old, whatever the new policy.
                 let mut now = *l;
                 now.discard = Discard::Old;
-                self.enforce(&now, None);
+                self.enforce(&now, None, true);
                 self.limits = *l;
                 Out::Unit
             }
@@ -471,7 +472,7 @@ impl Model {
             R::EnforceLimits | R::Restart | R::Crash => {
                 // Open runs `enforce_limits` too.
                 let lim = self.limits;
-                self.enforce(&lim, None);
+                self.enforce(&lim, None, true);
                 Out::Unit
             }
         }

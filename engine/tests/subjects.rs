@@ -857,20 +857,25 @@ fn max_age_expires_with_manual_clock() {
     s.enforce_limits().unwrap();
     assert_eq!(seqs(&s, ">"), vec![2]);
     assert_eq!(s.state().first_ts, t0 + 5 * SEC);
-    // An append applies max_age too.
+    // Appends do no expiry work: the expiry pass (the maintenance tick) does.
     env.clock.set_ns(t0 + 16 * SEC);
     s.append("c", b"", b"").unwrap();
+    assert_eq!(seqs(&s, ">"), vec![2, 3]);
+    assert_eq!(s.expire_now().unwrap(), 1);
     assert_eq!(seqs(&s, ">"), vec![3]);
     s.append_raw(10, t0 + 16 * SEC, "d", b"", b"").unwrap();
     env.clock.set_ns(t0 + 20 * SEC);
     s.append("e", b"", b"").unwrap();
+    s.expire_now().unwrap();
     assert_eq!(seqs(&s, ">"), vec![3, 10, 11]);
-    // A raw message already past max_age, when it is the oldest, goes at once.
+    // A raw message already past max_age goes at the next pass.
     let m = env.create(StreamConfig::new("ageraw").max_age(age));
     m.append_raw(5, t0 + 9 * SEC, "d", b"", b"").unwrap();
+    m.expire_now().unwrap();
     assert_eq!(m.state().messages, 0);
     assert_eq!(m.state().last_seq, 5);
     m.append_raw(6, t0 + 11 * SEC, "d", b"", b"").unwrap();
+    m.expire_now().unwrap();
     assert_eq!(seqs(&m, ">"), vec![6]);
 
     // Time that passed while closed is applied at open.

@@ -1,0 +1,328 @@
+//! Expiry: max_age and per-message TTLs are one mechanism. Each pass collects the messages
+//! due (the timer wheel's ready buckets, and the oldest messages past max_age that are not
+//! "never"), removes them with a logged `Remove` record and, in the same atomic batch of
+//! records, appends a subject delete marker for every subject whose last message went (unless
+//! that message was itself a marker). Passes are bounded so appends never wait long behind a
+//! mass expiry. Explicit removals and purges can leave markers the same way (`Remove`,
+//! `Purge` reasons) when the stream asks for them.
+
+use std::collections::HashMap;
+use std::io;
+
+use crate::error::{DurabilityError, WriteError};
+use crate::limits;
+use crate::query::next_live;
+use crate::record::{self, Kind, FLAG_BATCH, FLAG_MARKER};
+use crate::state::LogState;
+use crate::stream::{NewMessage, Stream};
+use crate::ttl::{second_of, Ttl};
+
+/// Most messages one state-lock hold expires (plus as many past max_age): bounds how long an
+/// append can wait behind a mass expiry (about a millisecond).
+pub(crate) const EXPIRE_BATCH: usize = 2048;
+
+/// Why a marker was written: its `Nats-Marker-Reason` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// max_age or a per-message TTL (the incumbent's wire vocabulary uses one reason for both).
+    MaxAge,
+    /// `remove` or `erase`.
+    Remove,
+    /// `purge`, `compact` or `purge_filtered`.
+    Purge,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::MaxAge => "MaxAge",
+            Reason::Remove => "Remove",
+            Reason::Purge => "Purge",
+        }
+    }
+}
+
+/// A marker's headers, in the NATS header wire format.
+pub(crate) fn marker_headers(reason: Reason, ttl_secs: u64) -> Vec<u8> {
+    format!(
+        "NATS/1.0\r\nNats-Marker-Reason: {}\r\nNats-TTL: {ttl_secs}s\r\nNats-Rollup: sub\r\n\r\n",
+        reason.as_str()
+    )
+    .into_bytes()
+}
+
+fn nanos(d: std::time::Duration) -> i64 {
+    d.as_nanos().min(i64::MAX as u128) as i64
+}
+
+fn ts_of(st: &LogState, seq: u64) -> Option<i64> {
+    let (bi, off) = st.find(seq)?;
+    Some(
+        record::decode_head(st.blocks[bi].bytes().get(off..)?)
+            .ok()?
+            .ts,
+    )
+}
+
+/// The next sequences to expire at `now`, sorted: up to `max` due by TTL and up to `max` past
+/// max_age. Moves `age_from` past the "never" messages it steps over.
+fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
+    st.timers.advance(second_of(now));
+    let mut v = st.timers.due(max);
+    if let Some(age) = st.limits.max_age {
+        let cutoff = now.saturating_sub(nanos(age));
+        let mut seq = st.floor.max(st.age_from);
+        let mut n = 0;
+        while n < max {
+            let Some(s) = next_live(st, seq) else { break };
+            if ts_of(st, s).is_none_or(|t| t >= cutoff) {
+                break;
+            }
+            if st.timers.never_from(s) != Some(s) {
+                v.push(s);
+                n += 1;
+            }
+            seq = s + 1;
+        }
+        // Everything below `seq` is now removed or exempt: the next pass starts there.
+        st.age_from = seq;
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// True when the next pass has something to do.
+fn anything_due(st: &mut LogState, now: i64) -> bool {
+    st.timers.advance(second_of(now));
+    if !st.timers.due(1).is_empty() {
+        return true;
+    }
+    let Some(age) = st.limits.max_age else {
+        return false;
+    };
+    let cutoff = now.saturating_sub(nanos(age));
+    let mut seq = st.floor.max(st.age_from);
+    // "Never" messages at the front are stepped over (and remembered by `due_batch`).
+    while let Some(s) = next_live(st, seq) {
+        if ts_of(st, s).is_none_or(|t| t >= cutoff) {
+            return false;
+        }
+        if st.timers.never_from(s) != Some(s) {
+            return true;
+        }
+        seq = s + 1;
+    }
+    false
+}
+
+/// The subjects that removing `seqs` (sorted, live) leaves without messages and that get a
+/// marker, in the order of their last removed message: not when that message was a marker.
+pub(crate) fn emptied(st: &LogState, seqs: &[u64]) -> Vec<Vec<u8>> {
+    let Some(ix) = &st.index else {
+        return Vec::new();
+    };
+    // subject -> (removed, last removed seq, last removed was a marker)
+    let mut per: HashMap<&[u8], (u64, u64, bool)> = HashMap::new();
+    for &q in seqs {
+        let Some((bi, off)) = st.find(q) else {
+            continue;
+        };
+        let bytes = st.blocks[bi].bytes();
+        let (Some(subject), Ok(h)) = (
+            record::subject_at(bytes, off),
+            record::decode_head(bytes.get(off..).unwrap_or(&[])),
+        ) else {
+            continue;
+        };
+        let e = per.entry(subject).or_insert((0, 0, false));
+        *e = (e.0 + 1, q, h.flags & FLAG_MARKER != 0);
+    }
+    let mut out: Vec<(u64, &[u8])> = per
+        .into_iter()
+        .filter(|&(s, (n, _, marker))| {
+            !marker
+                && ix
+                    .lookup(s)
+                    .and_then(|id| ix.seqs(id))
+                    .map_or(0, |l| l.len())
+                    == n
+        })
+        .map(|(s, (_, last, _))| (last, s))
+        .collect();
+    out.sort_unstable();
+    out.into_iter().map(|(_, s)| s.to_vec()).collect()
+}
+
+/// The subjects a purge below `floor` empties, in the order of their last message, without
+/// those whose last message is a marker.
+fn emptied_below(st: &LogState, floor: u64) -> Vec<Vec<u8>> {
+    let Some(ix) = &st.index else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, &[u8])> = ix
+        .entries()
+        .filter(|(_, l)| l.last() < floor)
+        .map(|(s, l)| (l.last(), s))
+        .filter(|&(last, _)| !is_marker(st, last))
+        .collect();
+    out.sort_unstable();
+    out.into_iter().map(|(_, s)| s.to_vec()).collect()
+}
+
+fn is_marker(st: &LogState, seq: u64) -> bool {
+    st.find(seq).is_some_and(|(bi, off)| {
+        record::decode_head(st.blocks[bi].bytes().get(off..).unwrap_or(&[]))
+            .is_ok_and(|h| h.flags & FLAG_MARKER != 0)
+    })
+}
+
+impl Stream {
+    /// Expires everything due now, in passes of at most [`EXPIRE_BATCH`] messages per
+    /// state-lock hold. Returns how many messages went. Called by the maintenance thread (every
+    /// tick), at open and after a limit change.
+    pub fn expire_now(&self) -> Result<u64, WriteError> {
+        let mut total = 0;
+        loop {
+            self.check_writable().map_err(as_write)?;
+            let (n, lsn, last) = {
+                let mut st = self.s.state.write();
+                self.check_writable().map_err(as_write)?;
+                let now = self.s.clock.now_ns();
+                if st.timers.pending() == 0 && st.limits.max_age.is_none() {
+                    return Ok(total);
+                }
+                if !anything_due(&mut st, now) {
+                    return Ok(total);
+                }
+                let seqs = due_batch(&mut st, now, EXPIRE_BATCH);
+                if seqs.is_empty() {
+                    return Ok(total);
+                }
+                let mark = self.s.cfg.subject_delete_marker_ttl.is_some();
+                self.remove_marked(&mut st, &seqs, mark, Reason::MaxAge, now)?;
+                (seqs.len() as u64, st.lsn, st.last_seq)
+            };
+            total += n;
+            // Not waited for: a crash before these records are durable leaves the messages
+            // due, and the pass at open removes them (and writes the markers) again.
+            self.after_background_write(lsn, last)?;
+        }
+    }
+
+    /// Removes `seqs` (sorted, live) with one logged removal and, with `mark`, in the same
+    /// batch of records a marker for every subject it empties.
+    pub(crate) fn remove_marked(
+        &self,
+        st: &mut LogState,
+        seqs: &[u64],
+        mark: bool,
+        reason: Reason,
+        now: i64,
+    ) -> Result<(), WriteError> {
+        let subjects = match self.s.cfg.subject_delete_marker_ttl {
+            Some(_) if mark => emptied(st, seqs),
+            _ => Vec::new(),
+        };
+        let removals = limits::remove_records(seqs);
+        let marked = self.marker_room(&subjects, reason);
+        let total: usize = removals
+            .iter()
+            .map(|(_, p)| record::encoded_len(0, 0, p.len()))
+            .sum::<usize>()
+            + marked;
+        // One batch lives in one block, so recovery keeps or drops it whole.
+        let first_marker = (!subjects.is_empty()).then_some(st.last_seq + 1);
+        st.ensure_room(&*self.s.vfs, first_marker, total, now)
+            .map_err(io_err)?;
+        let n = removals.len();
+        for (i, (first, payload)) in removals.iter().enumerate() {
+            let more = i + 1 < n || !subjects.is_empty();
+            let flags = if more { FLAG_BATCH } else { 0 };
+            limits::log_control(st, &*self.s.vfs, Kind::Remove, *first, payload, now, flags)
+                .map_err(io_err)?;
+        }
+        self.append_markers(st, &subjects, reason)
+    }
+
+    /// Removes every message below `floor` with one `Purge` record and, with `mark`, a marker
+    /// (reason `Purge`) on every subject it empties, in the same batch.
+    pub(crate) fn purge_marked(
+        &self,
+        st: &mut LogState,
+        floor: u64,
+        mark: bool,
+        now: i64,
+    ) -> Result<u64, WriteError> {
+        let subjects = if mark {
+            emptied_below(st, floor)
+        } else {
+            Vec::new()
+        };
+        let total = record::encoded_len(0, 0, 0) + self.marker_room(&subjects, Reason::Purge);
+        let first_marker = (!subjects.is_empty()).then_some(st.last_seq.max(floor - 1) + 1);
+        st.ensure_room(&*self.s.vfs, first_marker, total, now)
+            .map_err(io_err)?;
+        let before = st.messages();
+        let flags = if subjects.is_empty() { 0 } else { FLAG_BATCH };
+        limits::log_control(st, &*self.s.vfs, Kind::Purge, floor, &[], now, flags)
+            .map_err(io_err)?;
+        let n = before - st.messages();
+        self.append_markers(st, &subjects, Reason::Purge)?;
+        Ok(n)
+    }
+
+    /// Bytes the markers for `subjects` take.
+    fn marker_room(&self, subjects: &[Vec<u8>], reason: Reason) -> usize {
+        let Some(ttl) = self.s.cfg.subject_delete_marker_ttl else {
+            return 0;
+        };
+        let h = marker_headers(reason, ttl.as_secs()).len();
+        subjects
+            .iter()
+            .map(|s| record::msg_len(s.len(), h, 0, true))
+            .sum()
+    }
+
+    /// Appends a marker on each of `subjects`; all but the last carry the batch flag.
+    pub(crate) fn append_markers(
+        &self,
+        st: &mut LogState,
+        subjects: &[Vec<u8>],
+        reason: Reason,
+    ) -> Result<(), WriteError> {
+        let Some(ttl) = self.s.cfg.subject_delete_marker_ttl else {
+            return Ok(());
+        };
+        let headers = marker_headers(reason, ttl.as_secs());
+        let ts = self.s.clock.now_ns().max(st.last_ts);
+        for (i, s) in subjects.iter().enumerate() {
+            let Ok(subject) = std::str::from_utf8(s) else {
+                continue;
+            };
+            let m = NewMessage {
+                subject,
+                headers: &headers,
+                payload: &[],
+                ttl: Some(Ttl::Secs(ttl.as_secs())),
+            };
+            let batch = if i + 1 < subjects.len() {
+                FLAG_BATCH
+            } else {
+                0
+            };
+            let seq = st.last_seq + 1;
+            self.put_unlimited(st, seq, ts, FLAG_MARKER | batch, &m)
+                .map_err(as_write)?;
+        }
+        Ok(())
+    }
+}
+
+fn as_write(e: crate::error::AppendError) -> WriteError {
+    crate::stream::as_write(e)
+}
+
+fn io_err(e: io::Error) -> WriteError {
+    WriteError::Durability(DurabilityError::from_io(e))
+}
