@@ -179,9 +179,21 @@ fn is_marker(st: &LogState, seq: u64) -> bool {
 
 impl Stream {
     /// Expires everything due now, in passes of at most [`EXPIRE_BATCH`] messages per
-    /// state-lock hold. Returns how many messages went. Called by the maintenance thread (every
-    /// tick), at open and after a limit change.
+    /// state-lock hold, and returns how many messages went, once the removals and markers are
+    /// as durable as the stream's mode makes an append. Called by the maintenance thread
+    /// (every tick), at open and after a limit change; hosts that run without maintenance
+    /// call it themselves.
     pub fn expire_now(&self) -> Result<u64, WriteError> {
+        let mut end = None;
+        let r = self.expire_passes(&mut end);
+        if let Some((lsn, last)) = end {
+            // One wait for the whole pass, not one per batch.
+            self.after_write(lsn, last)?;
+        }
+        r
+    }
+
+    fn expire_passes(&self, end: &mut Option<(u64, u64)>) -> Result<u64, WriteError> {
         let mut total = 0;
         loop {
             self.check_writable().map_err(as_write)?;
@@ -204,8 +216,9 @@ impl Stream {
                 (seqs.len() as u64, st.lsn, st.last_seq)
             };
             total += n;
-            // Not waited for: a crash before these records are durable leaves the messages
-            // due, and the pass at open removes them (and writes the markers) again.
+            *end = Some((lsn, last));
+            // Batches are not waited for one by one: a crash before they are durable leaves
+            // the messages due, and the pass at open removes them (and marks them) again.
             self.after_background_write(lsn, last)?;
         }
     }
