@@ -16,3 +16,6 @@ cargo test --workspace
 
 echo "== engine tests again on the pwrite/fdatasync back end"
 TIDELOG_IO=pwrite cargo test -p tidelog
+
+echo "== timing targets, on optimized code"
+cargo test --release -p tidelog --test ttl open_with_100k_already_expired_is_fast

@@ -68,7 +68,7 @@ fn ts_of(st: &LogState, seq: u64) -> Option<i64> {
 /// max_age. Moves `age_from` past the "never" messages it steps over.
 fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
     st.timers.advance(second_of(now));
-    let mut v = st.timers.due(max);
+    let mut v = st.timers.take_due(max);
     if let Some(age) = st.limits.max_age {
         let cutoff = now.saturating_sub(nanos(age));
         let mut seq = st.floor.max(st.age_from);
@@ -95,7 +95,7 @@ fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
 /// True when the next pass has something to do.
 fn anything_due(st: &mut LogState, now: i64) -> bool {
     st.timers.advance(second_of(now));
-    if !st.timers.due(1).is_empty() {
+    if st.timers.any_due() {
         return true;
     }
     let Some(age) = st.limits.max_age else {

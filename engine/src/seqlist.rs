@@ -476,6 +476,40 @@ impl SeqList {
         }
     }
 
+    /// Removes the sequences of `seqs` (sorted) that are present, rewriting each touched chunk
+    /// once; returns how many went. A list left empty must be dropped by the caller.
+    pub fn remove_sorted(&mut self, seqs: &[u64]) -> u64 {
+        debug_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let before = self.len();
+        match &mut self.repr {
+            Repr::Inline { .. } => {
+                let mut v = self.to_vec();
+                v.retain(|q| seqs.binary_search(q).is_err());
+                self.replace(&v);
+            }
+            Repr::Chunked(c) => {
+                let mut rest = seqs;
+                while let Some(&q) = rest.first() {
+                    let i = c.partition_point(|ch| ch.last < q);
+                    if i >= c.len() {
+                        break;
+                    }
+                    let ch = c.view(i);
+                    let (mine, later) = rest.split_at(rest.partition_point(|&x| x <= ch.last));
+                    rest = later;
+                    let mut v = ch.seqs();
+                    let n = v.len();
+                    v.retain(|x| mine.binary_search(x).is_err());
+                    if v.len() != n {
+                        c.set(i, &v);
+                    }
+                }
+                self.settle();
+            }
+        }
+        before - self.len()
+    }
+
     /// Removes every sequence below `floor`; returns how many went.
     pub fn remove_below(&mut self, floor: u64) -> u64 {
         if floor <= self.first {
@@ -592,6 +626,8 @@ mod tests {
         Remove(usize),
         Below(usize),
         Above(usize),
+        /// Every `step`-th present sequence from index `at`, plus absent neighbours.
+        Many(usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -600,6 +636,7 @@ mod tests {
             2 => any::<usize>().prop_map(Op::Remove),
             1 => any::<usize>().prop_map(Op::Below),
             1 => any::<usize>().prop_map(Op::Above),
+            1 => (any::<usize>(), 1usize..40).prop_map(|(a, s)| Op::Many(a, s)),
         ]
     }
 
@@ -630,6 +667,17 @@ mod tests {
                         let n = model.iter().filter(|&&x| x < s).count() as u64;
                         model.retain(|&x| x >= s);
                         prop_assert_eq!(l.remove_below(s), n);
+                    },
+                    Op::Many(at, step) => if let Some(l) = &mut list {
+                        let at = at % model.len().max(1);
+                        let gone: Vec<u64> = model.iter().copied().skip(at).step_by(step).collect();
+                        let absent = |x: &u64| !model.contains(x);
+                        let mut ask: Vec<u64> = gone.iter().map(|&x| x + 1).filter(absent).collect();
+                        ask.extend(&gone);
+                        ask.sort_unstable();
+                        ask.dedup();
+                        model.retain(|x| !gone.contains(x));
+                        prop_assert_eq!(l.remove_sorted(&ask), gone.len() as u64);
                     },
                     Op::Above(i) => if let (Some(s), Some(l)) = (pick(i), &mut list) {
                         let n = model.iter().filter(|&&x| x > s).count() as u64;

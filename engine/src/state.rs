@@ -251,13 +251,14 @@ impl LogState {
             return;
         }
         let Some(b) = self.blocks.get(bi) else { return };
+        // Not found is normal: expiry takes due messages out before it removes them. A timer
+        // left behind by damage to the TTL bytes fires later as a removal of nothing.
         match record::ttl_at(b.bytes(), off) {
-            // The record's TTL bytes changed since it was timed (damage): search.
-            Some((ts, raw)) if !self.timers.cancel(seq, ts, raw) => {
-                self.timers.cancel_any(seq);
+            Some((ts, raw)) => {
+                self.timers.cancel(seq, ts, raw);
             }
-            Some(_) => {}
             None if record::decode_head(b.bytes().get(off..).unwrap_or(&[])).is_err() => {
+                // The header is damaged: the record no longer says whether it was timed.
                 self.timers.cancel_any(seq);
             }
             None => {}
@@ -680,6 +681,57 @@ impl LogState {
         Some(freed)
     }
 
+    /// Removes the live messages among `seqs` (sorted), as `apply_remove` on each would, but
+    /// with each subject's sequence list rewritten once rather than once per message.
+    pub fn apply_remove_many(&mut self, seqs: &[u64]) {
+        if seqs.len() < 8 || self.index.is_none() {
+            for &q in seqs {
+                self.apply_remove(q);
+            }
+            return;
+        }
+        let live: Vec<(u64, usize, usize)> = seqs
+            .iter()
+            .filter_map(|&q| self.find(q).map(|(bi, off)| (q, bi, off)))
+            .collect();
+        let mut by_subject: Vec<(u32, u64)> = Vec::with_capacity(live.len());
+        let mut unnamed = Vec::new();
+        if let Some(ix) = &self.index {
+            for &(q, bi, off) in &live {
+                let id =
+                    record::subject_at(self.blocks[bi].bytes(), off).and_then(|s| ix.lookup(s));
+                match id {
+                    Some(id) => by_subject.push((id, q)),
+                    None => unnamed.push(q),
+                }
+            }
+        }
+        by_subject.sort_unstable();
+        if let Some(ix) = &mut self.index {
+            let mut rest = &by_subject[..];
+            while let Some(&(id, _)) = rest.first() {
+                let n = rest.partition_point(|&(i, _)| i == id);
+                let run: Vec<u64> = rest[..n].iter().map(|&(_, q)| q).collect();
+                ix.remove_sorted(id, &run);
+                rest = &rest[n..];
+            }
+            for q in unnamed {
+                ix.remove_seq(q);
+            }
+        }
+        for (q, _, _) in live {
+            // Blocks may retire as they empty, so each message is found again.
+            let Some((bi, off)) = self.find(q) else {
+                continue;
+            };
+            self.untime(bi, off, q);
+            self.deletes.insert(q);
+            self.free(bi, off);
+            self.retire_if_empty(bi);
+        }
+        self.normalize_floor();
+    }
+
     /// Takes the message at `off` of block `bi` out of the counters; returns its bytes.
     fn free(&mut self, bi: usize, off: usize) -> u64 {
         let b = &mut self.blocks[bi];
@@ -862,15 +914,18 @@ impl LogState {
                 self.apply_truncate(r.seq);
             }
             Kind::Remove => {
+                let mut seqs = Vec::new();
                 for (a, b) in crate::limits::decode_ranges(r.seq, r.payload) {
                     if b > self.last_seq {
                         // As for a Delete: sequences handed out are never reused.
                         self.apply_skip(a.max(self.last_seq + 1), b);
                     }
-                    for seq in a..=b {
-                        self.apply_remove(seq);
-                    }
+                    seqs.extend((a..=b).filter(|&q| self.find(q).is_some()));
                 }
+                // A damaged payload can repeat a sequence.
+                seqs.sort_unstable();
+                seqs.dedup();
+                self.apply_remove_many(&seqs);
             }
         }
         true

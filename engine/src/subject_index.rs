@@ -275,6 +275,18 @@ impl SubjectIndex {
         ok
     }
 
+    /// Forgets `seqs` (sorted) of subject `id`, rewriting its list once; returns how many.
+    pub fn remove_sorted(&mut self, id: u32, seqs: &[u64]) -> u64 {
+        let Some(s) = self.subjects.get_mut(id) else {
+            return 0;
+        };
+        let n = s.seqs.remove_sorted(seqs);
+        if s.seqs.len() == 0 {
+            self.drop_subject(id);
+        }
+        n
+    }
+
     /// Forgets `seq` whatever its subject (its record can no longer name it).
     pub fn remove_seq(&mut self, seq: u64) -> bool {
         let hit = self
