@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tidelog::io::{read_file, MemVfs, Vfs};
-use tidelog::{Durability, ManualClock, NewMessage, Store, StoreOptions, Stream, StreamConfig};
+use tidelog::{
+    Durability, ManualClock, NewMessage, Store, StoreOptions, Stream, StreamConfig, Ttl,
+};
 use xxhash_rust::xxh3::xxh3_64;
 
 type Target = fn(&[u8]);
@@ -47,6 +49,8 @@ const KIND_MSG: u8 = 1;
 const KIND_SKIP: u8 = 2;
 const FLAG_ERASED: u8 = 1;
 const FLAG_BATCH: u8 = 2;
+const FLAG_TTL: u8 = 4;
+const FLAG_MARKER: u8 = 8;
 const NO_RECORD: u32 = u32::MAX;
 /// The stream and block the `block_recovery` harness recovers.
 const FUZZ_STREAM_ID: u64 = 7;
@@ -663,6 +667,7 @@ fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
         1 => *rng.pick(&[0, -1, i64::MIN, i64::MAX]),
         _ => 1_700_000_000_000_000_000 + rng.below(1000) as i64,
     };
+    let mut flags = flags;
     let (subject, headers, payload) = if kind == KIND_MSG {
         let s = random_subject(rng);
         let h = if rng.one_in(4) {
@@ -670,7 +675,17 @@ fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
         } else {
             Vec::new()
         };
-        let p = rng.bytes_upto(200);
+        let mut p = rng.bytes_upto(200);
+        if rng.one_in(3) {
+            // The TTL field sits where the payload ends, before the checksum.
+            flags |= FLAG_TTL | if rng.one_in(3) { FLAG_MARKER } else { 0 };
+            let ttl = match rng.below(4) {
+                0 => u64::MAX,
+                1 => rng.interesting_u64(),
+                _ => 1 + rng.below(100_000) as u64,
+            };
+            p.extend_from_slice(&ttl.to_le_bytes());
+        }
         (s, h, p)
     } else if kind == KIND_SKIP || rng.one_in(8) {
         // A skip's payload is the first skipped sequence.
@@ -688,6 +703,65 @@ fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
         (Vec::new(), Vec::new(), Vec::new())
     };
     encode_record(kind, flags, seq, ts, &subject, &headers, &payload)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A checkpoint's timers section (format.md): the "never" list, then (due second, list)
+/// buckets; a list is its length, its first sequence and the gaps. Mostly well formed.
+fn random_timers(rng: &mut Rng) -> Vec<u8> {
+    let mut b = Vec::new();
+    let mut list = |rng: &mut Rng, b: &mut Vec<u8>| {
+        let n = rng.below(5) as u64;
+        put_varint(
+            b,
+            if rng.one_in(8) {
+                rng.interesting_u64()
+            } else {
+                n
+            },
+        );
+        for i in 0..n {
+            let gap = if i == 0 {
+                rng.below(50) as u64
+            } else {
+                rng.below(4) as u64
+            };
+            put_varint(
+                b,
+                if rng.one_in(10) {
+                    rng.interesting_u64()
+                } else {
+                    gap
+                },
+            );
+        }
+    };
+    list(rng, &mut b);
+    let buckets = rng.below(4) as u64;
+    put_varint(&mut b, buckets);
+    for _ in 0..buckets {
+        let due = 1_700_000_000 + rng.below(1000) as u64;
+        put_varint(
+            &mut b,
+            if rng.one_in(8) {
+                rng.interesting_u64()
+            } else {
+                due
+            },
+        );
+        list(rng, &mut b);
+    }
+    if rng.one_in(8) {
+        b.push(rng.byte());
+    }
+    b
 }
 
 /// A run of valid records with plausible and implausible sequences, batches, damage, gaps
@@ -763,8 +837,9 @@ fn random_checkpoint(rng: &mut Rng) -> Vec<u8> {
     let nb = rng.below(4);
     let nr = rng.below(4);
     let mut b = Vec::new();
+    let version: u16 = if rng.one_in(2) { 1 } else { 2 };
     b.extend_from_slice(CKPT_MAGIC);
-    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&[0u8; 6]);
     let mut fixed: Vec<u64> = (0..8).map(|_| rng.interesting_u64()).collect();
     let (cb, cr) = if rng.one_in(5) {
@@ -791,6 +866,9 @@ fn random_checkpoint(rng: &mut Rng) -> Vec<u8> {
         b.extend_from_slice(&a.to_le_bytes());
         b.extend_from_slice(&e.to_le_bytes());
     }
+    if version == 2 {
+        b.extend(random_timers(rng));
+    }
     let sum = xxh3_64(&b);
     b.extend_from_slice(&sum.to_le_bytes());
     b
@@ -814,7 +892,9 @@ fn stream_files(
     let store = Store::open_with_vfs("/db", Arc::new(mem.clone()), opts).unwrap();
     let cfg = StreamConfig::new("s")
         .durability(durability)
-        .block_size(block_size);
+        .block_size(block_size)
+        .allow_msg_ttl(true)
+        .subject_delete_marker_ttl(std::time::Duration::from_secs(30));
     let s = store.create_stream(cfg).unwrap();
     ops(&s);
     s.check_invariants().unwrap();
@@ -953,6 +1033,32 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, Vec<u8>>)> {
             s.truncate(5000).unwrap();
         }),
     ));
+    // TTLs: pending, "never", expired with markers, and a checkpoint holding the timers.
+    out.push((
+        "ttl",
+        stream_files(Durability::Always, 4096, |s| {
+            let now = 1_700_000_000_000_000_000i64;
+            for i in 0..12u64 {
+                let ttl = match i % 3 {
+                    0 => Ttl::Secs(60 + i),
+                    1 => Ttl::Never,
+                    _ => Ttl::Secs(1),
+                };
+                let m = NewMessage::new(["t.a", "t.b", "t.c"][i as usize % 3], b"v").with_ttl(ttl);
+                // The 1 s ones are stored a minute ago: the next pass expires them.
+                let ts = if i % 3 == 2 {
+                    now - 60_000_000_000
+                } else {
+                    now
+                };
+                s.append_raw_msg(i + 1, ts, &m).unwrap();
+            }
+            s.checkpoint().unwrap();
+            s.expire_now().unwrap();
+            s.append_msg(&NewMessage::new("t.d", b"after").with_ttl(Ttl::Secs(5)))
+                .unwrap();
+        }),
+    ));
     out
 }
 
@@ -1087,7 +1193,7 @@ fn write_corpus() {
     rd.insert("one-byte.bin".into(), vec![1]);
     for (name, files) in &scen {
         if let Some(ck) = files.get("checkpoint") {
-            if matches!(*name, "mixed" | "sealed" | "gaps" | "erase") {
+            if matches!(*name, "mixed" | "sealed" | "gaps" | "erase" | "ttl") {
                 rd.insert(format!("checkpoint-{name}.bin"), normalize_checkpoint(ck));
             }
         }
