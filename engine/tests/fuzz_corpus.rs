@@ -717,7 +717,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// buckets; a list is its length, its first sequence and the gaps. Mostly well formed.
 fn random_timers(rng: &mut Rng) -> Vec<u8> {
     let mut b = Vec::new();
-    let mut list = |rng: &mut Rng, b: &mut Vec<u8>| {
+    let list = |rng: &mut Rng, b: &mut Vec<u8>| {
         let n = rng.below(5) as u64;
         put_varint(
             b,
