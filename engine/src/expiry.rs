@@ -103,17 +103,21 @@ fn anything_due(st: &mut LogState, now: i64) -> bool {
     };
     let cutoff = now.saturating_sub(nanos(age));
     let mut seq = st.floor.max(st.age_from);
-    // "Never" messages at the front are stepped over (and remembered by `due_batch`).
-    while let Some(s) = next_live(st, seq) {
+    // "Never" messages at the front are stepped over once: the cursor remembers them.
+    let due = loop {
+        let Some(s) = next_live(st, seq) else {
+            break false;
+        };
         if ts_of(st, s).is_none_or(|t| t >= cutoff) {
-            return false;
+            break false;
         }
         if st.timers.never_from(s) != Some(s) {
-            return true;
+            break true;
         }
         seq = s + 1;
-    }
-    false
+    };
+    st.age_from = seq;
+    due
 }
 
 /// The subjects that removing `seqs` (sorted, live) leaves without messages and that get a
@@ -197,13 +201,17 @@ impl Stream {
         let mut total = 0;
         loop {
             self.check_writable().map_err(as_write)?;
+            {
+                // Most ticks find nothing to do: decide that under the shared lock.
+                let st = self.s.state.read();
+                if st.timers.pending() == 0 && st.limits.max_age.is_none() {
+                    return Ok(total);
+                }
+            }
             let (n, lsn, last) = {
                 let mut st = self.s.state.write();
                 self.check_writable().map_err(as_write)?;
                 let now = self.s.clock.now_ns();
-                if st.timers.pending() == 0 && st.limits.max_age.is_none() {
-                    return Ok(total);
-                }
                 if !anything_due(&mut st, now) {
                     return Ok(total);
                 }
