@@ -92,6 +92,20 @@ fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
     v
 }
 
+/// Puts the timers of the live messages among `seqs` back (a pass that failed).
+fn retime(st: &mut LogState, seqs: &[u64]) {
+    for &q in seqs {
+        let Some((bi, off)) = st.find(q) else {
+            continue;
+        };
+        if let Some((ts, raw)) = record::ttl_at(st.blocks[bi].bytes(), off) {
+            // Cancel first: an age-expired message was never taken out.
+            st.timers.cancel(q, ts, raw);
+            st.timers.insert(q, ts, raw);
+        }
+    }
+}
+
 /// True when the next pass has something to do.
 fn anything_due(st: &mut LogState, now: i64) -> bool {
     st.timers.advance(second_of(now));
@@ -215,12 +229,19 @@ impl Stream {
                 if !anything_due(&mut st, now) {
                     return Ok(total);
                 }
+                let age_from = st.age_from;
                 let seqs = due_batch(&mut st, now, EXPIRE_BATCH);
                 if seqs.is_empty() {
                     return Ok(total);
                 }
                 let mark = self.s.cfg.subject_delete_marker_ttl.is_some();
-                self.remove_marked(&mut st, &seqs, mark, Reason::MaxAge, now)?;
+                if let Err(e) = self.remove_marked(&mut st, &seqs, mark, Reason::MaxAge, now) {
+                    // Nothing was removed (a full disk, say): the taken timers go back, so
+                    // the next pass tries again.
+                    retime(&mut st, &seqs);
+                    st.age_from = age_from;
+                    return Err(e);
+                }
                 (seqs.len() as u64, st.lsn, st.last_seq)
             };
             total += n;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tidelog::io::{CrashKind, MemVfs};
+use tidelog::io::{CrashKind, Fault, FaultPlan, FaultyVfs, MemVfs};
 use tidelog::{
     AppendError, Durability, ManualClock, NewMessage, Storage, Store, StoreOptions, Stream,
     StreamConfig, Ttl, WatchFrom, MAX_TTL_SECS,
@@ -462,4 +462,39 @@ fn memory_streams_expire_too() {
     env.at(2.0);
     assert_eq!(s.expire_now().unwrap(), 1);
     assert_eq!(s.state().messages, 0);
+}
+
+/// A pass that cannot write (a full disk) removes nothing and keeps every timer, so a later
+/// pass expires the messages.
+#[test]
+fn failed_expiry_pass_keeps_its_timers() {
+    for age in [false, true] {
+        let vfs = FaultyVfs::new(Arc::new(MemVfs::new()), FaultPlan::new());
+        let clock = Arc::new(ManualClock::new(T0));
+        let opts = StoreOptions {
+            clock: Some(clock.clone()),
+            manual_maintenance: true,
+            ..Default::default()
+        };
+        let store = Store::open_with_vfs("/f", Arc::new(vfs.clone()), opts).unwrap();
+        let mut cfg = ttl_cfg("s").block_size(4096).durability(Durability::None);
+        if age {
+            cfg = cfg.max_age(Duration::from_secs(1));
+        }
+        let s = store.create_stream(cfg).unwrap();
+        for _ in 0..3 {
+            let m = NewMessage::new("a", &[7; 1000]).with_ttl(Ttl::Secs(1));
+            s.append_msg(&m).unwrap();
+        }
+        // The active block has no room left for the removal record.
+        s.append("z", b"", &[1; 803]).unwrap();
+        clock.advance_ns(2 * SEC);
+        *vfs.plan().lock() = FaultPlan::at(0, Fault::NoSpace);
+        assert!(s.expire_now().is_err());
+        s.check_invariants().unwrap();
+        assert_eq!(s.state().messages, 4);
+        *vfs.plan().lock() = FaultPlan::new();
+        assert_eq!(s.expire_now().unwrap(), if age { 4 } else { 3 });
+        s.check_invariants().unwrap();
+    }
 }
