@@ -6,6 +6,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::record::u64_at;
 
 use crate::deletes::DeleteSet;
+use crate::seqlist::SeqList;
 use crate::ttl::TimerParts;
 
 pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
@@ -185,15 +186,6 @@ fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// A sorted list: its length, its first sequence, then the gaps, all LEB128.
-fn put_list(out: &mut Vec<u8>, seqs: &[u64]) {
-    put_varint(out, seqs.len() as u64);
-    let mut prev = 0;
-    for &s in seqs {
-        put_varint(out, s - prev);
-        prev = s;
-    }
-}
-
 fn get_list(b: &[u8], at: &mut usize) -> Option<Vec<u64>> {
     let n = get_varint(b, at)?;
     // Every entry takes at least one byte: a damaged count cannot allocate past the input.
@@ -218,13 +210,24 @@ fn get_list(b: &[u8], at: &mut usize) -> Option<Vec<u64>> {
 /// The timers section: the "never" list, the number of buckets, then each bucket's second
 /// and list (layout in `docs/format.md`).
 fn encode_timers(out: &mut Vec<u8>, t: &TimerParts) {
-    put_list(out, &t.never());
-    let buckets = t.sorted();
+    put_seqlist(out, t.never.as_ref());
+    let mut buckets: Vec<&(u64, SeqList)> = t.buckets.iter().collect();
+    buckets.sort_unstable_by_key(|(d, _)| *d);
     put_varint(out, buckets.len() as u64);
-    for (due, seqs) in &buckets {
+    for (due, list) in buckets {
         put_varint(out, *due);
-        put_list(out, seqs);
+        put_seqlist(out, Some(list));
     }
+}
+
+/// `put_list` of a compressed list, whose own bytes are already the gaps.
+fn put_seqlist(out: &mut Vec<u8>, list: Option<&SeqList>) {
+    let Some(l) = list.filter(|l| l.len() > 0) else {
+        return put_varint(out, 0);
+    };
+    put_varint(out, l.len());
+    put_varint(out, l.first());
+    l.write_gaps(out);
 }
 
 fn decode_timers(b: &[u8]) -> Option<TimerParts> {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::time::Instant;
 
 use crate::error::{DurabilityError, WriteError};
 use crate::limits;
@@ -202,8 +203,18 @@ impl Stream {
     /// (every tick), at open and after a limit change; hosts that run without maintenance
     /// call it themselves.
     pub fn expire_now(&self) -> Result<u64, WriteError> {
+        self.expire_until(None).map(|(n, _)| n)
+    }
+
+    /// `expire_now`, stopping after the batch that ends past `deadline`; also returns whether
+    /// messages may still be due. The maintenance thread works in such slices so that block
+    /// sealing and flushing keep up while a mass expiry runs.
+    pub(crate) fn expire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, bool), WriteError> {
         let mut end = None;
-        let r = self.expire_passes(&mut end);
+        let r = self.expire_passes(&mut end, deadline);
         if let Some((lsn, last)) = end {
             // One wait for the whole pass, not one per batch.
             self.after_write(lsn, last)?;
@@ -211,15 +222,22 @@ impl Stream {
         r
     }
 
-    fn expire_passes(&self, end: &mut Option<(u64, u64)>) -> Result<u64, WriteError> {
+    fn expire_passes(
+        &self,
+        end: &mut Option<(u64, u64)>,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, bool), WriteError> {
         let mut total = 0;
         loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok((total, true));
+            }
             self.check_writable().map_err(as_write)?;
             {
                 // Most ticks find nothing to do: decide that under the shared lock.
                 let st = self.s.state.read();
                 if st.timers.pending() == 0 && st.limits.max_age.is_none() {
-                    return Ok(total);
+                    return Ok((total, false));
                 }
             }
             let (n, lsn, last) = {
@@ -227,12 +245,12 @@ impl Stream {
                 self.check_writable().map_err(as_write)?;
                 let now = self.s.clock.now_ns();
                 if !anything_due(&mut st, now) {
-                    return Ok(total);
+                    return Ok((total, false));
                 }
                 let age_from = st.age_from;
                 let seqs = due_batch(&mut st, now, EXPIRE_BATCH);
                 if seqs.is_empty() {
-                    return Ok(total);
+                    return Ok((total, false));
                 }
                 let mark = self.s.cfg.subject_delete_marker_ttl.is_some();
                 if let Err(e) = self.remove_marked(&mut st, &seqs, mark, Reason::MaxAge, now) {
@@ -242,7 +260,10 @@ impl Stream {
                     st.age_from = age_from;
                     return Err(e);
                 }
-                (seqs.len() as u64, st.lsn, st.last_seq)
+                let out = (seqs.len() as u64, st.lsn, st.last_seq);
+                // Fairly: a waiting appender goes next, rather than the next batch.
+                parking_lot::RwLockWriteGuard::unlock_fair(st);
+                out
             };
             total += n;
             *end = Some((lsn, last));

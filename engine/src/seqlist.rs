@@ -15,6 +15,11 @@ const INLINE: usize = 29;
 /// Bytes of deltas per heap chunk.
 const CHUNK: usize = 240;
 
+/// Heap bytes for `need` bytes of deltas: powers of two from 32, at most a chunk.
+fn heap_capacity(need: usize) -> usize {
+    need.next_power_of_two().clamp(32, CHUNK)
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct SeqList {
     first: u64,
@@ -24,7 +29,18 @@ pub(crate) struct SeqList {
 
 #[derive(Clone, Debug)]
 enum Repr {
-    Inline { n: u8, len: u8, buf: [u8; INLINE] },
+    Inline {
+        n: u8,
+        len: u8,
+        buf: [u8; INLINE],
+    },
+    /// Deltas on the heap, for lists past the inline bytes but within one chunk: a list of a
+    /// dozen sparse sequences costs its bytes, not a whole chunk set.
+    Heap {
+        n: u32,
+        len: u16,
+        buf: Box<[u8]>,
+    },
     Chunked(Box<Chunks>),
 }
 
@@ -298,6 +314,14 @@ impl SeqList {
                 len: d.len() as u8,
                 buf,
             }
+        } else if d.len() <= CHUNK {
+            let mut buf = vec![0u8; heap_capacity(d.len())].into_boxed_slice();
+            buf[..d.len()].copy_from_slice(&d);
+            Repr::Heap {
+                n: seqs.len() as u32,
+                len: d.len() as u16,
+                buf,
+            }
         } else {
             Repr::Chunked(Box::new(Chunks::from_sorted(seqs)))
         };
@@ -307,6 +331,7 @@ impl SeqList {
     pub fn len(&self) -> u64 {
         match &self.repr {
             Repr::Inline { n, .. } => u64::from(*n),
+            Repr::Heap { n, .. } => u64::from(*n),
             Repr::Chunked(c) => c.count,
         }
     }
@@ -329,9 +354,23 @@ impl SeqList {
                     *len += k as u8;
                     *n += 1;
                 } else {
-                    let mut all = self.to_vec();
-                    all.push(seq);
-                    self.repr = Repr::Chunked(Box::new(Chunks::from_sorted(&all)));
+                    self.rebuild_with(seq);
+                }
+            }
+            Repr::Heap { n, len, buf } => {
+                let d = seq - self.last;
+                let (at, k) = (*len as usize, varint_len(d));
+                if at + k > buf.len() && at + k <= CHUNK {
+                    let mut bigger = vec![0u8; heap_capacity(at + k)].into_boxed_slice();
+                    bigger[..at].copy_from_slice(&buf[..at]);
+                    *buf = bigger;
+                }
+                if at + k <= buf.len() {
+                    write_varint(&mut buf[at..at + k], d);
+                    *len += k as u16;
+                    *n += 1;
+                } else {
+                    self.rebuild_with(seq);
                 }
             }
             Repr::Chunked(c) => c.push(seq),
@@ -339,10 +378,19 @@ impl SeqList {
         self.last = seq;
     }
 
+    /// Re-encodes the list with `seq` added at the end, in the next larger form.
+    fn rebuild_with(&mut self, seq: u64) {
+        let mut all = self.to_vec();
+        all.push(seq);
+        if let Some(l) = SeqList::from_sorted(&all) {
+            self.repr = l.repr;
+        }
+    }
+
     /// Adds sorted `seqs`, all after the last one (a bulk `push`).
     pub fn extend(&mut self, seqs: &[u64]) {
         let mut rest = seqs;
-        while let (Some(&s), Repr::Inline { .. }) = (rest.first(), &self.repr) {
+        while let (Some(&s), Repr::Inline { .. } | Repr::Heap { .. }) = (rest.first(), &self.repr) {
             self.push(s);
             rest = &rest[1..];
         }
@@ -351,6 +399,32 @@ impl SeqList {
                 c.push(s);
             }
             self.last = last;
+        }
+    }
+
+    /// Appends the LEB128 gaps between consecutive sequences (the first excluded): the list's
+    /// own encoding, copied chunk by chunk rather than decoded.
+    pub fn write_gaps(&self, out: &mut Vec<u8>) {
+        if self.len() == 0 {
+            return;
+        }
+        match &self.repr {
+            Repr::Inline { len, buf, .. } => out.extend_from_slice(&buf[..*len as usize]),
+            Repr::Heap { len, buf, .. } => out.extend_from_slice(&buf[..*len as usize]),
+            Repr::Chunked(c) => {
+                let mut prev = None;
+                for ch in c.views() {
+                    if let Some(p) = prev {
+                        let gap = ch.first - p;
+                        let mut b = [0u8; 10];
+                        let k = varint_len(gap);
+                        write_varint(&mut b[..k], gap);
+                        out.extend_from_slice(&b[..k]);
+                    }
+                    out.extend_from_slice(ch.deltas);
+                    prev = Some(ch.last);
+                }
+            }
         }
     }
 
@@ -367,6 +441,7 @@ impl SeqList {
         }
         match &self.repr {
             Repr::Inline { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
+            Repr::Heap { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
             Repr::Chunked(c) => {
                 for ch in c.views() {
                     decode(ch.first, ch.deltas, &mut v);
@@ -389,7 +464,9 @@ impl SeqList {
             return None;
         }
         match &self.repr {
-            Repr::Inline { .. } => self.to_vec().into_iter().find(|&s| s >= seq),
+            Repr::Inline { .. } | Repr::Heap { .. } => {
+                self.to_vec().into_iter().find(|&s| s >= seq)
+            }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.last < seq);
                 (i < c.len()).then(|| c.view(i).seqs().into_iter().find(|&s| s >= seq))?
@@ -406,7 +483,9 @@ impl SeqList {
             return None;
         }
         match &self.repr {
-            Repr::Inline { .. } => self.to_vec().into_iter().rev().find(|&s| s <= seq),
+            Repr::Inline { .. } | Repr::Heap { .. } => {
+                self.to_vec().into_iter().rev().find(|&s| s <= seq)
+            }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.first <= seq).checked_sub(1)?;
                 c.view(i).seqs().into_iter().rev().find(|&s| s <= seq)
@@ -423,7 +502,9 @@ impl SeqList {
             return 0;
         }
         match &self.repr {
-            Repr::Inline { .. } => self.to_vec().iter().filter(|&&s| s >= seq).count() as u64,
+            Repr::Inline { .. } | Repr::Heap { .. } => {
+                self.to_vec().iter().filter(|&&s| s >= seq).count() as u64
+            }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.last < seq);
                 if i >= c.len() {
@@ -450,7 +531,7 @@ impl SeqList {
             return false;
         }
         match &mut self.repr {
-            Repr::Inline { .. } => {
+            Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
                 let Ok(i) = v.binary_search(&seq) else {
                     return false;
@@ -482,7 +563,7 @@ impl SeqList {
         debug_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let before = self.len();
         match &mut self.repr {
-            Repr::Inline { .. } => {
+            Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
                 v.retain(|q| seqs.binary_search(q).is_err());
                 self.replace(&v);
@@ -517,7 +598,7 @@ impl SeqList {
         }
         let before = self.len();
         match &mut self.repr {
-            Repr::Inline { .. } => {
+            Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
                 v.retain(|&s| s >= floor);
                 self.replace(&v);
@@ -544,7 +625,7 @@ impl SeqList {
         }
         let before = self.len();
         match &mut self.repr {
-            Repr::Inline { .. } => {
+            Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
                 v.retain(|&s| s <= last);
                 self.replace(&v);
@@ -601,6 +682,7 @@ impl SeqList {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Inline { .. } => 0,
+            Repr::Heap { buf, .. } => buf.len(),
             Repr::Chunked(c) => {
                 std::mem::size_of::<Chunks>()
                     + c.full.capacity() * std::mem::size_of::<Chunk>()
@@ -690,6 +772,11 @@ mod tests {
                 if model.is_empty() { list = None; continue; }
                 prop_assert_eq!(l.to_vec(), model.clone());
                 prop_assert_eq!(l.first(), model[0]);
+                let mut gaps = Vec::new();
+                l.write_gaps(&mut gaps);
+                let mut back = vec![model[0]];
+                decode(model[0], &gaps, &mut back);
+                prop_assert_eq!(&back[1..], &model[..]);
                 prop_assert_eq!(l.last(), *model.last().unwrap());
                 for probe in [model[0], model[model.len() / 2], model[model.len() / 2] + 1, top, 0] {
                     prop_assert_eq!(l.next_ge(probe), model.iter().copied().find(|&x| x >= probe));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -30,6 +30,8 @@ const CONFIG_VERSION: u16 = 1;
 const MIN_TICK: Duration = Duration::from_micros(500);
 /// How often the maintainer looks at every stream.
 const TICK: Duration = Duration::from_millis(10);
+/// Longest stretch of expiry work between two rounds of a stream's upkeep.
+const EXPIRY_SLICE: Duration = Duration::from_millis(10);
 
 type Streams = Arc<Mutex<BTreeMap<String, Stream>>>;
 
@@ -424,8 +426,16 @@ fn spawn_maintainer(
                     // A failure poisons that stream and is reported to its next writer; the other
                     // streams carry on.
                     // Failures poison the stream; its next writer gets the error.
-                    let _ = s.expire_now();
-                    let _ = s.maintain();
+                    // A mass expiry goes in slices, with the upkeep (sealing, flushing)
+                    // between them.
+                    loop {
+                        let slice = Instant::now() + EXPIRY_SLICE;
+                        let more = s.expire_until(Some(slice)).is_ok_and(|(_, more)| more);
+                        let _ = s.maintain();
+                        if !more || stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
                 }
             }
         })

@@ -67,12 +67,12 @@ impl Ttl {
 /// The second in which a message stored at `ts` (ns) with a TTL of `secs` falls due: the first
 /// whole second at or after its exact expiry, so it is never removed early.
 pub(crate) fn due_second(ts: i64, secs: u64) -> u64 {
-    let exp = i128::from(ts) + i128::from(secs) * 1_000_000_000;
-    if exp <= 0 {
-        return 0;
-    }
-    let s = (exp + 999_999_999) / 1_000_000_000;
-    u64::try_from(s).unwrap_or(MAX_DUE).min(MAX_DUE)
+    // In whole seconds: 128-bit division would cost more than the rest of the insert.
+    let whole = ts.div_euclid(1_000_000_000);
+    let part = i64::from(ts.rem_euclid(1_000_000_000) > 0);
+    let secs = i64::try_from(secs.min(MAX_DUE)).unwrap_or(i64::MAX);
+    let due = whole.saturating_add(secs).saturating_add(part);
+    u64::try_from(due).unwrap_or(0).min(MAX_DUE)
 }
 
 /// The whole second of `now_ns` (what a bucket's second is compared with).
@@ -132,6 +132,10 @@ struct Wheel {
     now: u64,
     levels: Vec<Level>,
     ready: BTreeMap<u64, SeqList>,
+    /// The newest bucket, kept outside the slots: appends with one TTL fill one bucket per
+    /// second, so most inserts find it here without a hash lookup. Logically it sits where
+    /// `place` says; it is put there before the clock moves.
+    hot: Option<(u64, SeqList)>,
 }
 
 /// Where a bucket due at `due` sits when the clock reads `now`: `None` for the ready list.
@@ -166,10 +170,22 @@ impl Wheel {
             now: now.min(MAX_DUE),
             levels: (0..LEVELS).map(|_| Level::new()).collect(),
             ready: BTreeMap::new(),
+            hot: None,
+        }
+    }
+
+    fn flush_hot(&mut self) {
+        if let Some((due, list)) = self.hot.take() {
+            self.put(due, list);
         }
     }
 
     fn bucket_mut(&mut self, due: u64) -> Option<&mut SeqList> {
+        if let Some((d, list)) = &mut self.hot {
+            if *d == due {
+                return Some(list);
+            }
+        }
         match place(self.now, due) {
             None => self.ready.get_mut(&due),
             Some((l, s)) => self.levels[l].slots[s].get_mut(&due),
@@ -177,22 +193,12 @@ impl Wheel {
     }
 
     fn insert(&mut self, seq: u64, due: u64) {
-        match place(self.now, due) {
-            None => match self.ready.get_mut(&due) {
-                Some(list) => add_to(list, seq),
-                None => {
-                    self.ready.insert(due, SeqList::new(seq));
-                }
-            },
-            Some((l, s)) => {
-                let level = &mut self.levels[l];
-                match level.slots[s].get_mut(&due) {
-                    Some(list) => add_to(list, seq),
-                    None => {
-                        level.slots[s].insert(due, SeqList::new(seq));
-                        level.mark(s);
-                    }
-                }
+        match self.bucket_mut(due) {
+            Some(list) => add_to(list, seq),
+            None => {
+                // A new second: it becomes the hot bucket.
+                self.flush_hot();
+                self.hot = Some((due, SeqList::new(seq)));
             }
         }
     }
@@ -228,6 +234,10 @@ impl Wheel {
     }
 
     fn drop_bucket(&mut self, due: u64) {
+        if self.hot.as_ref().is_some_and(|(d, _)| *d == due) {
+            self.hot = None;
+            return;
+        }
         match place(self.now, due) {
             None => {
                 self.ready.remove(&due);
@@ -242,6 +252,7 @@ impl Wheel {
     /// Moves the clock to `to`: buckets whose slot the clock passed or entered are taken out
     /// and put back where they now belong (a lower level, or the ready list).
     fn advance(&mut self, to: u64) {
+        self.flush_hot();
         let to = to.min(MAX_DUE);
         if to <= self.now {
             return;
@@ -273,7 +284,8 @@ impl Wheel {
     }
 
     fn buckets(&self) -> impl Iterator<Item = (u64, &SeqList)> {
-        self.ready.iter().map(|(&d, l)| (d, l)).chain(
+        let hot = self.hot.iter().map(|(d, l)| (*d, l));
+        hot.chain(self.ready.iter().map(|(&d, l)| (d, l))).chain(
             self.levels
                 .iter()
                 .flat_map(|lv| lv.slots.iter())
@@ -283,6 +295,7 @@ impl Wheel {
 
     /// Applies `f` to every bucket, dropping the ones it empties; returns what `f` summed.
     fn retain_each(&mut self, mut f: impl FnMut(&mut SeqList) -> u64) -> u64 {
+        self.flush_hot();
         let mut n = 0;
         self.ready.retain(|_, l| {
             n += f(l);
