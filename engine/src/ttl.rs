@@ -637,7 +637,10 @@ mod tests {
             65_535,
             65_536,
             3_600 * 30,
+            16_777_216,
             86_400 * 400,
+            MAX_TTL_SECS - 1,
+            MAX_TTL_SECS,
         ];
         let mut t = Timers::default();
         t.advance(start);
