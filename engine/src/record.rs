@@ -63,8 +63,9 @@ pub const FLAG_BATCH: u8 = 2;
 pub const FLAG_TTL: u8 = 4;
 /// Flag bit: the message is a subject delete marker written by the store.
 pub const FLAG_MARKER: u8 = 8;
-/// Bytes of the TTL field of a message with [`FLAG_TTL`].
-pub const TTL_LEN: usize = 8;
+/// Bytes of the TTL field of a message with [`FLAG_TTL`]: whole seconds as a `u32`, with
+/// `u32::MAX` for "never" (100 years fit).
+pub const TTL_LEN: usize = 4;
 
 /// A decoded record borrowing from the block bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +176,7 @@ pub fn encode_into(
         p += part.len();
     }
     if let Some(t) = ttl {
-        out[p..p + TTL_LEN].copy_from_slice(&t.to_le_bytes());
+        out[p..p + TTL_LEN].copy_from_slice(&ttl_field(t).to_le_bytes());
         p += TTL_LEN;
     }
     let sum = xxh3_64(&out[..p]);
@@ -265,7 +266,10 @@ pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeErr
     }
     let (pl_end, ttl) = match h.flags & FLAG_TTL {
         0 => (body_end, None),
-        _ => (body_end - TTL_LEN, Some(u64_at(b, body_end - TTL_LEN))),
+        _ => (
+            body_end - TTL_LEN,
+            Some(ttl_value(u32_at(b, body_end - TTL_LEN))),
+        ),
     };
     let s = HEADER_LEN;
     let hd = s + h.subject_len;
@@ -291,6 +295,20 @@ pub fn subject_at(bytes: &[u8], off: usize) -> Option<&[u8]> {
     b.get(HEADER_LEN..HEADER_LEN + h.subject_len)
 }
 
+/// The 4-byte field for a TTL (`u64::MAX`, "never", is `u32::MAX`; no valid TTL is larger).
+fn ttl_field(ttl: u64) -> u32 {
+    debug_assert!(ttl == u64::MAX || ttl < u64::from(u32::MAX));
+    u32::try_from(ttl).unwrap_or(u32::MAX)
+}
+
+/// The TTL a 4-byte field holds.
+fn ttl_value(field: u32) -> u64 {
+    match field {
+        u32::MAX => u64::MAX,
+        v => u64::from(v),
+    }
+}
+
 /// The timestamp and raw TTL field of the message record at `off`, if it has one (its header
 /// must pass its check; the body is not verified).
 pub fn ttl_at(bytes: &[u8], off: usize) -> Option<(i64, u64)> {
@@ -300,7 +318,7 @@ pub fn ttl_at(bytes: &[u8], off: usize) -> Option<(i64, u64)> {
         return None;
     }
     let at = h.len.checked_sub(TRAILER_LEN + TTL_LEN)?;
-    Some((h.ts, u64_at(b.get(at..at + TTL_LEN)?, 0)))
+    Some((h.ts, ttl_value(u32_at(b.get(at..at + TTL_LEN)?, 0))))
 }
 
 /// The stored checksum of the intact record at `off`, which identifies it.

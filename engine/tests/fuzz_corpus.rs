@@ -680,9 +680,9 @@ fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
             // The TTL field sits where the payload ends, before the checksum.
             flags |= FLAG_TTL | if rng.one_in(3) { FLAG_MARKER } else { 0 };
             let ttl = match rng.below(4) {
-                0 => u64::MAX,
-                1 => rng.interesting_u64(),
-                _ => 1 + rng.below(100_000) as u64,
+                0 => u32::MAX,
+                1 => rng.interesting_u64() as u32,
+                _ => 1 + rng.below(100_000) as u32,
             };
             p.extend_from_slice(&ttl.to_le_bytes());
         }

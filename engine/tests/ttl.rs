@@ -487,7 +487,7 @@ fn failed_expiry_pass_keeps_its_timers() {
             s.append_msg(&m).unwrap();
         }
         // The active block has no room left for the removal record.
-        s.append("z", b"", &[1; 803]).unwrap();
+        s.append("z", b"", &[1; 815]).unwrap();
         clock.advance_ns(2 * SEC);
         *vfs.plan().lock() = FaultPlan::at(0, Fault::NoSpace);
         assert!(s.expire_now().is_err());
