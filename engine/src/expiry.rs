@@ -68,8 +68,12 @@ fn ts_of(st: &LogState, seq: u64) -> Option<i64> {
 /// The next sequences to expire at `now`, sorted: up to `max` due by TTL and up to `max` past
 /// max_age. Moves `age_from` past the "never" messages it steps over.
 fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
-    st.timers.advance(second_of(now));
-    let mut v = st.timers.take_due(max);
+    let now_s = second_of(now);
+    st.timers.advance(now_s);
+    let mut v = st.timers.take_due(max, now_s);
+    // A timer whose record no longer says it is due (damage, or a sequence reused after a
+    // truncate) is dropped, not obeyed.
+    v.retain(|&q| due_by_record(st, q, now_s));
     if let Some(age) = st.limits.max_age {
         let cutoff = now.saturating_sub(nanos(age));
         let mut seq = st.floor.max(st.age_from);
@@ -93,6 +97,32 @@ fn due_batch(st: &mut LogState, now: i64, max: usize) -> Vec<u64> {
     v
 }
 
+/// The live message `seq` has a TTL that is due at second `now`.
+fn due_by_record(st: &LogState, seq: u64, now: u64) -> bool {
+    let Some((bi, off)) = st.find(seq) else {
+        return false;
+    };
+    match record::ttl_at(st.blocks[bi].bytes(), off).map(|(ts, raw)| (ts, Ttl::from_raw(raw))) {
+        Some((ts, Some(Ttl::Secs(s)))) => crate::ttl::due_second(ts, s) <= now,
+        _ => false,
+    }
+}
+
+/// Whether a pass at `now` may have work, judged under the shared lock: a new second for the
+/// wheel, a ready bucket, or a message at the max_age cursor that is older than the cutoff
+/// (or "never", which only the exclusive lock can step over).
+fn maybe_due(st: &LogState, now: i64) -> bool {
+    if st.timers.maybe_due(second_of(now)) {
+        return true;
+    }
+    let Some(age) = st.limits.max_age else {
+        return false;
+    };
+    let cutoff = now.saturating_sub(nanos(age));
+    next_live(st, st.floor.max(st.age_from))
+        .is_some_and(|s| ts_of(st, s).is_some_and(|t| t < cutoff))
+}
+
 /// Puts the timers of the live messages among `seqs` back (a pass that failed).
 fn retime(st: &mut LogState, seqs: &[u64]) {
     for &q in seqs {
@@ -109,8 +139,9 @@ fn retime(st: &mut LogState, seqs: &[u64]) {
 
 /// True when the next pass has something to do.
 fn anything_due(st: &mut LogState, now: i64) -> bool {
-    st.timers.advance(second_of(now));
-    if st.timers.any_due() {
+    let now_s = second_of(now);
+    st.timers.advance(now_s);
+    if st.timers.any_due(now_s) {
         return true;
     }
     let Some(age) = st.limits.max_age else {
@@ -236,7 +267,7 @@ impl Stream {
             {
                 // Most ticks find nothing to do: decide that under the shared lock.
                 let st = self.s.state.read();
-                if st.timers.pending() == 0 && st.limits.max_age.is_none() {
+                if !maybe_due(&st, self.s.clock.now_ns()) {
                     return Ok((total, false));
                 }
             }

@@ -159,7 +159,7 @@ pub fn encode_into(
         None => flags & !FLAG_TTL,
     };
     debug_assert!(out.len() >= len, "encode_into: buffer too small");
-    debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_RECORD_LEN);
+    debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_RECORD_LEN + TTL_LEN);
     let out = &mut out[..len];
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[4] = kind as u8;

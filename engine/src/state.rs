@@ -712,7 +712,11 @@ impl LogState {
             while let Some(&(id, _)) = rest.first() {
                 let n = rest.partition_point(|&(i, _)| i == id);
                 let run: Vec<u64> = rest[..n].iter().map(|&(_, q)| q).collect();
-                ix.remove_sorted(id, &run);
+                if ix.remove_sorted(id, &run) < run.len() as u64 {
+                    // Damage renamed a record to another live subject: find the rest by
+                    // sequence, as `unindex` does.
+                    unnamed.extend(run);
+                }
                 rest = &rest[n..];
             }
             for q in unnamed {

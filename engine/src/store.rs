@@ -397,6 +397,23 @@ fn open_stream(
     Ok(s)
 }
 
+/// One tick of upkeep for every stream. A mass expiry goes in slices of `EXPIRY_SLICE`, one
+/// slice per busy stream per round, with every stream's upkeep (sealing, flushing, interval
+/// syncs) after each round, so one stream's expiry never holds up the others. A failure
+/// poisons that stream and is reported to its next writer; the other streams carry on.
+fn maintain_round(list: &[Stream], stop: &AtomicBool) {
+    let mut busy: Vec<bool> = vec![true; list.len()];
+    while busy.iter().any(|&b| b) && !stop.load(Ordering::Acquire) {
+        for (s, more) in list.iter().zip(busy.iter_mut()) {
+            if *more {
+                let slice = Instant::now() + EXPIRY_SLICE;
+                *more = s.expire_until(Some(slice)).is_ok_and(|(_, more)| more);
+            }
+            let _ = s.maintain();
+        }
+    }
+}
+
 fn spawn_maintainer(
     streams: Streams,
     wake: channel::Receiver<()>,
@@ -422,21 +439,7 @@ fn spawn_maintainer(
                     .map(|d| d / 2)
                     .fold(TICK, Duration::min)
                     .max(MIN_TICK);
-                for s in list {
-                    // A failure poisons that stream and is reported to its next writer; the other
-                    // streams carry on.
-                    // Failures poison the stream; its next writer gets the error.
-                    // A mass expiry goes in slices, with the upkeep (sealing, flushing)
-                    // between them.
-                    loop {
-                        let slice = Instant::now() + EXPIRY_SLICE;
-                        let more = s.expire_until(Some(slice)).is_ok_and(|(_, more)| more);
-                        let _ = s.maintain();
-                        if !more || stop.load(Ordering::Acquire) {
-                            break;
-                        }
-                    }
-                }
+                maintain_round(&list, &stop);
             }
         })
 }

@@ -764,13 +764,9 @@ impl Stream {
     pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
         // The write lock is held from the tombstone to the overwrite, so no checkpoint can
         // cover the tombstone before the bytes are gone, and no compaction can move them.
-        let marks = match self.s.cfg.removal_markers {
-            true => crate::expiry::emptied(&self.s.state.read(), &[seq]),
-            false => Vec::new(),
-        };
         let w = self.s.write_lock.lock();
         let mut sum = None;
-        let (_, lsn, _) = self.control_record(
+        let (marked, lsn, _) = self.control_record(
             Kind::Erase,
             |st| {
                 let (bi, off) = st.find(seq).ok_or(WriteError::NotFound(seq))?;
@@ -778,9 +774,16 @@ impl Stream {
                 Ok((seq, Vec::new()))
             },
             |st, seq| {
+                let marks = match self.s.cfg.removal_markers {
+                    true => crate::expiry::emptied(st, &[seq]),
+                    false => Vec::new(),
+                };
                 st.apply_remove(seq);
+                // In the same hold, so the marker is made durable with the tombstone below.
+                self.append_markers(st, &marks, Reason::Remove)
             },
         )?;
+        marked?;
         // The original record must be on disk before it can be overwritten there.
         if let Some((lsn, _)) = self.write_phase(&w, true, false, Some(lsn))? {
             self.sync_phase(lsn, None)?;
@@ -788,17 +791,6 @@ impl Stream {
         if let Some(sum) = sum {
             self.overwrite_erased(seq, sum)
                 .map_err(|e| self.poison_with(e))?;
-        }
-        drop(w);
-        if !marks.is_empty() {
-            // The marker follows the erase as its own write: the erase must be durable first.
-            self.locked_write(|this, st, _| {
-                let gone: Vec<Vec<u8>> = marks
-                    .into_iter()
-                    .filter(|s| st.index.as_ref().is_none_or(|ix| ix.lookup(s).is_none()))
-                    .collect();
-                this.append_markers(st, &gone, Reason::Remove)
-            })?;
         }
         Ok(())
     }

@@ -505,18 +505,29 @@ impl Timers {
     }
 
     /// True when messages are due by the wheel's clock.
-    pub fn any_due(&self) -> bool {
-        self.wheel.as_ref().is_some_and(|w| !w.ready.is_empty())
+    /// True when messages are due at second `now` (the wheel's clock may be ahead of `now`
+    /// after the wall clock stepped back: those buckets wait).
+    pub fn any_due(&self, now: u64) -> bool {
+        let Some(w) = &self.wheel else { return false };
+        w.ready.keys().next().is_some_and(|&d| d <= now)
+    }
+
+    /// Whether a pass at second `now` may find messages due, decided without changing
+    /// anything: the clock moved into a new second, or a bucket is ready.
+    pub fn maybe_due(&self, now: u64) -> bool {
+        let Some(w) = &self.wheel else { return false };
+        let hot_due = w.hot.as_ref().is_some_and(|&(d, _)| d <= now);
+        now.min(MAX_DUE) > w.now || hot_due || self.any_due(now)
     }
 
     /// Takes up to `max` messages due by the wheel's clock out of the timers, earliest second
     /// first, in sequence order within a second: the caller removes them from the stream (their
     /// removal then finds no timer to cancel).
-    pub fn take_due(&mut self, max: usize) -> Vec<u64> {
+    pub fn take_due(&mut self, max: usize, now: u64) -> Vec<u64> {
         let mut out = Vec::new();
         let Some(w) = &mut self.wheel else { return out };
         while out.len() < max {
-            let Some(mut entry) = w.ready.first_entry() else {
+            let Some(mut entry) = w.ready.first_entry().filter(|e| *e.key() <= now) else {
                 break;
             };
             let list = entry.get_mut();
@@ -609,7 +620,7 @@ mod tests {
 
     fn due_now(t: &mut Timers, now: u64) -> Vec<u64> {
         t.advance(now);
-        let mut v = t.take_due(usize::MAX);
+        let mut v = t.take_due(usize::MAX, now);
         v.sort_unstable();
         v
     }
@@ -673,7 +684,13 @@ mod tests {
         let want: Vec<u64> = (1..=500u64).filter(|s| s * 997 <= 250_000).collect();
         assert_eq!(got, want);
         assert_eq!(t.pending(), 500 - want.len() as u64);
-        assert!(t.take_due(10).is_empty());
+        assert!(t.take_due(10, 1000 + 250_000).is_empty());
+        // A clock that steps back leaves buckets due by the wheel's clock waiting.
+        let mut t = Timers::default();
+        t.insert(1000, 1_250_000 * S, 1);
+        t.advance(1_250_001);
+        assert!(!t.any_due(1_249_000) && t.take_due(10, 1_249_000).is_empty());
+        assert_eq!(t.take_due(10, 1_250_001), vec![1000]);
     }
 
     #[test]

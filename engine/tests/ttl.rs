@@ -498,3 +498,68 @@ fn failed_expiry_pass_keeps_its_timers() {
         s.check_invariants().unwrap();
     }
 }
+
+/// A message of the largest size still takes a TTL (its record is 4 bytes longer).
+#[test]
+fn largest_message_takes_a_ttl() {
+    let env = Env::new();
+    let s = env.create(
+        ttl_cfg("big")
+            .storage(Storage::Memory)
+            .max_msg_size(tidelog::MAX_MESSAGE_LEN as u32),
+    );
+    let subject = "a".repeat(tidelog::MAX_SUBJECT_LEN);
+    let payload = vec![7u8; tidelog::MAX_MESSAGE_LEN];
+    let m = NewMessage::new(&subject, &payload).with_ttl(Ttl::Secs(5));
+    let q = s.append_msg(&m).unwrap().seq;
+    s.erase(q).unwrap();
+    s.check_invariants().unwrap();
+}
+
+/// A wall clock that steps back (NTP) never makes a message expire before its TTL, just as after
+/// a restart.
+#[test]
+fn a_clock_stepping_back_expires_nothing_early() {
+    let env = Env::new();
+    let s = env.create(ttl_cfg("back"));
+    put(&s, "other", Some(Ttl::Secs(10_000)));
+    env.at(1000.0);
+    s.expire_now().unwrap();
+    env.at(0.5);
+    let q = put(&s, "k", Some(Ttl::Secs(60)));
+    assert_eq!(s.expire_now().unwrap(), 0);
+    assert!(s.load(q).is_ok());
+    env.at(60.5);
+    assert_eq!(s.expire_now().unwrap(), 0);
+    env.at(61.0);
+    assert_eq!(s.expire_now().unwrap(), 1);
+    s.check_invariants().unwrap();
+}
+
+/// Removing many messages at once (one list rewrite per subject) still finds a message whose
+/// record's subject bytes were damaged into another live subject's name.
+#[test]
+fn bulk_removal_finds_a_message_whose_subject_was_damaged() {
+    let mut env = Env::new();
+    let s = env.create(StreamConfig::new("d").block_size(4 << 10));
+    for i in 0..200u64 {
+        s.append(&format!("k.{}", i % 10), b"", b"v").unwrap();
+    }
+    s.checkpoint().unwrap();
+    for i in 0..200u64 {
+        s.append(&format!("z.{}", i % 3), b"", b"v").unwrap();
+    }
+    s.checkpoint().unwrap();
+    drop(s);
+    env.store.take().unwrap().close().unwrap();
+    // Seq 4's subject "k.3" becomes "k.2": 64-byte block header, 44-byte records, the subject
+    // after the 32-byte record header.
+    let path = std::path::Path::new("/t/streams/d/00000000000000000001.blk");
+    env.mem.corrupt(path, 64 + 3 * 44 + 32 + 2, 1).unwrap();
+    env.open();
+    let s = env.stream("d");
+    s.check_invariants().unwrap();
+    s.purge_filtered("k.>", None, 0).unwrap();
+    s.check_invariants().unwrap();
+    assert!(s.load_last("k.3").unwrap().is_none());
+}
