@@ -8,6 +8,7 @@ use crate::record::u64_at;
 use crate::deletes::DeleteSet;
 use crate::seqlist::SeqList;
 use crate::ttl::TimerParts;
+use crate::varint;
 
 pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
 pub const CKPT_VERSION: u16 = 2;
@@ -164,30 +165,9 @@ impl Checkpoint {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let x = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(x & 0x7f).checked_shl(shift)?;
-        if x & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// A sorted list: its length, its first sequence, then the gaps, all LEB128.
 fn get_list(b: &[u8], at: &mut usize) -> Option<Vec<u64>> {
-    let n = get_varint(b, at)?;
+    let n = varint::get(b, at)?;
     // Every entry takes at least one byte: a damaged count cannot allocate past the input.
     if n > (b.len() - *at) as u64 {
         return None;
@@ -195,7 +175,7 @@ fn get_list(b: &[u8], at: &mut usize) -> Option<Vec<u64>> {
     let mut v = Vec::with_capacity(n as usize);
     let mut prev = 0u64;
     for i in 0..n {
-        let d = get_varint(b, at)?;
+        let d = varint::get(b, at)?;
         if i > 0 && d == 0 {
             return None;
         }
@@ -213,9 +193,9 @@ fn encode_timers(out: &mut Vec<u8>, t: &TimerParts) {
     put_seqlist(out, t.never.as_ref());
     let mut buckets: Vec<&(u64, SeqList)> = t.buckets.iter().collect();
     buckets.sort_unstable_by_key(|(d, _)| *d);
-    put_varint(out, buckets.len() as u64);
+    varint::put(out, buckets.len() as u64);
     for (due, list) in buckets {
-        put_varint(out, *due);
+        varint::put(out, *due);
         put_seqlist(out, Some(list));
     }
 }
@@ -223,23 +203,23 @@ fn encode_timers(out: &mut Vec<u8>, t: &TimerParts) {
 /// `put_list` of a compressed list, whose own bytes are already the gaps.
 fn put_seqlist(out: &mut Vec<u8>, list: Option<&SeqList>) {
     let Some(l) = list.filter(|l| l.len() > 0) else {
-        return put_varint(out, 0);
+        return varint::put(out, 0);
     };
-    put_varint(out, l.len());
-    put_varint(out, l.first());
+    varint::put(out, l.len());
+    varint::put(out, l.first());
     l.write_gaps(out);
 }
 
 fn decode_timers(b: &[u8]) -> Option<TimerParts> {
     let mut at = 0;
     let never = get_list(b, &mut at)?;
-    let n = get_varint(b, &mut at)?;
+    let n = varint::get(b, &mut at)?;
     if n > b.len() as u64 {
         return None;
     }
     let mut buckets = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        let due = get_varint(b, &mut at)?;
+        let due = varint::get(b, &mut at)?;
         buckets.push((due, get_list(b, &mut at)?));
     }
     if at != b.len() {

@@ -37,6 +37,7 @@ mod stream;
 pub mod subject;
 mod subject_index;
 mod ttl;
+mod varint;
 mod watch;
 
 #[doc(hidden)]

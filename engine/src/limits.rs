@@ -13,6 +13,7 @@ use crate::io::Vfs;
 use crate::query::next_live;
 use crate::record::{self, Kind};
 use crate::state::LogState;
+use crate::varint;
 
 /// The limit an append ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -36,27 +37,6 @@ impl std::fmt::Display for Limit {
 /// Largest payload of one `Remove` record; longer lists take several records.
 const MAX_REMOVE_PAYLOAD: usize = 64 << 10;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let x = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(x & 0x7f).checked_shl(shift)?;
-        if x & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// Encodes sorted, distinct `seqs` as ranges: pairs of (gap from the previous range's end,
 /// length - 1), the first gap counted from `seqs[0]` (the record's own sequence).
 pub(crate) fn encode_ranges(seqs: &[u64]) -> Vec<u8> {
@@ -70,8 +50,8 @@ pub(crate) fn encode_ranges(seqs: &[u64]) -> Vec<u8> {
             end += 1;
             i += 1;
         }
-        put_varint(&mut out, start - prev_end);
-        put_varint(&mut out, end - start);
+        varint::put(&mut out, start - prev_end);
+        varint::put(&mut out, end - start);
         prev_end = end;
         i += 1;
     }
@@ -85,7 +65,7 @@ pub(crate) fn decode_ranges(seq: u64, b: &[u8]) -> Vec<(u64, u64)> {
     let mut at = 0;
     let mut prev_end = seq;
     while at < b.len() {
-        let (Some(gap), Some(len)) = (get_varint(b, &mut at), get_varint(b, &mut at)) else {
+        let (Some(gap), Some(len)) = (varint::get(b, &mut at), varint::get(b, &mut at)) else {
             break;
         };
         let Some(start) = prev_end.checked_add(gap) else {

@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 
+use crate::varint;
+
 /// Bytes of deltas kept inline (sized so a whole `SeqList` is 48 bytes).
 const INLINE: usize = 29;
 /// Bytes of deltas per heap chunk.
@@ -88,28 +90,6 @@ impl View<'_> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Writes `v` as a varint of `k = varint_len(v)` bytes into `out[..k]`.
-fn write_varint(out: &mut [u8], mut v: u64) {
-    let k = out.len();
-    for b in out.iter_mut() {
-        *b = v as u8 | 0x80;
-        v >>= 7;
-    }
-    out[k - 1] &= 0x7f;
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 /// Decodes `first` followed by the deltas in `b`.
 fn decode(first: u64, b: &[u8], out: &mut Vec<u64>) {
     out.push(first);
@@ -132,7 +112,7 @@ fn decode(first: u64, b: &[u8], out: &mut Vec<u64>) {
 fn deltas_of(seqs: &[u64]) -> Vec<u8> {
     let mut d = Vec::with_capacity(seqs.len() * 2);
     for w in seqs.windows(2) {
-        put_varint(&mut d, w[1] - w[0]);
+        varint::put(&mut d, w[1] - w[0]);
     }
     d
 }
@@ -162,11 +142,11 @@ impl Tail {
             return true;
         }
         let d = seq - self.last;
-        let (at, k) = (self.len as usize, varint_len(d));
+        let (at, k) = (self.len as usize, varint::len(d));
         if at + k > CHUNK {
             return false;
         }
-        write_varint(&mut self.buf[at..at + k], d);
+        varint::write(&mut self.buf[at..at + k], d);
         self.len += k as u16;
         self.n += 1;
         self.last = seq;
@@ -348,9 +328,9 @@ impl SeqList {
         match &mut self.repr {
             Repr::Inline { n, len, buf } => {
                 let d = seq - self.last;
-                let (at, k) = (*len as usize, varint_len(d));
+                let (at, k) = (*len as usize, varint::len(d));
                 if at + k <= INLINE && *n < u8::MAX {
-                    write_varint(&mut buf[at..at + k], d);
+                    varint::write(&mut buf[at..at + k], d);
                     *len += k as u8;
                     *n += 1;
                 } else {
@@ -359,14 +339,14 @@ impl SeqList {
             }
             Repr::Heap { n, len, buf } => {
                 let d = seq - self.last;
-                let (at, k) = (*len as usize, varint_len(d));
+                let (at, k) = (*len as usize, varint::len(d));
                 if at + k > buf.len() && at + k <= CHUNK {
                     let mut bigger = vec![0u8; heap_capacity(at + k)].into_boxed_slice();
                     bigger[..at].copy_from_slice(&buf[..at]);
                     *buf = bigger;
                 }
                 if at + k <= buf.len() {
-                    write_varint(&mut buf[at..at + k], d);
+                    varint::write(&mut buf[at..at + k], d);
                     *len += k as u16;
                     *n += 1;
                 } else {
@@ -417,8 +397,8 @@ impl SeqList {
                     if let Some(p) = prev {
                         let gap = ch.first - p;
                         let mut b = [0u8; 10];
-                        let k = varint_len(gap);
-                        write_varint(&mut b[..k], gap);
+                        let k = varint::len(gap);
+                        varint::write(&mut b[..k], gap);
                         out.extend_from_slice(&b[..k]);
                     }
                     out.extend_from_slice(ch.deltas);
