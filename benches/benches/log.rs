@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{bench_dir, Rng};
+use common::{bench_dir, Fresh, Rng};
 
 use std::fs::File;
 use std::hint::black_box;
@@ -84,31 +84,6 @@ fn encoded_len(subject: &str, payload: &[u8]) -> u64 {
     s.state().bytes
 }
 
-/// A store whose streams live for one sample each.
-struct Fresh {
-    store: Store,
-    dir: TempDir,
-    n: u64,
-}
-
-impl Fresh {
-    fn new() -> Fresh {
-        let dir = bench_dir();
-        let store = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
-        Fresh { store, dir, n: 0 }
-    }
-
-    fn stream(&mut self, durability: Durability) -> Stream {
-        self.n += 1;
-        let cfg = StreamConfig::new(format!("s{}", self.n)).durability(durability);
-        self.store.create_stream(cfg).unwrap()
-    }
-
-    fn done(&self, s: Stream) {
-        self.store.delete_stream(s.name()).unwrap();
-    }
-}
-
 fn bench_append(c: &mut Criterion) {
     let subjects = subjects();
     let payload = payload();
@@ -122,7 +97,7 @@ fn bench_append(c: &mut Criterion) {
 
     g.bench_function("none_128B_1000_subjects", |b| {
         b.iter_custom(|iters| {
-            let s = fresh.stream(Durability::None);
+            let s = fresh.stream(|n| StreamConfig::new(n).durability(Durability::None));
             let start = Instant::now();
             for i in 0..iters as usize {
                 s.append(&subjects[i % SUBJECTS], b"", &payload).unwrap();
@@ -169,7 +144,7 @@ fn bench_durable(c: &mut Criterion) {
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function("append_batch_1000", |b| {
         b.iter_custom(|iters| {
-            let s = fresh.stream(Durability::Always);
+            let s = fresh.stream(|n| StreamConfig::new(n).durability(Durability::Always));
             let start = Instant::now();
             for _ in 0..iters {
                 s.append_batch(&batch).unwrap();
@@ -184,7 +159,7 @@ fn bench_durable(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("append_64_threads", |b| {
         b.iter_custom(|iters| {
-            let s = fresh.stream(Durability::Always);
+            let s = fresh.stream(|n| StreamConfig::new(n).durability(Durability::Always));
             let ready = Barrier::new(THREADS as usize + 1);
             let t = std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..THREADS)

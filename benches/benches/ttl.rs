@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{bench_dir, Rng};
+use common::{bench_dir, Fresh, Rng};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -180,35 +180,6 @@ fn thread_cpu_ns() -> u64 {
     }
 }
 
-/// A store whose file streams live for one sample each.
-struct Fresh {
-    store: Store,
-    _dir: TempDir,
-    n: u64,
-}
-
-impl Fresh {
-    fn new() -> Fresh {
-        let dir = bench_dir();
-        let store = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
-        Fresh {
-            store,
-            _dir: dir,
-            n: 0,
-        }
-    }
-
-    fn stream(&mut self) -> Stream {
-        self.n += 1;
-        let cfg = config(format!("s{}", self.n), Storage::File);
-        self.store.create_stream(cfg).unwrap()
-    }
-
-    fn done(&self, s: Stream) {
-        self.store.delete_stream(s.name()).unwrap();
-    }
-}
-
 fn bench_append(c: &mut Criterion) {
     let subjects = subjects();
     let payload = payload();
@@ -228,7 +199,7 @@ fn bench_append(c: &mut Criterion) {
         g.bench_function(name, |b| {
             ran = true;
             b.iter_custom(|iters| {
-                let s = fresh.stream();
+                let s = fresh.stream(|n| config(n, Storage::File));
                 let t = fill(&s, msgs, iters);
                 fresh.done(s);
                 t
@@ -252,7 +223,7 @@ fn interleaved(fresh: &mut Fresh, plain: &[NewMessage<'_>], timed: &[NewMessage<
     for r in 0..rounds {
         let (mut wall, mut cpu) = ([0.0; 2], [0.0; 2]);
         for k in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
-            let s = fresh.stream();
+            let s = fresh.stream(|n| config(n, Storage::File));
             let c0 = thread_cpu_ns();
             let t = fill(&s, [plain, timed][k], n);
             cpu[k] = (thread_cpu_ns() - c0) as f64 / 1e9;

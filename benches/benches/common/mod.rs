@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use tempfile::TempDir;
+use tidelog::{Store, StoreOptions, Stream, StreamConfig};
 
 /// A fresh directory under `TIDELOG_BENCH_DIR`, or the system temporary directory.
 pub fn bench_dir() -> TempDir {
@@ -27,5 +28,35 @@ impl Rng {
         x ^= x << 17;
         self.0 = x;
         x
+    }
+}
+
+/// A store whose streams live for one sample each, so disk use stays bounded however long
+/// criterion runs. (Each bench binary compiles this module; not all of them use it.)
+#[allow(dead_code)]
+pub struct Fresh {
+    store: Store,
+    pub dir: TempDir,
+    n: u64,
+}
+
+#[allow(dead_code)]
+impl Fresh {
+    pub fn new() -> Fresh {
+        let dir = bench_dir();
+        let store = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
+        Fresh { store, dir, n: 0 }
+    }
+
+    /// A new stream configured by `cfg` from its name.
+    pub fn stream(&mut self, cfg: impl FnOnce(String) -> StreamConfig) -> Stream {
+        self.n += 1;
+        self.store
+            .create_stream(cfg(format!("s{}", self.n)))
+            .unwrap()
+    }
+
+    pub fn done(&self, s: Stream) {
+        self.store.delete_stream(s.name()).unwrap();
     }
 }
