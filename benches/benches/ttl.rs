@@ -45,7 +45,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use hdrhistogram::Histogram;
-use tempfile::TempDir;
 use tidelog::{
     Clock, Durability, ManualClock, NewMessage, Storage, Store, StoreOptions, Stream, StreamConfig,
     SystemClock, Ttl,
