@@ -14,24 +14,20 @@
 
 mod common;
 
-use common::{pick, GenMsg, Pick};
+use common::{pick, Db, GenMsg, Pick, DIR};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-use tidelog::io::{CrashKind, Fault, FaultPlan, FaultyVfs, MemVfs, Vfs};
+use tidelog::io::{CrashKind, Fault, FaultPlan, MemVfs};
 use tidelog::{
-    AppendError, Durability, LoadError, NewMessage, Storage, Store, StoreOptions, Stream,
-    StreamConfig, StreamState, WriteError,
+    AppendError, Durability, LoadError, NewMessage, Store, Stream, StreamConfig, StreamState,
+    WriteError,
 };
 
-const DIR: &str = "/db";
 const NAME: &str = "m";
-const STREAM_DIR: &str = "/db/streams/m";
 const SUBJECTS: [&str; 3] = ["a.b", "a.c", "x.y.z"];
 /// Sequences one lease write reserves (`LEASE_SPAN` in stream.rs): the most a crash of a
 /// non-`Always` stream may skip.
@@ -158,10 +154,6 @@ impl Model {
         common::first_seq(&self.msgs, self.last_seq)
     }
 
-    fn num_deleted(&self) -> u64 {
-        common::num_deleted(&self.msgs, self.last_seq)
-    }
-
     fn pick(&self, p: Pick) -> u64 {
         common::pick_seq(&self.msgs, self.last_seq, p)
     }
@@ -261,10 +253,7 @@ struct Harness {
     mode: Durability,
     /// A memory stream: same semantics, nothing survives the store, so no restarts or crashes.
     memory: bool,
-    mem: MemVfs,
-    fv: FaultyVfs,
-    store: Option<Store>,
-    stream: Option<Stream>,
+    db: Db,
     model: Model,
     /// Model snapshots since the last durable point; `history[0]` is durable.
     history: Vec<Model>,
@@ -276,13 +265,6 @@ struct Harness {
     /// Highest `last_seq` the stream ever had.
     max_last: u64,
     trace: Vec<String>,
-}
-
-fn opts() -> StoreOptions {
-    StoreOptions {
-        manual_maintenance: true,
-        ..Default::default()
-    }
 }
 
 fn a_out(r: Result<Out, AppendError>) -> Out {
@@ -317,38 +299,20 @@ fn is_durable_point(r: &R) -> bool {
     )
 }
 
+/// Whether the fault armed at mutating I/O `at` has fired.
+fn fired(db: &Db, at: u64) -> bool {
+    db.fv.plan().lock().ops() > at
+}
+
 impl Harness {
     fn new(mode: Durability, block_size: u64, memory: bool) -> Harness {
-        let mem = MemVfs::new();
-        let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
-        let store = Store::open_with_vfs(DIR, Arc::new(fv.clone()), opts()).expect("open store");
-        let stream = store
-            .create_stream(
-                StreamConfig::new(NAME)
-                    .block_size(block_size)
-                    .durability(mode)
-                    .storage(if memory {
-                        Storage::Memory
-                    } else {
-                        Storage::File
-                    }),
-            )
-            .expect("create stream");
-        // Work around a MemVfs limitation: `rename` of a directory moves its files but not
-        // their durable directory entries, so a simulated power loss right after
-        // `create_stream` would lose the stream's config (a real file system keeps the files
-        // of a renamed directory). Make the entries under the final name durable here.
-        if !memory {
-            mem.sync_dir(Path::new(STREAM_DIR))
-                .expect("sync stream dir");
-        }
+        let cfg = StreamConfig::new(NAME)
+            .block_size(block_size)
+            .durability(mode);
         Harness {
             mode,
             memory,
-            mem,
-            fv,
-            store: Some(store),
-            stream: Some(stream),
+            db: Db::create(common::store_options(None), cfg, memory),
             model: Model::default(),
             history: vec![Model::default()],
             armed: None,
@@ -364,45 +328,14 @@ impl Harness {
     }
 
     fn fail(&self, what: String) -> TestCaseError {
-        let tail: Vec<&String> = self.trace.iter().rev().take(40).rev().collect();
-        let mut s = format!("{what}\n--- trace (last {} steps) ---\n", tail.len());
-        for t in tail {
-            s.push_str(t);
-            s.push('\n');
-        }
-        TestCaseError::fail(s)
-    }
-
-    fn stream(&self) -> &Stream {
-        self.stream.as_ref().expect("stream open")
-    }
-
-    fn open(&mut self) -> Result<(), String> {
-        let store = Store::open_with_vfs(DIR, Arc::new(self.fv.clone()), opts())
-            .map_err(|e| format!("open: {e:?}"))?;
-        let stream = store
-            .stream(NAME)
-            .map_err(|e| format!("stream after reopen: {e:?}"))?;
-        self.store = Some(store);
-        self.stream = Some(stream);
-        Ok(())
+        TestCaseError::fail(common::failure(&what, &self.trace))
     }
 
     fn exec(&mut self, r: &R) -> Out {
         if let R::Restart = r {
-            self.stream = None;
-            let store = self.store.take().expect("store open");
-            let closed = store.close();
-            drop(store);
-            if let Err(e) = closed {
-                return Out::Err(format!("close: {e:?}"));
-            }
-            return match self.open() {
-                Ok(()) => Out::Unit,
-                Err(e) => Out::Err(e),
-            };
+            return self.db.restart().map_or_else(Out::Err, |()| Out::Unit);
         }
-        let s = self.stream();
+        let s = self.db.stream();
         match r {
             R::Append(m) => a_out(
                 s.append(m.subject, &m.headers, &m.payload)
@@ -465,7 +398,7 @@ impl Harness {
             return Ok(());
         }
         if let Op::Crash { after, fault, kind } = op {
-            *self.fv.plan().lock() = FaultPlan::at(*after, *fault);
+            *self.db.fv.plan().lock() = FaultPlan::at(*after, *fault);
             self.armed = Some(Armed {
                 at: *after,
                 fault: *fault,
@@ -482,10 +415,7 @@ impl Harness {
         let mut after = self.model.clone();
         let expected = after.apply(&r);
         let actual = self.exec(&r);
-        let fired = self
-            .armed
-            .as_ref()
-            .is_some_and(|a| self.fv.plan().lock().ops() > a.at);
+        let fired = self.armed.as_ref().is_some_and(|a| fired(&self.db, a.at));
         self.trace.push(format!(
             "{} -> {actual:?}{}",
             r.short(),
@@ -542,7 +472,7 @@ impl Harness {
 
     /// After a clean close and reopen nothing may be replayed, lost or torn.
     fn check_clean_reopen(&self) -> Result<(), TestCaseError> {
-        let rep = self.stream().recovery_report();
+        let rep = self.db.stream().recovery_report();
         if !rep.lost.is_empty() || rep.torn_bytes != 0 || !rep.used_checkpoint {
             return Err(self.fail(format!(
                 "clean-reopen: reopen after a clean close reports {rep:?}"
@@ -565,15 +495,10 @@ impl Harness {
         candidates: Vec<Model>,
         seq_bound: u64,
     ) -> Result<(), TestCaseError> {
-        *self.fv.plan().lock() = FaultPlan::at(0, Fault::Crash);
-        self.stream = None;
-        self.store = None;
-        self.mem = self.mem.after_crash(kind);
-        self.fv = FaultyVfs::new(Arc::new(self.mem.clone()), FaultPlan::new());
-        if let Err(e) = self.open() {
+        if let Err(e) = self.db.crash(kind) {
             return Err(self.fail(format!("recovery: store does not reopen: {e}")));
         }
-        let s = self.stream().clone();
+        let s = self.db.stream().clone();
         if let Err(e) = s.check_invariants() {
             return Err(self.fail(format!("recovery: check_invariants: {e}")));
         }
@@ -676,12 +601,11 @@ impl Harness {
             // Sequences up to the durable lease are skipped, never reused.
             c.last_seq <= st.last_seq && st.last_seq <= self.max_last + LEASE_SPAN
         };
-        if !last_ok || st.messages != c.msgs.len() as u64 || seen.len() != c.msgs.len() {
-            return false;
-        }
-        let mut c2 = c.clone();
-        c2.last_seq = st.last_seq;
-        if st.first_seq != c2.first_seq() || st.num_deleted != c2.num_deleted() {
+        // The candidate as of the recovered `last_seq`, which may lie past its own.
+        if !last_ok
+            || seen.len() != c.msgs.len()
+            || common::counts(&c.msgs, st.last_seq) != common::stream_counts(st)
+        {
             return false;
         }
         c.msgs.iter().all(|(q, m)| {
@@ -695,16 +619,10 @@ impl Harness {
     }
 
     fn verify(&self, name: &str) -> Result<(), TestCaseError> {
-        let s = self.stream();
+        let s = self.db.stream();
         let m = &self.model;
-        let st = s.state();
-        let want = (
-            m.msgs.len() as u64,
-            m.first_seq(),
-            m.last_seq,
-            m.num_deleted(),
-        );
-        let got = (st.messages, st.first_seq, st.last_seq, st.num_deleted);
+        let want = common::counts(&m.msgs, m.last_seq);
+        let got = common::stream_counts(&s.state());
         if want != got {
             return Err(self.fail(format!(
                 "{name}: state (messages, first_seq, last_seq, num_deleted) is {got:?}, model {want:?}"
@@ -732,32 +650,15 @@ impl Harness {
             }
         }
         let mut probe = self.touched.clone();
-        let first = m.first_seq();
-        probe.extend([
-            0,
-            1,
-            first.saturating_sub(1),
-            first,
-            m.last_seq,
-            m.last_seq + 1,
-            m.last_seq + 2,
-        ]);
+        probe.extend([m.first_seq(), m.last_seq, m.last_seq + 2]);
         for q in m.msgs.keys() {
             probe.insert(q.saturating_sub(1));
             probe.insert(q + 1);
         }
-        for q in probe {
-            if m.msgs.contains_key(&q) {
-                continue;
-            }
-            match s.load(q) {
-                Err(LoadError::NotFound(x)) if x == q => {}
-                other => {
-                    return Err(self.fail(format!(
-                        "{name}: load({q}) = {other:?}, model has no such message"
-                    )))
-                }
-            }
+        if let Some((q, other)) = common::first_not_absent(s, &m.msgs, m.last_seq, probe) {
+            return Err(self.fail(format!(
+                "{name}: load({q}) = {other:?}, model has no such message"
+            )));
         }
         if let Err(e) = s.check_invariants() {
             return Err(self.fail(format!("{name}: check_invariants: {e}")));
@@ -772,7 +673,7 @@ impl Harness {
             return self.verify("model-equals-stream (memory stream)");
         }
         self.armed = None;
-        *self.fv.plan().lock() = FaultPlan::new();
+        *self.db.fv.plan().lock() = FaultPlan::new();
         self.trace.push("final restart".into());
         let out = self.exec(&R::Restart);
         if out != Out::Unit {
@@ -781,19 +682,15 @@ impl Harness {
         self.history = vec![self.model.clone()];
         self.check_clean_reopen()?;
         self.verify("model-equals-stream (final reopen)")?;
-        let s = self.stream.take().expect("stream");
-        let store = self.store.take().expect("store");
-        store
+        self.db
             .close()
-            .map_err(|e| self.fail(format!("final close: {e:?}")))?;
-        drop(s);
-        drop(store);
-        self.mem = self.mem.after_crash(CrashKind::PowerLoss);
-        self.fv = FaultyVfs::new(Arc::new(self.mem.clone()), FaultPlan::new());
-        self.open()
+            .map_err(|e| self.fail(format!("final {e}")))?;
+        self.db
+            .crash(CrashKind::PowerLoss)
             .map_err(|e| self.fail(format!("reopen after power loss: {e}")))?;
         self.verify("model-equals-stream (power loss after close)")?;
         let a = self
+            .db
             .stream()
             .append("a.b", b"", b"tail")
             .map_err(|e| self.fail(format!("append after final reopen: {e:?}")))?;
@@ -879,13 +776,9 @@ fn run_on(
     h.finish()
 }
 
-fn config() -> Config {
-    // 2000 cases take a few seconds; `TIDELOG_MODEL_CASES=50000` searches longer.
-    common::model_config(2000)
-}
-
+// 2000 cases take a few seconds; `TIDELOG_MODEL_CASES=50000` searches longer.
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::model_config(2000))]
 
     /// `model-equals-stream`, `acked-survives-crash`, `seq-never-reused` with durable appends.
     #[test]
@@ -932,56 +825,13 @@ proptest! {
 // at every I/O of the operation in turn, so it does not depend on exact I/O counts.
 // ---------------------------------------------------------------------------------------------
 
-struct Fixture {
-    mem: MemVfs,
-    fv: FaultyVfs,
-    store: Store,
-    s: Stream,
+fn fixture(mode: Durability) -> Db {
+    let cfg = StreamConfig::new(NAME).block_size(4096).durability(mode);
+    Db::create(common::store_options(None), cfg, false)
 }
 
-fn fixture(mode: Durability) -> Fixture {
-    let mem = MemVfs::new();
-    let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
-    let store = Store::open_with_vfs(DIR, Arc::new(fv.clone()), opts()).expect("open");
-    let s = store
-        .create_stream(StreamConfig::new(NAME).block_size(4096).durability(mode))
-        .expect("create");
-    mem.sync_dir(Path::new(STREAM_DIR)).expect("sync dir");
-    Fixture { mem, fv, store, s }
-}
-
-impl Fixture {
-    /// Kills the process (no further I/O) and reopens what a crash of `kind` leaves.
-    fn crash(self, kind: CrashKind) -> Fixture {
-        *self.fv.plan().lock() = FaultPlan::at(0, Fault::Crash);
-        let Fixture { mem, store, s, .. } = self;
-        drop(s);
-        drop(store);
-        Self::reopen(mem.after_crash(kind))
-    }
-
-    fn restart(self) -> Fixture {
-        let Fixture { mem, store, s, .. } = self;
-        store.close().expect("close");
-        drop(s);
-        drop(store);
-        Self::reopen(mem)
-    }
-
-    fn reopen(mem: MemVfs) -> Fixture {
-        let fv = FaultyVfs::new(Arc::new(mem.clone()), FaultPlan::new());
-        let store = Store::open_with_vfs(DIR, Arc::new(fv.clone()), opts()).expect("reopen");
-        let s = store.stream(NAME).expect("stream");
-        Fixture { mem, fv, store, s }
-    }
-
-    fn fired(&self, at: u64) -> bool {
-        self.fv.plan().lock().ops() > at
-    }
-
-    fn live(&self, seqs: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-        seqs.filter(|q| self.s.load(*q).is_ok()).collect()
-    }
+fn live(s: &Stream, seqs: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    seqs.filter(|q| s.load(*q).is_ok()).collect()
 }
 
 /// `model-equals-stream` across a clean reopen after a crash during `truncate` (found by
@@ -996,33 +846,33 @@ impl Fixture {
 #[test]
 fn model_none_truncate_crash_keeps_messages_across_clean_reopen() {
     for k in 0..16 {
-        let f = fixture(Durability::None);
+        let mut f = fixture(Durability::None);
         for _ in 0..3 {
-            f.s.append("a.b", b"", b"x").unwrap();
+            f.stream().append("a.b", b"", b"x").unwrap();
         }
         // A gap larger than a block pads: 2000 starts block 2, block 1 is now sealing.
-        f.s.append_raw(2000, 0, "a.b", b"", b"y").unwrap();
+        f.stream().append_raw(2000, 0, "a.b", b"", b"y").unwrap();
         *f.fv.plan().lock() = FaultPlan::at(k, Fault::Crash);
-        let r = f.s.truncate(1);
-        if !f.fired(k) {
+        let r = f.stream().truncate(1);
+        if !fired(&f, k) {
             assert!(r.is_ok());
             break;
         }
-        let f = f.crash(CrashKind::Process);
-        let after_crash = f.live(1..=3);
+        f.crash(CrashKind::Process).expect("reopen");
+        let after_crash = live(f.stream(), 1..=3);
         assert!(
             after_crash == vec![1, 2, 3] || after_crash == vec![1] || after_crash.is_empty(),
             "crash at I/O #{k}: recovered {after_crash:?}"
         );
-        f.s.check_invariants().unwrap();
-        let f = f.restart();
+        f.stream().check_invariants().unwrap();
+        f.restart().expect("restart");
         assert_eq!(
-            f.live(1..=3),
+            live(f.stream(), 1..=3),
             after_crash,
             "crash at I/O #{k} during truncate: messages recovered after the crash are gone after a clean close and reopen (state {:?})",
-            f.s.state()
+            f.stream().state()
         );
-        f.s.check_invariants().unwrap_or_else(|e| {
+        f.stream().check_invariants().unwrap_or_else(|e| {
             panic!("crash at I/O #{k}: check_invariants after clean reopen: {e}")
         });
     }
@@ -1036,27 +886,28 @@ fn model_none_truncate_crash_keeps_messages_across_clean_reopen() {
 #[test]
 fn model_always_torn_erase_never_reuses_seq() {
     for k in 0..16 {
-        let f = fixture(Durability::Always);
+        let mut f = fixture(Durability::Always);
         for i in 1..=9u64 {
-            assert_eq!(f.s.append("a.b", b"", b"").unwrap().seq, i);
+            assert_eq!(f.stream().append("a.b", b"", b"").unwrap().seq, i);
         }
         *f.fv.plan().lock() = FaultPlan::at(k, Fault::TornWrite);
-        let r = f.s.erase(9);
-        if !f.fired(k) {
+        let r = f.stream().erase(9);
+        if !fired(&f, k) {
             assert!(r.is_ok());
             break;
         }
-        let f = f.crash(CrashKind::Process);
-        f.s.check_invariants()
+        f.crash(CrashKind::Process).expect("reopen");
+        let s = f.stream();
+        s.check_invariants()
             .unwrap_or_else(|e| panic!("torn write at I/O #{k}: check_invariants: {e}"));
-        assert_eq!(f.live(1..=8), (1..=8).collect::<Vec<_>>());
+        assert_eq!(live(s, 1..=8), (1..=8).collect::<Vec<_>>());
         assert_eq!(
-            f.s.state().last_seq,
+            s.state().last_seq,
             9,
             "torn write at I/O #{k} of erase(9): last_seq after recovery (report {:?})",
-            f.s.recovery_report()
+            s.recovery_report()
         );
-        let a = f.s.append("a.b", b"", b"next").unwrap();
+        let a = s.append("a.b", b"", b"next").unwrap();
         assert_eq!(a.seq, 10, "torn write at I/O #{k}: sequence 9 was reused");
     }
 }
@@ -1069,31 +920,32 @@ fn model_always_torn_erase_never_reuses_seq() {
 #[test]
 fn model_always_torn_erase_of_checkpointed_message_keeps_counts() {
     for k in 0..16 {
-        let f = fixture(Durability::Always);
+        let mut f = fixture(Durability::Always);
         for _ in 1..=8u64 {
-            f.s.append("a.b", b"", b"").unwrap();
+            f.stream().append("a.b", b"", b"").unwrap();
         }
-        let f = f.restart();
-        f.s.append("a.b", b"", b"").unwrap();
+        f.restart().expect("restart");
+        f.stream().append("a.b", b"", b"").unwrap();
         *f.fv.plan().lock() = FaultPlan::at(k, Fault::TornWrite);
-        let r = f.s.erase(2);
-        if !f.fired(k) {
+        let r = f.stream().erase(2);
+        if !fired(&f, k) {
             assert!(r.is_ok());
             break;
         }
-        let f = f.crash(CrashKind::Process);
-        let live = f.live(1..=9);
+        f.crash(CrashKind::Process).expect("reopen");
+        let s = f.stream();
+        let live = live(s, 1..=9);
         assert!(
             live == (1..=9).collect::<Vec<_>>() || live == [1, 3, 4, 5, 6, 7, 8, 9],
             "torn write at I/O #{k}: live {live:?}"
         );
         assert_eq!(
-            f.s.state().messages,
+            s.state().messages,
             live.len() as u64,
             "torn write at I/O #{k} of erase(2): counted messages vs loadable ones (report {:?})",
-            f.s.recovery_report()
+            s.recovery_report()
         );
-        f.s.check_invariants().unwrap_or_else(|e| {
+        s.check_invariants().unwrap_or_else(|e| {
             panic!("torn write at I/O #{k} of erase(2): check_invariants: {e}")
         });
     }
@@ -1107,14 +959,15 @@ fn model_always_torn_erase_of_checkpointed_message_keeps_counts() {
 #[test]
 fn memvfs_power_loss_after_create_stream_keeps_stream() {
     let mem = MemVfs::new();
-    let store = Store::open_with_vfs(DIR, Arc::new(mem.clone()), opts()).unwrap();
+    let store =
+        Store::open_with_vfs(DIR, Arc::new(mem.clone()), common::store_options(None)).unwrap();
     let s = store.create_stream(StreamConfig::new(NAME)).unwrap();
     // Power fails right after create_stream returned (before any append synced the stream
     // directory itself).
     let disk = mem.after_crash(CrashKind::PowerLoss);
     drop(s);
     drop(store);
-    let store = Store::open_with_vfs(DIR, Arc::new(disk), opts())
+    let store = Store::open_with_vfs(DIR, Arc::new(disk), common::store_options(None))
         .expect("a store whose stream was created durably does not reopen after a power loss");
     let s = store.stream(NAME).unwrap();
     assert_eq!(s.state().messages, 0);

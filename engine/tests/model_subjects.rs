@@ -18,27 +18,23 @@
 
 mod common;
 
-use common::{pick, GenMsg, Pick};
+use common::by_subject::{self, HasSubject};
+use common::{pick, Db, GenMsg, Pick};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-use tidelog::io::{CrashKind, MemVfs, Vfs};
+use tidelog::io::CrashKind;
 use tidelog::subject::matches;
 use tidelog::{
-    AppendError, Clock, Discard, Durability, Limit, Limits, LoadError, ManualClock, NewMessage,
-    QueryError, Storage, Store, StoreOptions, StoredMessage, Stream, StreamConfig, SubjectState,
-    WriteError,
+    AppendError, Clock, Discard, Durability, Limit, Limits, ManualClock, NewMessage, QueryError,
+    StoredMessage, StreamConfig, SubjectState, WriteError,
 };
 
-const DIR: &str = "/db";
 const NAME: &str = "subj";
-const STREAM_DIR: &str = "/db/streams/subj";
 /// One to three tokens, sharing prefixes and suffixes so wildcards overlap in every way; then
 /// a family large enough that `m.*`, `*.*` and `*.>` match more subjects than `load_next`
 /// looks up one by one (it first scans forward then).
@@ -96,11 +92,7 @@ enum Op {
         msg: GenMsg,
     },
     Remove(Pick),
-    PurgeFiltered {
-        filter: usize,
-        up_to: Option<Pick>,
-        keep: u64,
-    },
+    PurgeFiltered(by_subject::Purge),
     Compact(Pick),
     Truncate(Pick),
     UpdateLimits(Limits),
@@ -123,6 +115,12 @@ struct Msg {
 impl Msg {
     fn bytes(&self) -> u64 {
         RECORD_OVERHEAD + (self.subject.len() + self.headers.len() + self.payload.len()) as u64
+    }
+}
+
+impl HasSubject for Msg {
+    fn subject(&self) -> &'static str {
+        self.subject
     }
 }
 
@@ -220,24 +218,8 @@ impl Model {
         common::first_seq(&self.msgs, self.last_seq)
     }
 
-    fn num_deleted(&self) -> u64 {
-        common::num_deleted(&self.msgs, self.last_seq)
-    }
-
     fn bytes(&self) -> u64 {
         self.msgs.values().map(Msg::bytes).sum()
-    }
-
-    fn seqs_of(&self, subject: &str) -> Vec<u64> {
-        self.msgs
-            .iter()
-            .filter(|(_, m)| m.subject == subject)
-            .map(|(q, _)| *q)
-            .collect()
-    }
-
-    fn subjects(&self) -> BTreeSet<&'static str> {
-        self.msgs.values().map(|m| m.subject).collect()
     }
 
     fn matching<'a>(
@@ -274,15 +256,10 @@ impl Model {
                 R::Raw(self.last_seq + 1 + gap, msg_of(msg, ts))
             }
             Op::Remove(p) => R::Remove(self.pick(*p)),
-            Op::PurgeFiltered {
-                filter,
-                up_to,
-                keep,
-            } => R::PurgeFiltered(
-                PURGE_FILTERS[filter % PURGE_FILTERS.len()],
-                up_to.map(|p| self.pick(p)),
-                *keep,
-            ),
+            Op::PurgeFiltered(p) => {
+                let (filter, up_to, keep) = p.args(&PURGE_FILTERS, |q| self.pick(q));
+                R::PurgeFiltered(filter, up_to, keep)
+            }
             Op::Compact(p) => R::Compact(self.pick(*p)),
             Op::Truncate(p) => R::Truncate(self.pick(*p)),
             Op::UpdateLimits(l) => R::UpdateLimits(*l),
@@ -311,7 +288,7 @@ impl Model {
         if let Some(per) = lim.max_msgs_per_subject {
             let touched: BTreeSet<&str> = batch.iter().map(|m| m.subject).collect();
             for s in touched {
-                let existing = self.seqs_of(s);
+                let existing = by_subject::seqs_of(&self.msgs, s);
                 let new: Vec<&Msg> = batch.iter().filter(|m| m.subject == s).collect();
                 let over = (existing.len() as u64 + new.len() as u64).saturating_sub(per);
                 if over == 0 {
@@ -348,17 +325,7 @@ impl Model {
     /// or (with `age`: expiry runs, which appends do not do) the oldest message has expired.
     fn enforce(&mut self, lim: &Limits, subjects: Option<&[&'static str]>, age: bool) {
         if let Some(per) = lim.max_msgs_per_subject {
-            let list: BTreeSet<&'static str> = match subjects {
-                Some(l) => l.iter().copied().collect(),
-                None => self.subjects(),
-            };
-            for s in list {
-                let seqs = self.seqs_of(s);
-                let over = (seqs.len() as u64).saturating_sub(per) as usize;
-                for q in &seqs[..over] {
-                    self.msgs.remove(q);
-                }
-            }
+            by_subject::limit(&mut self.msgs, per, subjects);
         }
         let old = lim.discard == Discard::Old;
         let cutoff = lim
@@ -424,19 +391,10 @@ impl Model {
                 None => Out::NotFound(*seq),
             },
             R::PurgeFiltered(filter, up_to, keep) => {
-                if tidelog::subject::validate_filter(filter).is_err() {
+                let Some(gone) = by_subject::purge_filtered(&self.msgs, filter, *up_to, *keep)
+                else {
                     return Out::Config;
-                }
-                let bound = up_to.unwrap_or(u64::MAX);
-                let mut gone = Vec::new();
-                for s in self.subjects() {
-                    if !matches(filter, s) {
-                        continue;
-                    }
-                    let seqs = self.seqs_of(s);
-                    let keep_from = (seqs.len() as u64).saturating_sub(*keep) as usize;
-                    gone.extend(seqs[..keep_from].iter().copied().filter(|&q| q < bound));
-                }
+                };
                 for q in &gone {
                     self.msgs.remove(q);
                 }
@@ -535,9 +493,7 @@ impl Model {
 struct Harness {
     memory: bool,
     clock: Arc<ManualClock>,
-    mem: MemVfs,
-    store: Option<Store>,
-    stream: Option<Stream>,
+    db: Db,
     model: Model,
     /// Every sequence ever handed out or asked about (probed for `NotFound`).
     touched: BTreeSet<u64>,
@@ -592,60 +548,23 @@ fn same(got: &Option<StoredMessage>, want: Option<(&u64, &Msg)>) -> bool {
 
 impl Harness {
     fn new(memory: bool, block_size: u64, limits: Limits) -> Harness {
-        let mem = MemVfs::new();
         let clock = Arc::new(ManualClock::new(START_NS));
-        let mut h = Harness {
+        let cfg = StreamConfig::new(NAME)
+            .block_size(block_size)
+            .durability(Durability::Always)
+            .limits(limits);
+        Harness {
             memory,
+            db: Db::create(common::store_options(Some(clock.clone())), cfg, memory),
             clock,
-            mem,
-            store: None,
-            stream: None,
             model: Model::new(limits),
             touched: BTreeSet::new(),
             trace: Vec::new(),
-        };
-        let store = Store::open_with_vfs(DIR, Arc::new(h.mem.clone()), h.opts()).expect("open");
-        let stream = store
-            .create_stream(
-                StreamConfig::new(NAME)
-                    .block_size(block_size)
-                    .durability(Durability::Always)
-                    .limits(limits)
-                    .storage(if memory {
-                        Storage::Memory
-                    } else {
-                        Storage::File
-                    }),
-            )
-            .expect("create stream");
-        if !memory {
-            // MemVfs does not carry durable directory entries across a directory rename (see
-            // `memvfs_power_loss_after_create_stream_keeps_stream` in model.rs): make the
-            // stream's entries durable under their final name, as a real file system would.
-            h.mem
-                .sync_dir(Path::new(STREAM_DIR))
-                .expect("sync stream dir");
-        }
-        h.store = Some(store);
-        h.stream = Some(stream);
-        h
-    }
-
-    fn opts(&self) -> StoreOptions {
-        StoreOptions {
-            clock: Some(self.clock.clone() as Arc<dyn Clock>),
-            manual_maintenance: true,
-            ..Default::default()
         }
     }
 
     fn fail(&self, what: String) -> TestCaseError {
-        let tail: Vec<&String> = self.trace.iter().rev().take(40).rev().collect();
-        let mut s = format!("{what}\n--- trace (last {} steps) ---\n", tail.len());
-        for t in tail {
-            s.push_str(t);
-            s.push('\n');
-        }
+        let mut s = common::failure(&what, &self.trace);
         s.push_str(&format!(
             "--- model ---\nlast_seq {} limits {:?} now +{}ns\n",
             self.model.last_seq,
@@ -663,41 +582,12 @@ impl Harness {
         TestCaseError::fail(s)
     }
 
-    fn stream(&self) -> &Stream {
-        self.stream.as_ref().expect("stream open")
-    }
-
-    fn open(&mut self) -> Result<(), String> {
-        let store = Store::open_with_vfs(DIR, Arc::new(self.mem.clone()), self.opts())
-            .map_err(|e| format!("open: {e:?}"))?;
-        let stream = store
-            .stream(NAME)
-            .map_err(|e| format!("stream after reopen: {e:?}"))?;
-        self.store = Some(store);
-        self.stream = Some(stream);
-        Ok(())
-    }
-
     fn exec(&mut self, r: &R) -> Out {
         match r {
-            R::Restart => {
-                self.stream = None;
-                let store = self.store.take().expect("store open");
-                let closed = store.close();
-                drop(store);
-                if let Err(e) = closed {
-                    return Out::Err(format!("close: {e:?}"));
-                }
-                return self.open().map_or_else(Out::Err, |()| Out::Unit);
-            }
+            R::Restart => return self.db.restart().map_or_else(Out::Err, |()| Out::Unit),
             R::Crash => {
-                // The disk as the power loss leaves it; the old store then dies without
-                // touching it (its handles still point at the pre-crash disk).
-                let disk = self.mem.after_crash(CrashKind::PowerLoss);
-                self.stream = None;
-                self.store = None;
-                self.mem = disk;
-                return self.open().map_or_else(Out::Err, |()| Out::Unit);
+                let reopened = self.db.crash(CrashKind::PowerLoss);
+                return reopened.map_or_else(Out::Err, |()| Out::Unit);
             }
             R::Advance(d) => {
                 self.clock.advance_ns(*d);
@@ -705,7 +595,7 @@ impl Harness {
             }
             _ => {}
         }
-        let s = self.stream();
+        let s = self.db.stream();
         match r {
             R::Append(m) => a_out(
                 s.append(m.subject, &m.headers, &m.payload)
@@ -769,31 +659,21 @@ impl Harness {
     }
 
     fn verify(&self, name: &str) -> Result<(), TestCaseError> {
-        let s = self.stream();
+        let s = self.db.stream();
         let m = &self.model;
         if self.clock.now_ns() != m.now {
             return Err(self.fail(format!("{name}: clock and model disagree")));
         }
         let st = s.state();
         let want = (
-            m.msgs.len() as u64,
+            common::counts(&m.msgs, m.last_seq),
             m.bytes(),
-            m.first_seq(),
-            m.last_seq,
-            m.num_deleted(),
             m.msgs.values().next().map_or(0, |x| x.ts),
         );
-        let got = (
-            st.messages,
-            st.bytes,
-            st.first_seq,
-            st.last_seq,
-            st.num_deleted,
-            st.first_ts,
-        );
+        let got = (common::stream_counts(&st), st.bytes, st.first_ts);
         if want != got {
             return Err(self.fail(format!(
-                "{name}: state (messages, bytes, first_seq, last_seq, num_deleted, first_ts) is {got:?}, model {want:?}"
+                "{name}: state ((messages, first_seq, last_seq, num_deleted), bytes, first_ts) is {got:?}, model {want:?}"
             )));
         }
         for (q, msg) in &m.msgs {
@@ -808,21 +688,11 @@ impl Harness {
                 }
             }
         }
-        let mut probe = self.touched.clone();
-        let first = m.first_seq();
-        probe.extend([0, 1, first.saturating_sub(1), m.last_seq + 1]);
-        for q in probe {
-            if m.msgs.contains_key(&q) {
-                continue;
-            }
-            match s.load(q) {
-                Err(LoadError::NotFound(x)) if x == q => {}
-                other => {
-                    return Err(self.fail(format!(
-                        "{name}: load({q}) = {other:?}, model has no such message"
-                    )))
-                }
-            }
+        let probe = self.touched.clone();
+        if let Some((q, other)) = common::first_not_absent(s, &m.msgs, m.last_seq, probe) {
+            return Err(self.fail(format!(
+                "{name}: load({q}) = {other:?}, model has no such message"
+            )));
         }
         if let Err(e) = s.check_invariants() {
             return Err(self.fail(format!("{name}: check_invariants: {e}")));
@@ -831,7 +701,7 @@ impl Harness {
     }
 
     fn verify_queries(&self) -> Result<(), TestCaseError> {
-        let s = self.stream();
+        let s = self.db.stream();
         let m = &self.model;
         let q = |what: String, r: Result<(), String>| -> Result<(), TestCaseError> {
             r.map_err(|e| self.fail(format!("queries-equal-model: {what}: {e}")))
@@ -953,7 +823,7 @@ impl Harness {
                 }
             }
         }
-        let want = m.subjects().len() as u64;
+        let want = by_subject::subjects(&m.msgs).len() as u64;
         if s.num_subjects() != want {
             q(
                 "num_subjects".into(),
@@ -1050,16 +920,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(gap, back_ms, msg)| Op::Raw { gap, back_ms, msg }),
         4 => pick().prop_map(Op::Remove),
-        3 => (
-            0..PURGE_FILTERS.len(),
-            proptest::option::weighted(0.6, pick()),
-            prop_oneof![2 => Just(0u64), 1 => 1u64..3],
-        )
-            .prop_map(|(filter, up_to, keep)| Op::PurgeFiltered {
-                filter,
-                up_to,
-                keep,
-            }),
+        3 => by_subject::purge(PURGE_FILTERS.len(), 0.6).prop_map(Op::PurgeFiltered),
         1 => pick().prop_map(Op::Compact),
         1 => pick().prop_map(Op::Truncate),
         3 => prop_oneof![6 => limits(true), 1 => limits(false), 1 => Just(Limits::default())]
@@ -1081,14 +942,10 @@ fn run(memory: bool, block_size: u64, initial: Limits, ops: &[Op]) -> Result<(),
     h.finish()
 }
 
-fn config() -> Config {
-    // The default keeps this file well under a minute on two cores;
-    // `TIDELOG_MODEL_CASES=20000` searches longer.
-    common::model_config(1200)
-}
-
+// The default keeps this file well under a minute on two cores; `TIDELOG_MODEL_CASES=20000`
+// searches longer.
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::model_config(1200))]
 
     /// `queries-equal-model`, `limits-equal-model`, `state-equals-model` and
     /// `acked-survives-power-loss` on a file stream with durable acknowledgements.

@@ -25,26 +25,22 @@
 
 mod common;
 
-use common::{pick, GenMsg, Pick};
+use common::by_subject::{self, HasSubject};
+use common::{pick, Db, GenMsg, Pick, DIR};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-use tidelog::io::{CrashKind, MemVfs, Vfs};
-use tidelog::subject::matches;
+use tidelog::io::{CrashKind, MemVfs};
 use tidelog::{
     AppendError, Clock, Durability, Limits, LoadError, ManualClock, NewMessage, Storage, Store,
-    StoreOptions, StoredMessage, Stream, StreamConfig, Ttl, WriteError, MAX_TTL_SECS,
+    StoredMessage, StreamConfig, Ttl, WriteError, MAX_TTL_SECS,
 };
 
-const DIR: &str = "/db";
 const NAME: &str = "ttl";
-const STREAM_DIR: &str = "/db/streams/ttl";
 /// Few subjects, so they empty and fill up again often: that is when markers are written.
 const SUBJECTS: [&str; 5] = ["a", "b", "c.x", "c.y", "d"];
 /// Filters `purge_filtered` is given; the last one is invalid.
@@ -82,11 +78,7 @@ enum Op {
     ExpireNow,
     Remove(Pick),
     Erase(Pick),
-    PurgeFiltered {
-        filter: usize,
-        up_to: Option<Pick>,
-        keep: u64,
-    },
+    PurgeFiltered(by_subject::Purge),
     Compact(Pick),
     /// `compact(last_seq + 1 + gap)`: the floor moves past the end, and the markers a purge
     /// leaves start there, across a gap that may be too long for the active block.
@@ -152,6 +144,12 @@ impl Msg {
         };
         let kind = if self.marker { " MARKER" } else { "" };
         format!("{} ts {}{ttl}{kind}", self.subject, rel(self.ts))
+    }
+}
+
+impl HasSubject for Msg {
+    fn subject(&self) -> &'static str {
+        self.subject
     }
 }
 
@@ -271,26 +269,6 @@ impl Model {
         }
     }
 
-    fn first_seq(&self) -> u64 {
-        common::first_seq(&self.msgs, self.last_seq)
-    }
-
-    fn num_deleted(&self) -> u64 {
-        common::num_deleted(&self.msgs, self.last_seq)
-    }
-
-    fn seqs_of(&self, subject: &str) -> Vec<u64> {
-        self.msgs
-            .iter()
-            .filter(|(_, m)| m.subject == subject)
-            .map(|(q, _)| *q)
-            .collect()
-    }
-
-    fn subjects(&self) -> BTreeSet<&'static str> {
-        self.msgs.values().map(|m| m.subject).collect()
-    }
-
     fn pick(&self, p: Pick) -> u64 {
         common::pick_seq(&self.msgs, self.last_seq, p)
     }
@@ -328,15 +306,10 @@ impl Model {
             Op::ExpireNow => R::ExpireNow,
             Op::Remove(p) => R::Remove(self.pick(*p)),
             Op::Erase(p) => R::Erase(self.pick(*p)),
-            Op::PurgeFiltered {
-                filter,
-                up_to,
-                keep,
-            } => R::PurgeFiltered(
-                PURGE_FILTERS[filter % PURGE_FILTERS.len()],
-                up_to.map(|p| self.pick(p)),
-                *keep,
-            ),
+            Op::PurgeFiltered(p) => {
+                let (filter, up_to, keep) = p.args(&PURGE_FILTERS, |q| self.pick(q));
+                R::PurgeFiltered(filter, up_to, keep)
+            }
             Op::Compact(p) => R::Compact(self.pick(*p)),
             Op::CompactPast(gap) => R::Compact(self.last_seq + 1 + gap),
             Op::Truncate(p) => R::Truncate(self.pick(*p)),
@@ -372,17 +345,7 @@ impl Model {
     /// max_msgs. Limits never write markers.
     fn enforce(&mut self, lim: &Limits, subjects: Option<&[&'static str]>) {
         if let Some(per) = lim.max_msgs_per_subject {
-            let list: BTreeSet<&'static str> = match subjects {
-                Some(l) => l.iter().copied().collect(),
-                None => self.subjects(),
-            };
-            for s in list {
-                let seqs = self.seqs_of(s);
-                let over = (seqs.len() as u64).saturating_sub(per) as usize;
-                for q in &seqs[..over] {
-                    self.msgs.remove(q);
-                }
-            }
+            by_subject::limit(&mut self.msgs, per, subjects);
         }
         if let Some(max) = lim.max_msgs {
             while self.msgs.len() as u64 > max {
@@ -436,7 +399,7 @@ impl Model {
         let (Some(reason), Some(ttl)) = (reason, self.marker_ttl) else {
             return;
         };
-        let live = self.subjects();
+        let live = by_subject::subjects(&self.msgs);
         let mut emptied: Vec<(u64, &'static str)> = last
             .into_iter()
             .filter(|(s, (_, marker))| !marker && !live.contains(s))
@@ -515,20 +478,10 @@ impl Model {
                 Out::Unit
             }
             R::PurgeFiltered(filter, up_to, keep) => {
-                if tidelog::subject::validate_filter(filter).is_err() {
+                let Some(gone) = by_subject::purge_filtered(&self.msgs, filter, *up_to, *keep)
+                else {
                     return Out::Config;
-                }
-                let bound = up_to.unwrap_or(u64::MAX);
-                let mut gone = Vec::new();
-                for s in self.subjects() {
-                    if !matches(filter, s) {
-                        continue;
-                    }
-                    let seqs = self.seqs_of(s);
-                    let keep_from = (seqs.len() as u64).saturating_sub(*keep) as usize;
-                    gone.extend(seqs[..keep_from].iter().copied().filter(|&q| q < bound));
-                }
-                gone.sort_unstable();
+                };
                 self.remove_marked(&gone, self.removal_reason(Reason::Purge));
                 Out::Count(gone.len() as u64)
             }
@@ -580,9 +533,7 @@ impl Model {
 struct Harness {
     setup: Setup,
     clock: Arc<ManualClock>,
-    mem: MemVfs,
-    store: Option<Store>,
-    stream: Option<Stream>,
+    db: Db,
     model: Model,
     /// Every sequence ever handed out or asked about (probed for `NotFound`).
     touched: BTreeSet<u64>,
@@ -645,64 +596,35 @@ fn describe(g: &StoredMessage) -> String {
 
 impl Harness {
     fn new(setup: Setup) -> Harness {
-        let mem = MemVfs::new();
         let clock = Arc::new(ManualClock::new(START_NS));
-        let mut h = Harness {
-            setup,
-            clock,
-            mem,
-            store: None,
-            stream: None,
-            model: Model::new(&setup),
-            touched: BTreeSet::new(),
-            last_write: BTreeMap::new(),
-            marker_log: Vec::new(),
-            trace: Vec::new(),
-        };
-        let store = Store::open_with_vfs(DIR, Arc::new(h.mem.clone()), h.opts()).expect("open");
         let mut cfg = StreamConfig::new(NAME)
             .block_size(setup.block_size)
             .durability(Durability::Always)
             .limits(setup.limits)
             .allow_msg_ttl(true)
-            .removal_markers(setup.removal_markers)
-            .storage(if setup.memory {
-                Storage::Memory
-            } else {
-                Storage::File
-            });
+            .removal_markers(setup.removal_markers);
         if let Some(m) = setup.marker_ttl {
             cfg = cfg.subject_delete_marker_ttl(Duration::from_secs(m));
         }
-        let stream = store.create_stream(cfg).expect("create stream");
-        if !setup.memory {
-            // MemVfs does not carry durable directory entries across a directory rename (see
-            // `memvfs_power_loss_after_create_stream_keeps_stream` in model.rs): make the
-            // stream's entries durable under their final name, as a real file system would.
-            h.mem
-                .sync_dir(Path::new(STREAM_DIR))
-                .expect("sync stream dir");
-        }
-        h.store = Some(store);
-        h.stream = Some(stream);
-        h
-    }
-
-    fn opts(&self) -> StoreOptions {
-        StoreOptions {
-            clock: Some(self.clock.clone() as Arc<dyn Clock>),
-            manual_maintenance: true,
-            ..Default::default()
+        let db = Db::create(
+            common::store_options(Some(clock.clone())),
+            cfg,
+            setup.memory,
+        );
+        Harness {
+            setup,
+            db,
+            clock,
+            model: Model::new(&setup),
+            touched: BTreeSet::new(),
+            last_write: BTreeMap::new(),
+            marker_log: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
     fn fail(&self, what: String) -> TestCaseError {
-        let tail: Vec<&String> = self.trace.iter().rev().take(40).rev().collect();
-        let mut s = format!("{what}\n--- trace (last {} steps) ---\n", tail.len());
-        for t in tail {
-            s.push_str(t);
-            s.push('\n');
-        }
+        let mut s = common::failure(&what, &self.trace);
         s.push_str(&format!(
             "--- model ---\nsetup {:?}\nlast_seq {} limits {:?} now {}\n",
             self.setup,
@@ -718,41 +640,12 @@ impl Harness {
         TestCaseError::fail(s)
     }
 
-    fn stream(&self) -> &Stream {
-        self.stream.as_ref().expect("stream open")
-    }
-
-    fn open(&mut self) -> Result<(), String> {
-        let store = Store::open_with_vfs(DIR, Arc::new(self.mem.clone()), self.opts())
-            .map_err(|e| format!("open: {e:?}"))?;
-        let stream = store
-            .stream(NAME)
-            .map_err(|e| format!("stream after reopen: {e:?}"))?;
-        self.store = Some(store);
-        self.stream = Some(stream);
-        Ok(())
-    }
-
     fn exec(&mut self, r: &R) -> Out {
         match r {
-            R::Restart => {
-                self.stream = None;
-                let store = self.store.take().expect("store open");
-                let closed = store.close();
-                drop(store);
-                if let Err(e) = closed {
-                    return Out::Err(format!("close: {e:?}"));
-                }
-                return self.open().map_or_else(Out::Err, |()| Out::Unit);
-            }
+            R::Restart => return self.db.restart().map_or_else(Out::Err, |()| Out::Unit),
             R::Crash => {
-                // The disk as the power loss leaves it; the old store then dies without
-                // touching it (its handles still point at the pre-crash disk).
-                let disk = self.mem.after_crash(CrashKind::PowerLoss);
-                self.stream = None;
-                self.store = None;
-                self.mem = disk;
-                return self.open().map_or_else(Out::Err, |()| Out::Unit);
+                let reopened = self.db.crash(CrashKind::PowerLoss);
+                return reopened.map_or_else(Out::Err, |()| Out::Unit);
             }
             R::Advance(d) => {
                 self.clock.advance_ns(*d);
@@ -760,7 +653,7 @@ impl Harness {
             }
             _ => {}
         }
-        let s = self.stream();
+        let s = self.db.stream();
         match r {
             R::Append(m) => a_out(
                 s.append_msg(&new_msg(m))
@@ -822,29 +715,20 @@ impl Harness {
     }
 
     fn verify(&self, name: &str) -> Result<(), TestCaseError> {
-        let s = self.stream();
+        let s = self.db.stream();
         let m = &self.model;
         if self.clock.now_ns() != m.now {
             return Err(self.fail(format!("{name}: clock and model disagree")));
         }
         let st = s.state();
         let want = (
-            m.msgs.len() as u64,
-            m.first_seq(),
-            m.last_seq,
-            m.num_deleted(),
+            common::counts(&m.msgs, m.last_seq),
             m.msgs.values().next().map_or(0, |x| x.ts),
         );
-        let got = (
-            st.messages,
-            st.first_seq,
-            st.last_seq,
-            st.num_deleted,
-            st.first_ts,
-        );
+        let got = (common::stream_counts(&st), st.first_ts);
         if want != got {
             return Err(self.fail(format!(
-                "{name}: state (messages, first_seq, last_seq, num_deleted, first_ts) is {got:?}, model {want:?}"
+                "{name}: state ((messages, first_seq, last_seq, num_deleted), first_ts) is {got:?}, model {want:?}"
             )));
         }
         for (q, msg) in &m.msgs {
@@ -865,26 +749,15 @@ impl Harness {
                 }
             }
         }
-        let mut probe = self.touched.clone();
-        probe.extend([0, 1, m.first_seq().saturating_sub(1), m.last_seq + 1]);
-        for q in probe {
-            if m.msgs.contains_key(&q) {
-                continue;
-            }
-            match s.load(q) {
-                Err(LoadError::NotFound(x)) if x == q => {}
-                Ok(g) => {
-                    return Err(self.fail(format!(
-                        "{name}: load({q}) = {}, model has no such message",
-                        describe(&g)
-                    )))
-                }
-                Err(e) => {
-                    return Err(self.fail(format!(
-                        "{name}: load({q}) = {e:?}, model has no such message"
-                    )))
-                }
-            }
+        let probe = self.touched.clone();
+        if let Some((q, other)) = common::first_not_absent(s, &m.msgs, m.last_seq, probe) {
+            let got = match other {
+                Ok(g) => describe(&g),
+                Err(e) => format!("{e:?}"),
+            };
+            return Err(self.fail(format!(
+                "{name}: load({q}) = {got}, model has no such message"
+            )));
         }
         if let Err(e) = s.check_invariants() {
             return Err(self.fail(format!("{name}: check_invariants: {e}")));
@@ -909,7 +782,7 @@ impl Harness {
         for (q, subject) in appended {
             self.last_write.insert(subject.to_string(), (q, false));
         }
-        let s = self.stream().clone();
+        let s = self.db.stream().clone();
         let mut new = Vec::new();
         for q in pre.last_seq + 1..=s.state().last_seq {
             if let Ok(g) = s.load(q) {
@@ -919,7 +792,7 @@ impl Harness {
             }
         }
         let gone = |subject: &str| -> Option<u64> {
-            let seqs = pre.seqs_of(subject);
+            let seqs = by_subject::seqs_of(&pre.msgs, subject);
             let all_gone = !seqs.is_empty()
                 && seqs
                     .iter()
@@ -997,7 +870,7 @@ impl Harness {
             _ => false,
         };
         if marking {
-            for subject in pre.subjects() {
+            for subject in by_subject::subjects(&pre.msgs) {
                 if let Some(last) = gone(subject) {
                     if !pre.msgs[&last].marker && !seen.contains(subject) {
                         return Err(self.fail(format!(
@@ -1126,16 +999,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => Just(Op::ExpireNow),
         4 => pick().prop_map(Op::Remove),
         1 => pick().prop_map(Op::Erase),
-        3 => (
-            0..PURGE_FILTERS.len(),
-            proptest::option::weighted(0.5, pick()),
-            prop_oneof![2 => Just(0u64), 1 => 1u64..3],
-        )
-            .prop_map(|(filter, up_to, keep)| Op::PurgeFiltered {
-                filter,
-                up_to,
-                keep,
-            }),
+        3 => by_subject::purge(PURGE_FILTERS.len(), 0.5).prop_map(Op::PurgeFiltered),
         1 => pick().prop_map(Op::Compact),
         1 => prop_oneof![Just(0u64), 1u64..4, 1000u64..1050, 2000u64..5000]
             .prop_map(Op::CompactPast),
@@ -1179,14 +1043,10 @@ fn run(setup: Setup, ops: &[Op]) -> Result<(), TestCaseError> {
     h.finish()
 }
 
-fn config() -> Config {
-    // The default keeps this file well under a minute on two cores;
-    // `TIDELOG_MODEL_CASES=20000` searches longer.
-    common::model_config(1000)
-}
-
+// The default keeps this file well under a minute on two cores; `TIDELOG_MODEL_CASES=20000`
+// searches longer.
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::model_config(1000))]
 
     /// Every invariant of this file on a file stream with durable acknowledgements.
     #[test]
@@ -1312,12 +1172,7 @@ fn ttl_expiry_restored_after_crash() {
 /// both append paths, and stores nothing.
 #[test]
 fn ttl_not_allowed_without_allow_msg_ttl() {
-    let clock = Arc::new(ManualClock::new(START_NS));
-    let opts = StoreOptions {
-        clock: Some(clock as Arc<dyn Clock>),
-        manual_maintenance: true,
-        ..Default::default()
-    };
+    let opts = common::store_options(Some(Arc::new(ManualClock::new(START_NS))));
     let store = Store::open_with_vfs(DIR, Arc::new(MemVfs::new()), opts).expect("open");
     for (name, storage) in [("file", Storage::File), ("mem", Storage::Memory)] {
         let s = store
