@@ -19,3 +19,6 @@ TIDELOG_IO=pwrite cargo test -p tidelog
 
 echo "== timing targets, on optimized code"
 cargo test --release -p tidelog --test ttl open_with_100k_already_expired_is_fast
+
+echo "== loom models of the lock-free parts"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p tidelog --lib pending

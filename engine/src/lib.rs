@@ -27,6 +27,10 @@ mod flush;
 mod id_table;
 pub mod io;
 mod limits;
+// The lock-free half of consumers (acknowledgements and the ack floor); the consumer
+// bookkeeping that uses it is being built on top.
+#[allow(dead_code)]
+mod pending;
 mod query;
 mod record;
 mod recovery;
@@ -36,6 +40,7 @@ mod store;
 mod stream;
 pub mod subject;
 mod subject_index;
+mod sync;
 mod ttl;
 mod varint;
 mod watch;
