@@ -41,7 +41,7 @@ pub(crate) struct PendingTable {
 }
 
 fn entry(seq: u64) -> u64 {
-    debug_assert!(seq >= 1 && seq <= crate::record::MAX_SEQ);
+    debug_assert!((1..=crate::record::MAX_SEQ).contains(&seq));
     seq << 2
 }
 
