@@ -135,6 +135,25 @@ pub enum AppendError {
     Closed,
 }
 
+/// Errors of consumer operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("consumer {0} already exists")]
+    AlreadyExists(String),
+    #[error("consumer {0} does not exist")]
+    NotFound(String),
+    /// The handle's consumer was deleted.
+    #[error("consumer {0} was deleted")]
+    Deleted(String),
+    #[error(transparent)]
+    Query(QueryError),
+    #[error("stream is closed")]
+    Closed,
+}
+
 /// Errors of reads.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -19,6 +19,7 @@ mod block;
 mod checkpoint;
 pub mod clock;
 mod config;
+mod consumer;
 mod deletes;
 mod durability;
 mod error;
@@ -27,9 +28,6 @@ mod flush;
 mod id_table;
 pub mod io;
 mod limits;
-// The lock-free half of consumers (acknowledgements and the ack floor); the consumer
-// bookkeeping that uses it is being built on top.
-#[allow(dead_code)]
 mod pending;
 mod query;
 mod record;
@@ -52,9 +50,13 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     Discard, Durability, Limits, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE,
 };
+pub use consumer::{
+    AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,
+    SeqPair, MAX_ACK_PENDING,
+};
 pub use error::{
-    AppendError, ConfigError, DurabilityError, LoadError, Poisoned, QueryError, StoreError,
-    StreamError, WriteError,
+    AppendError, ConfigError, ConsumerError, DurabilityError, LoadError, Poisoned, QueryError,
+    StoreError, StreamError, WriteError,
 };
 pub use io::{IoBackend, IoBackendChoice};
 pub use limits::Limit;

@@ -183,6 +183,9 @@ pub(crate) struct LogState {
     /// Every message below this is removed or has a TTL of "never": where the next max_age
     /// scan starts, so exempt messages are stepped over once, not on every pass.
     pub age_from: u64,
+    /// Counts operations that removed messages: consumers compare it with the value they saw
+    /// to learn, cheaply, that pending messages may have gone.
+    pub removals: u64,
 }
 
 impl LogState {
@@ -207,6 +210,7 @@ impl LogState {
             subject_hint: None,
             timers: crate::ttl::Timers::default(),
             age_from: 0,
+            removals: 0,
         }
     }
 
@@ -241,6 +245,7 @@ impl LogState {
     /// Takes live message `seq` (at `off` of block `bi`) out of the subject index and the
     /// timers.
     fn forget(&mut self, bi: usize, off: usize, seq: u64) {
+        self.removals += 1;
         self.unindex(bi, off, seq);
         self.untime(bi, off, seq);
     }
@@ -589,6 +594,7 @@ impl LogState {
 
     /// Removes `a..=b` wholesale (a block file that went missing), with the bytes it held.
     pub fn discard_range(&mut self, a: u64, b: u64, bytes: u64) {
+        self.removals += 1;
         self.timers.remove_range(a, b);
         self.deletes.insert_range(a, b);
         self.live_bytes = self.live_bytes.saturating_sub(bytes);
@@ -723,6 +729,7 @@ impl LogState {
                 ix.remove_seq(q);
             }
         }
+        self.removals += 1;
         for (q, _, _) in live {
             // Blocks may retire as they empty, so each message is found again.
             let Some((bi, off)) = self.find(q) else {
@@ -822,6 +829,7 @@ impl LogState {
         if a >= b {
             return;
         }
+        self.removals += 1;
         let walk_index = match &mut self.index {
             Some(ix) if b - a > ix.len() as u64 => {
                 if below {

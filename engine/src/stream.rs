@@ -204,6 +204,7 @@ pub(crate) struct Shared {
     pub(crate) feed_lock: Mutex<()>,
     pub(crate) feed: Condvar,
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
+    pub(crate) consumers: Mutex<std::collections::BTreeMap<String, crate::consumer::Consumer>>,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -268,6 +269,7 @@ impl Stream {
                 feed_lock: Mutex::new(()),
                 feed: Condvar::new(),
                 watchers: std::sync::atomic::AtomicUsize::new(0),
+                consumers: Mutex::new(std::collections::BTreeMap::new()),
             }),
         }
     }
@@ -1026,6 +1028,64 @@ impl Stream {
         let _st = self.s.state.write();
         drop(_st);
         self.wake_watchers();
+    }
+
+    /// Creates a consumer (see [`ConsumerConfig`](crate::ConsumerConfig)).
+    pub fn create_consumer(
+        &self,
+        cfg: crate::ConsumerConfig,
+    ) -> Result<crate::Consumer, crate::ConsumerError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            return Err(crate::ConsumerError::Closed);
+        }
+        let mut all = self.s.consumers.lock();
+        if all.contains_key(&cfg.name) {
+            return Err(crate::ConsumerError::AlreadyExists(cfg.name));
+        }
+        let c = crate::Consumer::create(self, cfg)?;
+        all.insert(c.name().to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// The consumer called `name`.
+    pub fn consumer(&self, name: &str) -> Result<crate::Consumer, crate::ConsumerError> {
+        self.s
+            .consumers
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| crate::ConsumerError::NotFound(name.to_owned()))
+    }
+
+    /// Deletes a consumer; its handles then return `Deleted`.
+    pub fn delete_consumer(&self, name: &str) -> Result<(), crate::ConsumerError> {
+        let c = self
+            .s
+            .consumers
+            .lock()
+            .remove(name)
+            .ok_or_else(|| crate::ConsumerError::NotFound(name.to_owned()))?;
+        c.mark_deleted();
+        Ok(())
+    }
+
+    /// The names of the stream's consumers.
+    pub fn consumer_names(&self) -> Vec<String> {
+        self.s.consumers.lock().keys().cloned().collect()
+    }
+
+    /// Whether message `seq` is stored.
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        self.s.state.read().find(seq).is_some()
+    }
+
+    /// How many removals the stream has applied (consumers compare it).
+    pub(crate) fn removal_count(&self) -> u64 {
+        self.s.state.read().removals
+    }
+
+    pub(crate) fn now_ns(&self) -> i64 {
+        self.s.clock.now_ns()
     }
 
     pub(crate) fn dir(&self) -> &Path {

@@ -110,6 +110,19 @@ pub fn matches_bytes(filter: &[u8], subject: &[u8]) -> bool {
     }
 }
 
+/// True when some subject matches both filters (both must be valid).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    loop {
+        match (x.next(), y.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(p), Some(q)) if p == "*" || q == "*" || p == q => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// True when `filter` has no wildcard (it names one subject).
 pub fn is_literal(filter: &str) -> bool {
     !filter.split('.').any(|t| t == "*" || t == ">")
@@ -118,6 +131,23 @@ pub fn is_literal(filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_filters() {
+        for (a, b, want) in [
+            ("a.b", "a.b", true),
+            ("a.*", "a.b", true),
+            ("a.>", "a.b.c", true),
+            ("a.>", "a", false),
+            ("a.*", "b.*", false),
+            ("*.b", "a.*", true),
+            ("a.*.c", "a.b", false),
+            (">", "x", true),
+        ] {
+            assert_eq!(overlaps(a, b), want, "{a} {b}");
+            assert_eq!(overlaps(b, a), want, "{b} {a}");
+        }
+    }
 
     #[test]
     fn subjects() {

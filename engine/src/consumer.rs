@@ -1,0 +1,679 @@
+//! Durable consumers: what to deliver next and when, and which deliveries are acknowledged.
+//! The host does the networking; a consumer does the bookkeeping.
+//!
+//! Acknowledgements of an explicit-ack consumer go through the lock-free [`PendingTable`] (one
+//! compare-and-swap); everything else (fetch, nak, term, in_progress, ack-all, state) takes the
+//! consumer's own lock, never the stream's write lock. A consumer notices removed messages
+//! through the stream's removal counter and drops them from pending and from the redelivery
+//! schedule before it answers anything, so its counters match the stream at every call.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::config::validate_name;
+use crate::error::{ConfigError, ConsumerError, QueryError};
+use crate::pending::{AckFloor, PendingTable};
+use crate::stream::{StoredMessage, Stream};
+use crate::subject;
+
+/// Largest max_ack_pending (the pending table is sized for it up front).
+pub const MAX_ACK_PENDING: u64 = 1 << 20;
+
+/// Where a new consumer starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    /// From the first message.
+    All,
+    /// From the newest matching message.
+    Last,
+    /// The newest message of every matching subject, then everything after.
+    LastPerSubject,
+    /// Only messages appended after the consumer is created.
+    New,
+    /// From this stream sequence.
+    ByStartSeq(u64),
+    /// From the first message stored at or after this time (ns since the epoch).
+    ByStartTime(i64),
+}
+
+/// What the host must acknowledge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckPolicy {
+    /// Nothing: a delivered message counts as acknowledged.
+    None,
+    /// An ack acknowledges its message and every earlier pending one.
+    All,
+    /// Every message on its own.
+    Explicit,
+}
+
+/// A consumer's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    pub name: String,
+    /// Subject filters (empty: every subject); they may not overlap one another.
+    pub filters: Vec<String>,
+    pub deliver: DeliverPolicy,
+    pub ack: AckPolicy,
+    /// How long a delivery waits for its ack before it is redelivered.
+    pub ack_wait: Duration,
+    /// Waits before the 1st, 2nd, ... redelivery instead of `ack_wait` (the last one repeats).
+    pub backoff: Vec<Duration>,
+    /// Deliveries of one message at most (`None`: no limit). A message that reaches it
+    /// without an ack stays in the stream and stops counting as pending.
+    pub max_deliver: Option<u64>,
+    /// Deliveries awaiting an ack at once, at most (1 ..= [`MAX_ACK_PENDING`]).
+    pub max_ack_pending: u64,
+}
+
+impl ConsumerConfig {
+    /// Explicit acks, from the first message, 30 s ack wait, 1,000 pending at most.
+    pub fn new(name: impl Into<String>) -> Self {
+        ConsumerConfig {
+            name: name.into(),
+            filters: Vec::new(),
+            deliver: DeliverPolicy::All,
+            ack: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            backoff: Vec::new(),
+            max_deliver: None,
+            max_ack_pending: 1000,
+        }
+    }
+    pub fn filters<S: Into<String>>(mut self, f: impl IntoIterator<Item = S>) -> Self {
+        self.filters = f.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn deliver(mut self, d: DeliverPolicy) -> Self {
+        self.deliver = d;
+        self
+    }
+    pub fn ack(mut self, a: AckPolicy) -> Self {
+        self.ack = a;
+        self
+    }
+    pub fn ack_wait(mut self, d: Duration) -> Self {
+        self.ack_wait = d;
+        self
+    }
+    pub fn backoff(mut self, b: Vec<Duration>) -> Self {
+        self.backoff = b;
+        self
+    }
+    pub fn max_deliver(mut self, n: u64) -> Self {
+        self.max_deliver = Some(n);
+        self
+    }
+    pub fn max_ack_pending(mut self, n: u64) -> Self {
+        self.max_ack_pending = n;
+        self
+    }
+
+    /// Checks every field and their combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name, why: &str| {
+            Err(ConfigError::InvalidLimit {
+                name,
+                why: why.into(),
+            })
+        };
+        validate_name(&self.name)?;
+        for (i, f) in self.filters.iter().enumerate() {
+            subject::validate_filter(f)?;
+            if self.filters[..i].iter().any(|g| subject::overlaps(f, g)) {
+                return bad("filters", "filters of one consumer may not overlap");
+            }
+        }
+        if self.ack_wait.is_zero() {
+            return bad("ack_wait", "must be longer than zero");
+        }
+        if !(1..=MAX_ACK_PENDING).contains(&self.max_ack_pending) {
+            return bad("max_ack_pending", "must be between 1 and 2^20");
+        }
+        if self.max_deliver == Some(0) {
+            return bad("max_deliver", "must be at least 1 (None for no limit)");
+        }
+        if self.backoff.iter().any(|d| d.is_zero()) {
+            return bad("backoff", "every wait must be longer than zero");
+        }
+        if let Some(m) = self.max_deliver {
+            if self.backoff.len() as u64 > m {
+                return bad("backoff", "more waits than max_deliver allows redeliveries");
+            }
+        }
+        if self.ack == AckPolicy::None && (self.max_deliver.is_some() || !self.backoff.is_empty()) {
+            return bad("ack", "max_deliver and backoff need acknowledgements");
+        }
+        if let DeliverPolicy::ByStartSeq(0) = self.deliver {
+            return bad("deliver", "start sequence must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The filters to match, `>` for none.
+    fn match_filters(&self) -> Vec<String> {
+        if self.filters.is_empty() {
+            vec![">".to_owned()]
+        } else {
+            self.filters.clone()
+        }
+    }
+}
+
+/// One delivered message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: StoredMessage,
+    /// 1 for the first delivery, 2 for the first redelivery, ...
+    pub delivery_count: u64,
+    /// The consumer's own sequence for this delivery (every delivery gets the next one).
+    pub delivery_seq: u64,
+}
+
+/// What an acknowledgement (or nak, term, in_progress) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum AckOutcome {
+    /// It applied.
+    Done,
+    /// The message was not pending (never delivered, acknowledged already, or removed):
+    /// nothing changed.
+    NotPending,
+}
+
+/// A (stream sequence, consumer sequence) pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SeqPair {
+    pub stream_seq: u64,
+    pub consumer_seq: u64,
+}
+
+/// A consumer's counters, exact when returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConsumerState {
+    /// The last message delivered for the first time, and the last delivery sequence used.
+    pub delivered: SeqPair,
+    /// Everything at or below it is acknowledged (or needs no acknowledgement).
+    pub ack_floor: SeqPair,
+    /// Matching messages not yet delivered.
+    pub num_pending: u64,
+    /// Delivered, not yet acknowledged (waiting ones included).
+    pub num_ack_pending: u64,
+    /// Pending messages delivered more than once.
+    pub num_redelivered: u64,
+    /// Pending messages due for redelivery (nak'd, or their ack wait ran out).
+    pub num_waiting_redelivery: u64,
+    /// Messages that reached max_deliver without an ack (kept, no longer pending).
+    pub num_max_delivered: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    count: u64,
+    first_dseq: u64,
+    due: i64,
+}
+
+struct Inner {
+    /// Next stream sequence to look at for first deliveries.
+    next: u64,
+    /// Last-per-subject starting set still to deliver, in sequence order.
+    initial: VecDeque<u64>,
+    delivered: SeqPair,
+    floor: AckFloor,
+    floor_dseq: u64,
+    meta: HashMap<u64, Meta>,
+    /// (due time, sequence) of every pending message: its ack wait or nak delay.
+    schedule: BTreeSet<(i64, u64)>,
+    max_delivered: BTreeSet<u64>,
+    /// The stream's removal counter when pending was last checked against it.
+    removals_seen: u64,
+}
+
+pub(crate) struct ConsumerShared {
+    stream: Stream,
+    cfg: ConsumerConfig,
+    filters: Vec<String>,
+    table: PendingTable,
+    inner: Mutex<Inner>,
+    deleted: AtomicBool,
+}
+
+/// A handle to a consumer. Cheap to clone; every method may be called from any thread.
+#[derive(Clone)]
+pub struct Consumer {
+    c: Arc<ConsumerShared>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.c.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn query(e: QueryError) -> ConsumerError {
+    match e {
+        QueryError::Closed => ConsumerError::Closed,
+        other => ConsumerError::Query(other),
+    }
+}
+
+impl Consumer {
+    /// A new consumer on `stream`, starting where `cfg.deliver` says.
+    pub(crate) fn create(stream: &Stream, cfg: ConsumerConfig) -> Result<Consumer, ConsumerError> {
+        cfg.validate().map_err(ConsumerError::Config)?;
+        let filters = cfg.match_filters();
+        let st = stream.state();
+        let (next, initial) = match cfg.deliver {
+            DeliverPolicy::All => (st.first_seq, VecDeque::new()),
+            DeliverPolicy::New => (st.last_seq + 1, VecDeque::new()),
+            DeliverPolicy::ByStartSeq(s) => (s, VecDeque::new()),
+            DeliverPolicy::ByStartTime(t) => (stream.seq_for_time(t), VecDeque::new()),
+            DeliverPolicy::Last => {
+                let mut last = 0;
+                for f in &filters {
+                    if let Some(m) = stream.load_last(f).map_err(query)? {
+                        last = last.max(m.seq);
+                    }
+                }
+                (
+                    if last == 0 { st.last_seq + 1 } else { last },
+                    VecDeque::new(),
+                )
+            }
+            DeliverPolicy::LastPerSubject => {
+                let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+                let seqs = stream
+                    .multi_last_seqs(&refs, 0, usize::MAX)
+                    .map_err(query)?;
+                (st.last_seq + 1, seqs.into_iter().collect())
+            }
+        };
+        let floor = next
+            .saturating_sub(1)
+            .min(initial.front().map_or(u64::MAX, |s| s - 1));
+        Ok(Consumer {
+            c: Arc::new(ConsumerShared {
+                stream: stream.clone(),
+                table: PendingTable::new(cfg.max_ack_pending as usize),
+                filters,
+                cfg,
+                inner: Mutex::new(Inner {
+                    next,
+                    initial,
+                    delivered: SeqPair {
+                        stream_seq: floor,
+                        consumer_seq: 0,
+                    },
+                    floor: AckFloor::new(floor),
+                    floor_dseq: 0,
+                    meta: HashMap::new(),
+                    schedule: BTreeSet::new(),
+                    max_delivered: BTreeSet::new(),
+                    removals_seen: stream.removal_count(),
+                }),
+                deleted: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.c.cfg.name
+    }
+
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.c.cfg
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.c.deleted.store(true, Ordering::Release);
+    }
+
+    fn check(&self) -> Result<(), ConsumerError> {
+        if self.c.deleted.load(Ordering::Acquire) {
+            return Err(ConsumerError::Deleted(self.c.cfg.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        self.c.stream.now_ns()
+    }
+
+    /// The wait before delivery number `count + 1` of a message delivered `count` times.
+    fn wait_after(&self, count: u64) -> i64 {
+        let b = &self.c.cfg.backoff;
+        let d = match count.checked_sub(1) {
+            Some(i) if !b.is_empty() => b[(i as usize).min(b.len() - 1)],
+            _ => self.c.cfg.ack_wait,
+        };
+        d.as_nanos().min(i64::MAX as u128) as i64
+    }
+
+    /// Drops pending messages the stream no longer has, when it removed anything since the
+    /// last look; and forgets bookkeeping of messages acknowledged meanwhile.
+    fn reconcile(&self, inner: &mut Inner) {
+        let removals = self.c.stream.removal_count();
+        if removals != inner.removals_seen {
+            inner.removals_seen = removals;
+            let gone: Vec<u64> = inner
+                .meta
+                .keys()
+                .chain(inner.max_delivered.iter())
+                .copied()
+                .filter(|&q| !self.c.stream.contains(q))
+                .collect();
+            for q in gone {
+                self.c.table.ack(q);
+                inner.max_delivered.remove(&q);
+                self.drop_meta(inner, q);
+                inner.floor.forget(q);
+            }
+            inner.initial.retain(|&q| self.c.stream.contains(q));
+        }
+        if inner.meta.len() > 2 * self.c.table.len() as usize + 64 {
+            let acked: Vec<u64> = inner
+                .meta
+                .keys()
+                .copied()
+                .filter(|&q| !self.c.table.contains(q))
+                .collect();
+            for q in acked {
+                self.drop_meta(inner, q);
+            }
+        }
+    }
+
+    /// Forgets the redelivery bookkeeping of `seq` (acknowledged, removed or exhausted).
+    fn drop_meta(&self, inner: &mut Inner, seq: u64) {
+        if let Some(m) = inner.meta.remove(&seq) {
+            inner.schedule.remove(&(m.due, seq));
+        }
+    }
+
+    /// Flags every pending message whose wait ran out as waiting for redelivery.
+    fn mark_due(&self, inner: &mut Inner, now: i64) {
+        for &(_, q) in inner.schedule.range(..(now.saturating_add(1), 0)) {
+            self.c.table.set_waiting(q, true);
+        }
+    }
+
+    /// Up to `max_msgs` messages of at most `max_bytes` in all (0: no byte bound; the first
+    /// message always goes): redeliveries that are due first (by due time, then sequence),
+    /// then new matching messages, within max_ack_pending.
+    pub fn fetch(&self, max_msgs: usize, max_bytes: usize) -> Result<Vec<Delivery>, ConsumerError> {
+        self.check()?;
+        let mut inner = self.c.inner.lock();
+        self.reconcile(&mut inner);
+        let now = self.now();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let fits = |out: &Vec<Delivery>, bytes: usize, m: &StoredMessage| {
+            let size = m.subject().len() + m.headers().len() + m.payload().len();
+            (out.len() < max_msgs
+                && (max_bytes == 0 || out.is_empty() || bytes + size <= max_bytes))
+                .then_some(size)
+        };
+        while let Some(&(due, q)) = inner.schedule.first() {
+            if due > now || out.len() >= max_msgs {
+                break;
+            }
+            if !self.c.table.contains(q) {
+                self.drop_meta(&mut inner, q);
+                continue;
+            }
+            let meta = inner.meta[&q];
+            if self.c.cfg.max_deliver.is_some_and(|m| meta.count >= m) {
+                // Exhausted: kept in the stream, no longer pending (field failure 2).
+                self.drop_meta(&mut inner, q);
+                if self.c.table.ack(q).is_some() {
+                    inner.max_delivered.insert(q);
+                }
+                continue;
+            }
+            let Ok(m) = self.c.stream.load(q) else {
+                self.c.table.ack(q);
+                self.drop_meta(&mut inner, q);
+                inner.floor.forget(q);
+                continue;
+            };
+            let Some(size) = fits(&out, bytes, &m) else {
+                break;
+            };
+            bytes += size;
+            inner.schedule.remove(&(due, q));
+            inner.delivered.consumer_seq += 1;
+            let count = meta.count + 1;
+            let due = now.saturating_add(self.wait_after(count));
+            inner.meta.insert(q, Meta { count, due, ..meta });
+            inner.schedule.insert((due, q));
+            self.c.table.set_waiting(q, false);
+            out.push(Delivery {
+                message: m,
+                delivery_count: count,
+                delivery_seq: inner.delivered.consumer_seq,
+            });
+        }
+        while out.len() < max_msgs {
+            let tracked = self.c.cfg.ack != AckPolicy::None;
+            if tracked && self.c.table.len() >= self.c.cfg.max_ack_pending {
+                break;
+            }
+            let Some(m) = self.next_new(&mut inner)? else {
+                break;
+            };
+            let Some(size) = fits(&out, bytes, &m) else {
+                break;
+            };
+            bytes += size;
+            self.take_new(&mut inner, m.seq);
+            inner.delivered.consumer_seq += 1;
+            let dseq = inner.delivered.consumer_seq;
+            inner.delivered.stream_seq = m.seq;
+            if tracked {
+                let due = now.saturating_add(self.wait_after(1));
+                self.c.table.insert(m.seq);
+                inner.floor.delivered(m.seq);
+                inner.meta.insert(
+                    m.seq,
+                    Meta {
+                        count: 1,
+                        first_dseq: dseq,
+                        due,
+                    },
+                );
+                inner.schedule.insert((due, m.seq));
+            }
+            out.push(Delivery {
+                message: m,
+                delivery_count: 1,
+                delivery_seq: dseq,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The next message to deliver for the first time (not yet taken).
+    fn next_new(&self, inner: &mut Inner) -> Result<Option<StoredMessage>, ConsumerError> {
+        while let Some(&q) = inner.initial.front() {
+            match self.c.stream.load(q) {
+                Ok(m) => return Ok(Some(m)),
+                Err(_) => {
+                    inner.initial.pop_front();
+                }
+            }
+        }
+        let mut best: Option<StoredMessage> = None;
+        for f in &self.c.filters {
+            if let Some(m) = self.c.stream.load_next(f, inner.next).map_err(query)? {
+                if best.as_ref().is_none_or(|b| m.seq < b.seq) {
+                    best = Some(m);
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    fn take_new(&self, inner: &mut Inner, seq: u64) {
+        if inner.initial.front() == Some(&seq) {
+            inner.initial.pop_front();
+        } else {
+            inner.next = seq + 1;
+        }
+    }
+
+    /// Acknowledges `seq` (with `AckPolicy::All`, every pending message up to it). Explicit
+    /// acks take no lock.
+    pub fn ack(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
+        self.check()?;
+        match self.c.cfg.ack {
+            AckPolicy::None => Ok(AckOutcome::NotPending),
+            AckPolicy::Explicit => {
+                if self.c.table.ack(seq).is_some() {
+                    return Ok(AckOutcome::Done);
+                }
+                // A message past max_deliver can still be acknowledged (then it may go).
+                let mut inner = self.c.inner.lock();
+                Ok(match inner.max_delivered.remove(&seq) {
+                    true => AckOutcome::Done,
+                    false => AckOutcome::NotPending,
+                })
+            }
+            AckPolicy::All => {
+                let mut inner = self.c.inner.lock();
+                let upto: Vec<u64> = inner.meta.keys().copied().filter(|&q| q <= seq).collect();
+                let mut done = false;
+                for q in upto {
+                    done |= self.c.table.ack(q).is_some();
+                    self.drop_meta(&mut inner, q);
+                }
+                let before = inner.max_delivered.len();
+                inner.max_delivered.retain(|&q| q > seq);
+                done |= inner.max_delivered.len() != before;
+                Ok(if done {
+                    AckOutcome::Done
+                } else {
+                    AckOutcome::NotPending
+                })
+            }
+        }
+    }
+
+    /// Asks for `seq` to be redelivered, after `delay` (none: at the next fetch).
+    pub fn nak(&self, seq: u64, delay: Option<Duration>) -> Result<AckOutcome, ConsumerError> {
+        let d = delay.map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+        self.reschedule(seq, |now, _| now.saturating_add(d), true)
+    }
+
+    /// Restarts `seq`'s ack wait (the host is still working on it).
+    pub fn in_progress(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
+        self.reschedule(seq, |now, wait| now.saturating_add(wait), false)
+    }
+
+    fn reschedule(
+        &self,
+        seq: u64,
+        due: impl FnOnce(i64, i64) -> i64,
+        waiting: bool,
+    ) -> Result<AckOutcome, ConsumerError> {
+        self.check()?;
+        let mut inner = self.c.inner.lock();
+        self.reconcile(&mut inner);
+        let Some(meta) = inner.meta.get(&seq).copied() else {
+            return Ok(AckOutcome::NotPending);
+        };
+        if !self.c.table.contains(seq) || (!waiting && self.c.table.is_waiting(seq)) {
+            return Ok(AckOutcome::NotPending);
+        }
+        let new_due = due(self.now(), self.wait_after(meta.count));
+        inner.schedule.remove(&(meta.due, seq));
+        inner.schedule.insert((new_due, seq));
+        inner.meta.insert(
+            seq,
+            Meta {
+                due: new_due,
+                ..meta
+            },
+        );
+        if waiting && !self.c.table.set_waiting(seq, true) {
+            return Ok(AckOutcome::NotPending);
+        }
+        Ok(AckOutcome::Done)
+    }
+
+    /// Stops delivering `seq`: it counts as acknowledged.
+    pub fn term(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
+        self.check()?;
+        let mut inner = self.c.inner.lock();
+        let done = self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq);
+        self.drop_meta(&mut inner, seq);
+        Ok(if done {
+            AckOutcome::Done
+        } else {
+            AckOutcome::NotPending
+        })
+    }
+
+    /// The counters, exact as of this call.
+    pub fn state(&self) -> Result<ConsumerState, ConsumerError> {
+        self.check()?;
+        let mut inner = self.c.inner.lock();
+        self.reconcile(&mut inner);
+        let now = self.now();
+        self.mark_due(&mut inner, now);
+        let delivered = inner.delivered;
+        let floor = {
+            let Inner {
+                floor,
+                max_delivered,
+                ..
+            } = &mut *inner;
+            let table = &self.c.table;
+            floor.advance(
+                |q| table.contains(q) || max_delivered.contains(&q),
+                delivered.stream_seq,
+            )
+        };
+        let first_pending = inner
+            .meta
+            .iter()
+            .filter(|(q, _)| self.c.table.contains(**q))
+            .min_by_key(|(q, _)| **q)
+            .map(|(_, m)| m.first_dseq);
+        inner.floor_dseq = first_pending.map_or(delivered.consumer_seq, |d| d - 1);
+        let mut num_pending = inner.initial.len() as u64;
+        for f in &self.c.filters {
+            num_pending += self
+                .c
+                .stream
+                .num_pending(inner.next, f, false)
+                .map_err(query)?;
+        }
+        let num_redelivered = inner
+            .meta
+            .iter()
+            .filter(|(q, m)| m.count > 1 && self.c.table.contains(**q))
+            .count() as u64;
+        Ok(ConsumerState {
+            delivered,
+            ack_floor: SeqPair {
+                stream_seq: floor,
+                consumer_seq: inner.floor_dseq,
+            },
+            num_pending,
+            num_ack_pending: self.c.table.len(),
+            num_redelivered,
+            num_waiting_redelivery: self.c.table.waiting(),
+            num_max_delivered: inner.max_delivered.len() as u64,
+        })
+    }
+}

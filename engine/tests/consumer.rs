@@ -1,0 +1,288 @@
+//! Consumers: delivery order, acknowledgements, redelivery on a hand-moved clock, limits on
+//! pending, and removed messages leaving pending state at once (field failure 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidelog::io::MemVfs;
+use tidelog::{
+    AckOutcome, AckPolicy, ConsumerConfig, ConsumerError, DeliverPolicy, ManualClock, Store,
+    StoreOptions, Stream, StreamConfig,
+};
+
+const SEC: i64 = 1_000_000_000;
+const T0: i64 = 1_700_000_000 * SEC;
+
+fn setup() -> (Store, Stream, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let opts = StoreOptions {
+        clock: Some(clock.clone()),
+        manual_maintenance: true,
+        ..Default::default()
+    };
+    let store = Store::open_with_vfs("/c", Arc::new(MemVfs::new()), opts).unwrap();
+    let s = store.create_stream(StreamConfig::new("s")).unwrap();
+    (store, s, clock)
+}
+
+fn seqs(d: &[tidelog::Delivery]) -> Vec<u64> {
+    d.iter().map(|x| x.message.seq).collect()
+}
+
+#[test]
+fn bad_configs_are_typed_errors() {
+    let (_store, s, _) = setup();
+    let bad = [
+        ConsumerConfig::new("a b"),
+        ConsumerConfig::new("c").filters(["x.*", "x.y"]),
+        ConsumerConfig::new("c").filters(["x..y"]),
+        ConsumerConfig::new("c").ack_wait(Duration::ZERO),
+        ConsumerConfig::new("c").max_ack_pending(0),
+        ConsumerConfig::new("c").max_deliver(0),
+        ConsumerConfig::new("c")
+            .max_deliver(2)
+            .backoff(vec![Duration::from_secs(1); 3]),
+        ConsumerConfig::new("c").ack(AckPolicy::None).max_deliver(3),
+        ConsumerConfig::new("c").deliver(DeliverPolicy::ByStartSeq(0)),
+    ];
+    for cfg in bad {
+        assert!(
+            matches!(
+                s.create_consumer(cfg.clone()),
+                Err(ConsumerError::Config(_))
+            ),
+            "{cfg:?}"
+        );
+    }
+    assert!(s.consumer_names().is_empty());
+    s.create_consumer(ConsumerConfig::new("c")).unwrap();
+    assert!(matches!(
+        s.create_consumer(ConsumerConfig::new("c")),
+        Err(ConsumerError::AlreadyExists(_))
+    ));
+    s.delete_consumer("c").unwrap();
+    assert!(matches!(s.consumer("c"), Err(ConsumerError::NotFound(_))));
+}
+
+#[test]
+fn deliver_policies_pick_the_start() {
+    let (_store, s, clock) = setup();
+    for (i, subj) in ["a", "b", "a", "c", "b"].iter().enumerate() {
+        clock.set_ns(T0 + i as i64 * SEC);
+        s.append(subj, b"", b"").unwrap();
+    }
+    let cases = [
+        (DeliverPolicy::All, vec![1, 2, 3, 4, 5]),
+        (DeliverPolicy::Last, vec![5]),
+        (DeliverPolicy::LastPerSubject, vec![3, 4, 5]),
+        (DeliverPolicy::New, vec![]),
+        (DeliverPolicy::ByStartSeq(4), vec![4, 5]),
+        (DeliverPolicy::ByStartTime(T0 + 2 * SEC), vec![3, 4, 5]),
+    ];
+    for (i, (p, want)) in cases.into_iter().enumerate() {
+        let c = s
+            .create_consumer(ConsumerConfig::new(format!("c{i}")).deliver(p))
+            .unwrap();
+        assert_eq!(seqs(&c.fetch(100, 0).unwrap()), want, "{p:?}");
+    }
+    let f = s
+        .create_consumer(ConsumerConfig::new("f").filters(["a", "c"]))
+        .unwrap();
+    assert_eq!(seqs(&f.fetch(100, 0).unwrap()), vec![1, 3, 4]);
+    let n = s.append("a", b"", b"").unwrap().seq;
+    assert_eq!(seqs(&f.fetch(100, 0).unwrap()), vec![n]);
+}
+
+#[test]
+fn acks_redelivery_and_counters() {
+    let (_store, s, clock) = setup();
+    for _ in 0..5 {
+        s.append("a", b"", b"").unwrap();
+    }
+    let c = s
+        .create_consumer(ConsumerConfig::new("c").ack_wait(Duration::from_secs(10)))
+        .unwrap();
+    let d = c.fetch(3, 0).unwrap();
+    assert_eq!(seqs(&d), vec![1, 2, 3]);
+    assert_eq!(d[2].delivery_seq, 3);
+    let st = c.state().unwrap();
+    assert_eq!((st.num_pending, st.num_ack_pending), (2, 3));
+    assert_eq!(st.delivered.stream_seq, 3);
+    assert_eq!(c.ack(2).unwrap(), AckOutcome::Done);
+    assert_eq!(c.ack(2).unwrap(), AckOutcome::NotPending);
+    assert_eq!(c.ack(99).unwrap(), AckOutcome::NotPending);
+    assert_eq!(c.state().unwrap().ack_floor.stream_seq, 0);
+    c.ack(1).unwrap();
+    let st = c.state().unwrap();
+    assert_eq!(st.ack_floor.stream_seq, 2);
+    assert_eq!(st.num_ack_pending, 1);
+    // Nak'd now: redelivered first, before new messages.
+    assert_eq!(c.nak(3, None).unwrap(), AckOutcome::Done);
+    assert_eq!(c.state().unwrap().num_waiting_redelivery, 1);
+    let d = c.fetch(2, 0).unwrap();
+    assert_eq!(seqs(&d), vec![3, 4]);
+    assert_eq!((d[0].delivery_count, d[0].delivery_seq), (2, 4));
+    let st = c.state().unwrap();
+    assert_eq!((st.num_redelivered, st.num_waiting_redelivery), (1, 0));
+    // The ack wait runs out: waiting, then redelivered.
+    clock.advance_ns(10 * SEC);
+    let st = c.state().unwrap();
+    assert_eq!(st.num_waiting_redelivery, 2);
+    c.in_progress(4).unwrap();
+    let d = c.fetch(10, 0).unwrap();
+    assert_eq!(seqs(&d), vec![3, 4, 5]);
+    assert_eq!(c.term(3).unwrap(), AckOutcome::Done);
+    c.ack(4).unwrap();
+    c.ack(5).unwrap();
+    let st = c.state().unwrap();
+    assert_eq!(st.num_ack_pending, 0);
+    assert_eq!(st.ack_floor.stream_seq, 5);
+    assert_eq!(st.ack_floor.consumer_seq, st.delivered.consumer_seq);
+}
+
+#[test]
+fn max_ack_pending_and_max_deliver() {
+    let (_store, s, clock) = setup();
+    for _ in 0..10 {
+        s.append("a", b"", b"").unwrap();
+    }
+    let c = s
+        .create_consumer(
+            ConsumerConfig::new("c")
+                .max_ack_pending(3)
+                .max_deliver(2)
+                .ack_wait(Duration::from_secs(1)),
+        )
+        .unwrap();
+    assert_eq!(seqs(&c.fetch(10, 0).unwrap()), vec![1, 2, 3]);
+    assert!(c.fetch(10, 0).unwrap().is_empty());
+    c.ack(2).unwrap();
+    assert_eq!(seqs(&c.fetch(10, 0).unwrap()), vec![4]);
+    clock.advance_ns(SEC);
+    assert_eq!(seqs(&c.fetch(10, 0).unwrap()), vec![1, 3, 4]);
+    clock.advance_ns(SEC);
+    // Delivered twice each: exhausted, kept in the stream, no longer pending.
+    let d = c.fetch(10, 0).unwrap();
+    assert_eq!(seqs(&d), vec![5, 6, 7]);
+    let st = c.state().unwrap();
+    assert_eq!((st.num_max_delivered, st.num_ack_pending), (3, 3));
+    assert!(s.load(1).is_ok());
+    assert_eq!(
+        st.ack_floor.stream_seq, 0,
+        "the floor stays below unacked 1"
+    );
+    assert_eq!(c.ack(1).unwrap(), AckOutcome::Done);
+    assert_eq!(c.state().unwrap().ack_floor.stream_seq, 2);
+}
+
+#[test]
+fn ack_all_acknowledges_everything_up_to() {
+    let (_store, s, _) = setup();
+    for _ in 0..5 {
+        s.append("a", b"", b"").unwrap();
+    }
+    let c = s
+        .create_consumer(ConsumerConfig::new("c").ack(AckPolicy::All))
+        .unwrap();
+    c.fetch(5, 0).unwrap();
+    assert_eq!(c.ack(3).unwrap(), AckOutcome::Done);
+    let st = c.state().unwrap();
+    assert_eq!((st.ack_floor.stream_seq, st.num_ack_pending), (3, 2));
+    let n = s
+        .create_consumer(ConsumerConfig::new("n").ack(AckPolicy::None))
+        .unwrap();
+    n.fetch(5, 0).unwrap();
+    let st = n.state().unwrap();
+    assert_eq!((st.ack_floor.stream_seq, st.num_ack_pending), (5, 0));
+}
+
+/// Field failure 5: deleting messages that are pending or waiting for redelivery takes them
+/// out of pending and the redelivery queue at once, frees their max_ack_pending slots, moves
+/// the ack floor and keeps every counter exact.
+#[test]
+fn field_failure_5_removed_pending_messages_leave_at_once() {
+    let (_store, s, clock) = setup();
+    for _ in 0..20 {
+        s.append("work", b"", b"").unwrap();
+    }
+    let c = s
+        .create_consumer(
+            ConsumerConfig::new("c")
+                .max_ack_pending(10)
+                .ack_wait(Duration::from_secs(5)),
+        )
+        .unwrap();
+    assert_eq!(c.fetch(100, 0).unwrap().len(), 10);
+    for q in [1, 2, 3, 4] {
+        c.nak(q, Some(Duration::from_secs(60))).unwrap();
+    }
+    let st = c.state().unwrap();
+    assert_eq!((st.num_ack_pending, st.num_waiting_redelivery), (10, 4));
+    // Remove waiting and plain pending messages, by every kind of removal.
+    s.remove(2).unwrap();
+    s.erase(6).unwrap();
+    s.compact(2).unwrap();
+    s.purge_filtered("work", Some(9), 7).unwrap();
+    let st = c.state().unwrap();
+    let live: Vec<u64> = (1..=10).filter(|&q| s.load(q).is_ok()).collect();
+    let waiting = live.iter().filter(|&&q| q <= 4).count() as u64;
+    assert_eq!(st.num_ack_pending, live.len() as u64);
+    assert_eq!(st.num_waiting_redelivery, waiting);
+    assert_eq!(st.ack_floor.stream_seq, live[0] - 1);
+    // Freed slots are used at once.
+    let d = c.fetch(100, 0).unwrap();
+    assert_eq!(d.len(), 10 - live.len());
+    // Nothing removed is ever redelivered; counters stay exact through the redeliveries.
+    clock.advance_ns(120 * SEC);
+    let d = c.fetch(100, 0).unwrap();
+    assert!(d.iter().all(|x| s.load(x.message.seq).is_ok()));
+    s.purge().unwrap();
+    let st = c.state().unwrap();
+    assert_eq!(
+        (
+            st.num_ack_pending,
+            st.num_waiting_redelivery,
+            st.num_redelivered
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(st.ack_floor.stream_seq, st.delivered.stream_seq);
+    assert!(c.fetch(100, 0).unwrap().is_empty());
+}
+
+#[test]
+fn deleted_consumer_handles_say_so() {
+    let (_store, s, _) = setup();
+    let c = s.create_consumer(ConsumerConfig::new("c")).unwrap();
+    s.delete_consumer("c").unwrap();
+    assert!(matches!(c.fetch(1, 0), Err(ConsumerError::Deleted(_))));
+    assert!(matches!(c.ack(1), Err(ConsumerError::Deleted(_))));
+}
+
+#[test]
+fn concurrent_acks_are_counted_once() {
+    let (_store, s, _) = setup();
+    for _ in 0..2000 {
+        s.append("a", b"", b"").unwrap();
+    }
+    let c = s
+        .create_consumer(ConsumerConfig::new("c").max_ack_pending(2000))
+        .unwrap();
+    assert_eq!(c.fetch(2000, 0).unwrap().len(), 2000);
+    let done: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                sc.spawn(move || {
+                    (1..=2000u64)
+                        .filter(|&q| c.ack(q).unwrap() == AckOutcome::Done)
+                        .count()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(done, 2000);
+    let st = c.state().unwrap();
+    assert_eq!((st.num_ack_pending, st.ack_floor.stream_seq), (0, 2000));
+}
