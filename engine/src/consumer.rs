@@ -10,7 +10,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -244,6 +246,71 @@ pub(crate) struct ConsumerShared {
     table: PendingTable,
     inner: Mutex<Inner>,
     deleted: AtomicBool,
+    /// Changed since the last save (set by acks without a lock).
+    dirty: AtomicBool,
+    saved_at: Mutex<Option<Instant>>,
+}
+
+/// How often a changed consumer's state is saved by the maintenance thread.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+const FILE_MAGIC: [u8; 8] = *b"TLCONS\0\0";
+const FILE_VERSION: u16 = 1;
+
+/// A consumer's file name in its stream's directory.
+pub(crate) fn file_name(name: &str) -> String {
+    format!("consumer.{name}")
+}
+
+/// The saved form of a consumer (`docs/format.md`, "Consumer").
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Saved {
+    config: ConsumerConfig,
+    next: u64,
+    initial: Vec<u64>,
+    delivered: (u64, u64),
+    floor: u64,
+    floor_dseq: u64,
+    /// (sequence, deliveries, first delivery sequence, due ns, waiting for redelivery)
+    pending: Vec<(u64, u64, u64, i64, bool)>,
+    max_delivered: Vec<u64>,
+}
+
+impl Saved {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let mut b = Vec::with_capacity(32 + json.len());
+        b.extend_from_slice(&FILE_MAGIC);
+        b.extend_from_slice(&FILE_VERSION.to_le_bytes());
+        b.extend_from_slice(&[0u8; 6]);
+        b.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        b.extend_from_slice(&json);
+        let sum = xxh3_64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a consumer file; `Err` says why it is not one.
+    pub(crate) fn decode(b: &[u8]) -> Result<Saved, String> {
+        if b.len() < 32 || b[..8] != FILE_MAGIC {
+            return Err("bad magic".into());
+        }
+        if u16::from_le_bytes([b[8], b[9]]) != FILE_VERSION {
+            return Err("unknown version".into());
+        }
+        let body = b.len() - 8;
+        if crate::record::u64_at(b, body) != xxh3_64(&b[..body]) {
+            return Err("checksum mismatch".into());
+        }
+        if crate::record::u64_at(b, 16) != (body - 24) as u64 {
+            return Err("length mismatch".into());
+        }
+        let s: Saved = serde_json::from_slice(&b[24..body]).map_err(|e| e.to_string())?;
+        s.config.validate().map_err(|e| e.to_string())?;
+        if s.pending.len() as u64 > s.config.max_ack_pending {
+            return Err("more pending than max_ack_pending".into());
+        }
+        Ok(s)
+    }
 }
 
 /// A handle to a consumer. Cheap to clone; every method may be called from any thread.
@@ -322,8 +389,114 @@ impl Consumer {
                     removals_seen: stream.removal_count(),
                 }),
                 deleted: AtomicBool::new(false),
+                dirty: AtomicBool::new(true),
+                saved_at: Mutex::new(None),
             }),
         })
+    }
+
+    /// A consumer as it was saved; its first call checks it against the stream.
+    pub(crate) fn restore(stream: &Stream, s: Saved) -> Consumer {
+        let table = PendingTable::new(s.config.max_ack_pending as usize);
+        let mut order: Vec<u64> = s.pending.iter().map(|p| p.0).collect();
+        order.extend(&s.max_delivered);
+        order.sort_unstable();
+        order.dedup();
+        let mut floor = AckFloor::new(s.floor);
+        for &q in &order {
+            floor.delivered(q);
+        }
+        let mut meta = HashMap::new();
+        let mut schedule = BTreeSet::new();
+        for &(q, count, first_dseq, due, waiting) in &s.pending {
+            if table.insert(q) {
+                table.set_waiting(q, waiting);
+                meta.insert(
+                    q,
+                    Meta {
+                        count,
+                        first_dseq,
+                        due,
+                    },
+                );
+                schedule.insert((due, q));
+            }
+        }
+        Consumer {
+            c: Arc::new(ConsumerShared {
+                stream: stream.clone(),
+                filters: s.config.match_filters(),
+                table,
+                inner: Mutex::new(Inner {
+                    next: s.next,
+                    initial: s.initial.into_iter().collect(),
+                    delivered: SeqPair {
+                        stream_seq: s.delivered.0,
+                        consumer_seq: s.delivered.1,
+                    },
+                    floor,
+                    floor_dseq: s.floor_dseq,
+                    meta,
+                    schedule,
+                    max_delivered: s.max_delivered.into_iter().collect(),
+                    // Checked against the stream on the first call.
+                    removals_seen: u64::MAX,
+                }),
+                cfg: s.config,
+                deleted: AtomicBool::new(false),
+                dirty: AtomicBool::new(false),
+                saved_at: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The state to save, as of now.
+    fn snapshot(&self) -> Saved {
+        let mut inner = self.c.inner.lock();
+        self.reconcile(&mut inner);
+        let floor = inner.floor.floor();
+        let pending = inner
+            .meta
+            .iter()
+            .filter(|(q, _)| self.c.table.contains(**q))
+            .map(|(&q, m)| (q, m.count, m.first_dseq, m.due, self.c.table.is_waiting(q)))
+            .collect();
+        Saved {
+            config: self.c.cfg.clone(),
+            next: inner.next,
+            initial: inner.initial.iter().copied().collect(),
+            delivered: (inner.delivered.stream_seq, inner.delivered.consumer_seq),
+            floor,
+            floor_dseq: inner.floor_dseq,
+            pending,
+            max_delivered: inner.max_delivered.iter().copied().collect(),
+        }
+    }
+
+    /// Saves the state if it changed and the last save is older than [`SAVE_EVERY`] (or
+    /// always, with `force`): written whole to a temporary file and renamed into place.
+    pub(crate) fn save(&self, force: bool) -> std::io::Result<()> {
+        let mut at = self.c.saved_at.lock();
+        let due = at.is_none_or(|t| t.elapsed() >= SAVE_EVERY);
+        if self.c.deleted.load(Ordering::Acquire)
+            || !(force || due && self.c.dirty.load(Ordering::Acquire))
+        {
+            return Ok(());
+        }
+        // Cleared first: a change racing with the snapshot marks it dirty again.
+        self.c.dirty.store(false, Ordering::Release);
+        let bytes = self.snapshot().encode();
+        let path = self.c.stream.dir().join(file_name(&self.c.cfg.name));
+        let r = crate::io::replace_file(self.c.stream.vfs(), &path, &bytes);
+        match r {
+            Ok(()) => *at = Some(Instant::now()),
+            Err(_) => self.c.dirty.store(true, Ordering::Release),
+        }
+        r
+    }
+
+    fn touch(&self) {
+        self.c.dirty.store(true, Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {
@@ -372,6 +545,9 @@ impl Consumer {
                 .copied()
                 .filter(|&q| !self.c.stream.contains(q))
                 .collect();
+            if !gone.is_empty() {
+                self.touch();
+            }
             for q in gone {
                 self.c.table.ack(q);
                 inner.max_delivered.remove(&q);
@@ -499,6 +675,9 @@ impl Consumer {
                 delivery_seq: dseq,
             });
         }
+        if !out.is_empty() {
+            self.touch();
+        }
         Ok(out)
     }
 
@@ -539,14 +718,12 @@ impl Consumer {
             AckPolicy::None => Ok(AckOutcome::NotPending),
             AckPolicy::Explicit => {
                 if self.c.table.ack(seq).is_some() {
+                    self.touch();
                     return Ok(AckOutcome::Done);
                 }
                 // A message past max_deliver can still be acknowledged (then it may go).
                 let mut inner = self.c.inner.lock();
-                Ok(match inner.max_delivered.remove(&seq) {
-                    true => AckOutcome::Done,
-                    false => AckOutcome::NotPending,
-                })
+                Ok(self.outcome(inner.max_delivered.remove(&seq)))
             }
             AckPolicy::All => {
                 let mut inner = self.c.inner.lock();
@@ -559,11 +736,7 @@ impl Consumer {
                 let before = inner.max_delivered.len();
                 inner.max_delivered.retain(|&q| q > seq);
                 done |= inner.max_delivered.len() != before;
-                Ok(if done {
-                    AckOutcome::Done
-                } else {
-                    AckOutcome::NotPending
-                })
+                Ok(self.outcome(done))
             }
         }
     }
@@ -607,7 +780,17 @@ impl Consumer {
         if waiting && !self.c.table.set_waiting(seq, true) {
             return Ok(AckOutcome::NotPending);
         }
-        Ok(AckOutcome::Done)
+        Ok(self.outcome(true))
+    }
+
+    /// `Done` (and a change to save) or `NotPending`.
+    fn outcome(&self, done: bool) -> AckOutcome {
+        if done {
+            self.touch();
+            AckOutcome::Done
+        } else {
+            AckOutcome::NotPending
+        }
     }
 
     /// Stops delivering `seq`: it counts as acknowledged.
@@ -616,11 +799,7 @@ impl Consumer {
         let mut inner = self.c.inner.lock();
         let done = self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq);
         self.drop_meta(&mut inner, seq);
-        Ok(if done {
-            AckOutcome::Done
-        } else {
-            AckOutcome::NotPending
-        })
+        Ok(self.outcome(done))
     }
 
     /// The counters, exact as of this call.

@@ -150,6 +150,9 @@ pub enum ConsumerError {
     Deleted(String),
     #[error(transparent)]
     Query(QueryError),
+    /// The consumer's file could not be written or removed.
+    #[error(transparent)]
+    Durability(DurabilityError),
     #[error("stream is closed")]
     Closed,
 }

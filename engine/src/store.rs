@@ -88,15 +88,7 @@ pub(crate) fn write_config(
     cfg: &StreamConfig,
 ) -> io::Result<()> {
     let bytes = encode_config(stream_id, cfg).map_err(|e| io::Error::other(e.to_string()))?;
-    let path = dir.join(CONFIG_FILE);
-    let tmp = crate::io::tmp_path(&path);
-    if vfs.exists(&tmp) {
-        vfs.remove_file(&tmp)?;
-    }
-    vfs.open(&tmp, OpenMode::CreateNew)?
-        .write_and_sync(&[(&bytes, 0)])?;
-    vfs.rename(&tmp, &path)?;
-    vfs.sync_dir(dir)
+    crate::io::replace_file(vfs, &dir.join(CONFIG_FILE), &bytes)
 }
 
 fn decode_config(b: &[u8]) -> Result<(u64, StreamConfig), String> {
@@ -391,6 +383,7 @@ fn open_stream(
         rec.lease,
         rec.report,
     );
+    s.load_consumers()?;
     // A crash between an append and the removals its limits caused, or limits lowered while
     // closed, leave too much: applied now. A failure poisons the stream; writers see it.
     let _ = s.enforce_limits();
@@ -410,6 +403,7 @@ fn maintain_round(list: &[Stream], stop: &AtomicBool) {
                 *more = s.expire_until(Some(slice)).is_ok_and(|(_, more)| more);
             }
             let _ = s.maintain();
+            let _ = s.save_consumers(false);
         }
     }
 }

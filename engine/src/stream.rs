@@ -205,6 +205,7 @@ pub(crate) struct Shared {
     pub(crate) feed: Condvar,
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     pub(crate) consumers: Mutex<std::collections::BTreeMap<String, crate::consumer::Consumer>>,
+    pub(crate) damaged_consumers: Mutex<Vec<(String, String)>>,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -270,6 +271,7 @@ impl Stream {
                 feed: Condvar::new(),
                 watchers: std::sync::atomic::AtomicUsize::new(0),
                 consumers: Mutex::new(std::collections::BTreeMap::new()),
+                damaged_consumers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -1010,6 +1012,8 @@ impl Stream {
         if was_closed || !self.s.persistent || self.is_poisoned() {
             return Ok(());
         }
+        self.save_consumers(true)
+            .map_err(DurabilityError::from_io)?;
         self.flush(true, true, None)?;
         if self.uses_lease() {
             self.lower_lease()?;
@@ -1043,6 +1047,10 @@ impl Stream {
             return Err(crate::ConsumerError::AlreadyExists(cfg.name));
         }
         let c = crate::Consumer::create(self, cfg)?;
+        if self.s.persistent {
+            c.save(true)
+                .map_err(|e| crate::ConsumerError::Durability(DurabilityError::from_io(e)))?;
+        }
         all.insert(c.name().to_owned(), c.clone());
         Ok(c)
     }
@@ -1066,7 +1074,60 @@ impl Stream {
             .remove(name)
             .ok_or_else(|| crate::ConsumerError::NotFound(name.to_owned()))?;
         c.mark_deleted();
+        if self.s.persistent {
+            let io = |e| crate::ConsumerError::Durability(DurabilityError::from_io(e));
+            let path = self.s.dir.join(crate::consumer::file_name(name));
+            if self.s.vfs.exists(&path) {
+                self.s.vfs.remove_file(&path).map_err(io)?;
+            }
+            self.s.vfs.sync_dir(&self.s.dir).map_err(io)?;
+        }
         Ok(())
+    }
+
+    /// Saves every changed consumer (all of them with `force`).
+    pub(crate) fn save_consumers(&self, force: bool) -> std::io::Result<()> {
+        if !self.s.persistent {
+            return Ok(());
+        }
+        let all: Vec<crate::Consumer> = self.s.consumers.lock().values().cloned().collect();
+        for c in all {
+            c.save(force)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the consumers saved in the stream's directory (at open). A file that does not
+    /// decode is left in place and reported by [`Stream::damaged_consumers`].
+    pub(crate) fn load_consumers(&self) -> std::io::Result<()> {
+        let mut names = self.s.vfs.list(&self.s.dir)?;
+        names.sort();
+        for n in names {
+            let Some(name) = n.strip_prefix("consumer.") else {
+                continue;
+            };
+            if name.ends_with(".tmp") {
+                continue;
+            }
+            let bytes = crate::io::read_file(&*self.s.vfs, &self.s.dir.join(&n))?;
+            match crate::consumer::Saved::decode(&bytes) {
+                Ok(saved) => {
+                    let c = crate::Consumer::restore(self, saved);
+                    self.s.consumers.lock().insert(c.name().to_owned(), c);
+                }
+                Err(why) => self.s.damaged_consumers.lock().push((name.to_owned(), why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumer files that could not be read at open: (name, why).
+    pub fn damaged_consumers(&self) -> Vec<(String, String)> {
+        self.s.damaged_consumers.lock().clone()
+    }
+
+    pub(crate) fn vfs(&self) -> &dyn Vfs {
+        &*self.s.vfs
     }
 
     /// The names of the stream's consumers.
