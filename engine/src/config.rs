@@ -36,6 +36,21 @@ pub enum Durability {
     None,
 }
 
+/// When messages leave a stream besides its limits, TTLs and explicit removals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Only by limits, TTLs and removals.
+    #[default]
+    Limits,
+    /// Also as soon as every consumer interested in a message (its filter matches and the
+    /// message is after the consumer's start) has acknowledged it; a message no consumer is
+    /// interested in is not kept.
+    Interest,
+    /// Also on the first acknowledgement; consumers' filters may not overlap.
+    WorkQueue,
+}
+
 /// What happens when an append would break a stream limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +151,8 @@ pub struct StreamConfig {
     /// removes the last message of a subject. Needs `subject_delete_marker_ttl`.
     #[serde(default)]
     pub removal_markers: bool,
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 impl StreamConfig {
@@ -152,7 +169,12 @@ impl StreamConfig {
             allow_msg_ttl: false,
             subject_delete_marker_ttl: None,
             removal_markers: false,
+            retention: Retention::Limits,
         }
+    }
+    pub fn retention(mut self, r: Retention) -> Self {
+        self.retention = r;
+        self
     }
     pub fn allow_msg_ttl(mut self, yes: bool) -> Self {
         self.allow_msg_ttl = yes;

@@ -224,6 +224,8 @@ struct Meta {
 }
 
 struct Inner {
+    /// Messages at or below this are outside the consumer's interest (before its start).
+    start: u64,
     /// Next stream sequence to look at for first deliveries.
     next: u64,
     /// Last-per-subject starting set still to deliver, in sequence order.
@@ -265,6 +267,8 @@ pub(crate) fn file_name(name: &str) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Saved {
     config: ConsumerConfig,
+    #[serde(default)]
+    start: u64,
     next: u64,
     initial: Vec<u64>,
     delivered: (u64, u64),
@@ -375,6 +379,7 @@ impl Consumer {
                 filters,
                 cfg,
                 inner: Mutex::new(Inner {
+                    start: floor,
                     next,
                     initial,
                     delivered: SeqPair {
@@ -428,6 +433,7 @@ impl Consumer {
                 filters: s.config.match_filters(),
                 table,
                 inner: Mutex::new(Inner {
+                    start: s.start,
                     next: s.next,
                     initial: s.initial.into_iter().collect(),
                     delivered: SeqPair {
@@ -463,6 +469,7 @@ impl Consumer {
             .collect();
         Saved {
             config: self.c.cfg.clone(),
+            start: inner.start,
             next: inner.next,
             initial: inner.initial.iter().copied().collect(),
             delivered: (inner.delivered.stream_seq, inner.delivered.consumer_seq),
@@ -710,9 +717,46 @@ impl Consumer {
         }
     }
 
+    /// True when the consumer needs `seq` (on `subject`) no longer: not interested in it, or
+    /// delivered and acknowledged (or terminated). Retention asks this of every consumer.
+    pub(crate) fn done_with(&self, seq: u64, subject: &str) -> bool {
+        if !self.c.filters.iter().any(|f| subject::matches(f, subject)) {
+            return true;
+        }
+        let inner = self.c.inner.lock();
+        if seq <= inner.start {
+            return true;
+        }
+        // Below `next` a matching message was delivered (or skipped as not a last-per-subject
+        // starter), unless it is a starter still queued.
+        let undelivered = seq >= inner.next || inner.initial.binary_search(&seq).is_ok();
+        !undelivered && !self.c.table.contains(seq) && !inner.max_delivered.contains(&seq)
+    }
+
+    /// The messages this consumer still holds back: pending, past max_deliver, and those it
+    /// is interested in but has not delivered (`first` onwards, matching). For retention when
+    /// the consumer is deleted.
+    pub(crate) fn held(&self) -> (Vec<u64>, u64, Vec<String>) {
+        let inner = self.c.inner.lock();
+        let mut v: Vec<u64> = inner.meta.keys().copied().collect();
+        v.extend(inner.max_delivered.iter().copied());
+        v.extend(inner.initial.iter().copied());
+        (v, inner.next, self.c.filters.clone())
+    }
+
     /// Acknowledges `seq` (with `AckPolicy::All`, every pending message up to it). Explicit
-    /// acks take no lock.
+    /// acks take no lock (on a stream with limits retention).
     pub fn ack(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
+        let out = self.ack_only(seq)?;
+        if out == AckOutcome::Done {
+            self.c
+                .stream
+                .retain_check(seq, self.c.cfg.ack == AckPolicy::All);
+        }
+        Ok(out)
+    }
+
+    fn ack_only(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
         self.check()?;
         match self.c.cfg.ack {
             AckPolicy::None => Ok(AckOutcome::NotPending),
@@ -796,9 +840,15 @@ impl Consumer {
     /// Stops delivering `seq`: it counts as acknowledged.
     pub fn term(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
         self.check()?;
-        let mut inner = self.c.inner.lock();
-        let done = self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq);
-        self.drop_meta(&mut inner, seq);
+        let done = {
+            let mut inner = self.c.inner.lock();
+            let done = self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq);
+            self.drop_meta(&mut inner, seq);
+            done
+        };
+        if done {
+            self.c.stream.retain_check(seq, false);
+        }
         Ok(self.outcome(done))
     }
 

@@ -32,6 +32,7 @@ mod pending;
 mod query;
 mod record;
 mod recovery;
+mod retention;
 mod seqlist;
 mod state;
 mod store;
@@ -48,7 +49,7 @@ pub mod fuzzing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Discard, Durability, Limits, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE,
+    Discard, Durability, Limits, Retention, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE,
 };
 pub use consumer::{
     AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,

@@ -476,6 +476,12 @@ impl Stream {
 
     /// Appends one message with everything [`NewMessage`] can say (a TTL).
     pub fn append_msg(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
+        let a = self.append_one(m)?;
+        self.drop_if_uninteresting(a.seq, m.subject);
+        Ok(a)
+    }
+
+    fn append_one(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
         self.check_writable()?;
         if self.s.persistent && matches!(self.s.cfg.durability, Durability::Always) {
             self.check_message(m)?;
@@ -554,6 +560,9 @@ impl Stream {
             )
         };
         self.after_write(lsn, b.last_seq)?;
+        for (i, m) in msgs.iter().enumerate() {
+            self.drop_if_uninteresting(b.first_seq + i as u64, m.subject);
+        }
         Ok(b)
     }
 
@@ -595,6 +604,7 @@ impl Stream {
             st.lsn
         };
         self.after_write(lsn, seq)?;
+        self.drop_if_uninteresting(seq, m.subject);
         Ok(())
     }
 
@@ -1042,6 +1052,14 @@ impl Stream {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(crate::ConsumerError::Closed);
         }
+        if !self.check_work_queue(&cfg.filters) {
+            return Err(crate::ConsumerError::Config(
+                crate::ConfigError::InvalidLimit {
+                    name: "filters",
+                    why: "a work-queue stream's consumers may not overlap".into(),
+                },
+            ));
+        }
         let mut all = self.s.consumers.lock();
         if all.contains_key(&cfg.name) {
             return Err(crate::ConsumerError::AlreadyExists(cfg.name));
@@ -1082,6 +1100,7 @@ impl Stream {
             }
             self.s.vfs.sync_dir(&self.s.dir).map_err(io)?;
         }
+        self.release(&c);
         Ok(())
     }
 

@@ -384,3 +384,96 @@ fn a_crash_may_redeliver_but_never_passes_an_unacked_message() {
     let d = c.fetch(10, 0).unwrap();
     assert_eq!(seqs(&d), vec![5, 6, 7, 8, 9, 10]);
 }
+
+fn stream_with(store: &Store, name: &str, r: tidelog::Retention) -> Stream {
+    store
+        .create_stream(StreamConfig::new(name).retention(r))
+        .unwrap()
+}
+
+#[test]
+fn interest_retention_removes_once_every_interested_consumer_acked() {
+    let (store, _, _) = setup();
+    let s = stream_with(&store, "i", tidelog::Retention::Interest);
+    // No consumer yet: nothing is kept.
+    s.append("a", b"", b"").unwrap();
+    assert_eq!(s.state().messages, 0);
+    let a = s
+        .create_consumer(ConsumerConfig::new("a").filters(["x.>"]))
+        .unwrap();
+    let b = s.create_consumer(ConsumerConfig::new("b")).unwrap();
+    let q = s.append("x.1", b"", b"").unwrap().seq;
+    let only_b = s.append("y.1", b"", b"").unwrap().seq;
+    a.fetch(10, 0).unwrap();
+    b.fetch(10, 0).unwrap();
+    a.ack(q).unwrap();
+    assert!(s.load(q).is_ok(), "b has not acked it");
+    b.ack(q).unwrap();
+    assert!(s.load(q).is_err());
+    b.ack(only_b).unwrap();
+    assert_eq!(s.state().messages, 0);
+}
+
+#[test]
+fn work_queue_removes_on_ack_and_rejects_overlapping_consumers() {
+    let (store, _, _) = setup();
+    let s = stream_with(&store, "w", tidelog::Retention::WorkQueue);
+    let c = s
+        .create_consumer(ConsumerConfig::new("c").filters(["jobs.*"]))
+        .unwrap();
+    assert!(matches!(
+        s.create_consumer(ConsumerConfig::new("d").filters(["jobs.eu"])),
+        Err(ConsumerError::Config(_))
+    ));
+    s.create_consumer(ConsumerConfig::new("e").filters(["other"]))
+        .unwrap();
+    for _ in 0..3 {
+        s.append("jobs.eu", b"", b"").unwrap();
+    }
+    let d = c.fetch(10, 0).unwrap();
+    c.ack(d[1].message.seq).unwrap();
+    assert_eq!(s.state().messages, 2);
+    c.term(d[0].message.seq).unwrap();
+    assert_eq!(s.state().messages, 1);
+}
+
+/// Field failure 2: on an interest stream, a message that reached max_deliver without an ack
+/// stays while the consumer that exhausted it exists; it is not counted as ack-pending and is
+/// readable; reading, browsing and creating or deleting other consumers never remove it; it
+/// goes when that consumer is deleted.
+#[test]
+fn field_failure_2_max_delivered_message_stays_while_its_consumer_exists() {
+    let (store, _, clock) = setup();
+    let s = stream_with(&store, "kv", tidelog::Retention::Interest);
+    let worker = s
+        .create_consumer(
+            ConsumerConfig::new("worker")
+                .max_deliver(3)
+                .ack_wait(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let q = s.append("orders.1", b"", b"poison").unwrap().seq;
+    for _ in 0..3 {
+        let d = worker.fetch(1, 0).unwrap();
+        assert_eq!(seqs(&d), vec![q]);
+        worker.nak(q, None).unwrap();
+    }
+    assert!(worker.fetch(1, 0).unwrap().is_empty());
+    let st = worker.state().unwrap();
+    assert_eq!((st.num_ack_pending, st.num_max_delivered), (0, 1));
+    assert_eq!(s.load(q).unwrap().payload(), b"poison");
+    // A short-lived view of the stream comes and goes, reading everything.
+    for i in 0..3 {
+        let view = s
+            .create_consumer(ConsumerConfig::new(format!("view{i}")).ack(AckPolicy::None))
+            .unwrap();
+        assert_eq!(seqs(&view.fetch(10, 0).unwrap()), vec![q]);
+        s.delete_consumer(view.name()).unwrap();
+        assert!(s.load(q).is_ok(), "deleting another consumer removed it");
+    }
+    clock.advance_ns(3600 * SEC);
+    s.load_next(">", 1).unwrap();
+    assert!(s.load(q).is_ok());
+    s.delete_consumer("worker").unwrap();
+    assert!(s.load(q).is_err(), "nothing holds it any more");
+}
