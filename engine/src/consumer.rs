@@ -7,8 +7,8 @@
 //! through the stream's removal counter and drops them from pending and from the redelivery
 //! schedule before it answers anything, so its counters match the stream at every call.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,7 +236,8 @@ struct Inner {
     meta: HashMap<u64, Meta>,
     /// (due time, sequence) of every pending message: its ack wait or nak delay.
     schedule: BTreeSet<(i64, u64)>,
-    max_delivered: BTreeSet<u64>,
+    /// Messages past max_deliver, unacknowledged: sequence -> first delivery sequence.
+    max_delivered: BTreeMap<u64, u64>,
     /// The stream's removal counter when pending was last checked against it.
     removals_seen: u64,
 }
@@ -250,6 +251,8 @@ pub(crate) struct ConsumerShared {
     deleted: AtomicBool,
     /// Changed since the last save (set by acks without a lock).
     dirty: AtomicBool,
+    /// `Inner::removals_seen`, readable by acknowledgements without the lock.
+    removals_seen: AtomicU64,
     saved_at: Mutex<Option<Instant>>,
 }
 
@@ -276,7 +279,8 @@ pub(crate) struct Saved {
     floor_dseq: u64,
     /// (sequence, deliveries, first delivery sequence, due ns, waiting for redelivery)
     pending: Vec<(u64, u64, u64, i64, bool)>,
-    max_delivered: Vec<u64>,
+    /// (sequence, first delivery sequence)
+    max_delivered: Vec<(u64, u64)>,
 }
 
 impl Saved {
@@ -390,10 +394,11 @@ impl Consumer {
                     floor_dseq: 0,
                     meta: HashMap::new(),
                     schedule: BTreeSet::new(),
-                    max_delivered: BTreeSet::new(),
+                    max_delivered: BTreeMap::new(),
                     removals_seen: stream.removal_count(),
                 }),
                 deleted: AtomicBool::new(false),
+                removals_seen: AtomicU64::new(stream.removal_count()),
                 dirty: AtomicBool::new(true),
                 saved_at: Mutex::new(None),
             }),
@@ -404,7 +409,7 @@ impl Consumer {
     pub(crate) fn restore(stream: &Stream, s: Saved) -> Consumer {
         let table = PendingTable::new(s.config.max_ack_pending as usize);
         let mut order: Vec<u64> = s.pending.iter().map(|p| p.0).collect();
-        order.extend(&s.max_delivered);
+        order.extend(s.max_delivered.iter().map(|&(q, _)| q));
         order.sort_unstable();
         order.dedup();
         let mut floor = AckFloor::new(s.floor);
@@ -450,6 +455,7 @@ impl Consumer {
                 }),
                 cfg: s.config,
                 deleted: AtomicBool::new(false),
+                removals_seen: AtomicU64::new(u64::MAX),
                 dirty: AtomicBool::new(false),
                 saved_at: Mutex::new(None),
             }),
@@ -476,7 +482,7 @@ impl Consumer {
             floor,
             floor_dseq: inner.floor_dseq,
             pending,
-            max_delivered: inner.max_delivered.iter().copied().collect(),
+            max_delivered: inner.max_delivered.iter().map(|(&q, &d)| (q, d)).collect(),
         }
     }
 
@@ -545,10 +551,11 @@ impl Consumer {
         let removals = self.c.stream.removal_count();
         if removals != inner.removals_seen {
             inner.removals_seen = removals;
+            self.c.removals_seen.store(removals, Ordering::Release);
             let gone: Vec<u64> = inner
                 .meta
                 .keys()
-                .chain(inner.max_delivered.iter())
+                .chain(inner.max_delivered.keys())
                 .copied()
                 .filter(|&q| !self.c.stream.contains(q))
                 .collect();
@@ -600,6 +607,8 @@ impl Consumer {
         let now = self.now();
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        // Set when a due redelivery does not fit: nothing new may pass it.
+        let mut full = false;
         let fits = |out: &Vec<Delivery>, bytes: usize, m: &StoredMessage| {
             let size = m.subject().len() + m.headers().len() + m.payload().len();
             (out.len() < max_msgs
@@ -619,7 +628,7 @@ impl Consumer {
                 // Exhausted: kept in the stream, no longer pending (field failure 2).
                 self.drop_meta(&mut inner, q);
                 if self.c.table.ack(q).is_some() {
-                    inner.max_delivered.insert(q);
+                    inner.max_delivered.insert(q, meta.first_dseq);
                 }
                 continue;
             }
@@ -630,6 +639,7 @@ impl Consumer {
                 continue;
             };
             let Some(size) = fits(&out, bytes, &m) else {
+                full = true;
                 break;
             };
             bytes += size;
@@ -646,7 +656,7 @@ impl Consumer {
                 delivery_seq: inner.delivered.consumer_seq,
             });
         }
-        while out.len() < max_msgs {
+        while !full && out.len() < max_msgs {
             let tracked = self.c.cfg.ack != AckPolicy::None;
             if tracked && self.c.table.len() >= self.c.cfg.max_ack_pending {
                 break;
@@ -717,6 +727,30 @@ impl Consumer {
         }
     }
 
+    /// The stream was truncated to `last`: sequences above it will be handed out again to new
+    /// messages, so everything this consumer knows about them is dropped and it delivers
+    /// from `last + 1` again.
+    pub(crate) fn truncated(&self, last: u64) {
+        let mut inner = self.c.inner.lock();
+        let above: Vec<u64> = inner.meta.keys().copied().filter(|&q| q > last).collect();
+        for q in above {
+            self.c.table.ack(q);
+            self.drop_meta(&mut inner, q);
+            inner.floor.forget(q);
+        }
+        let exhausted: Vec<u64> = inner.max_delivered.range(last + 1..).map(|(&q, _)| q).collect();
+        for q in exhausted {
+            inner.max_delivered.remove(&q);
+            inner.floor.forget(q);
+        }
+        inner.initial.retain(|&q| q <= last);
+        inner.next = inner.next.min(last + 1);
+        inner.delivered.stream_seq = inner.delivered.stream_seq.min(last);
+        inner.start = inner.start.min(last);
+        inner.floor.truncate(last);
+        self.touch();
+    }
+
     /// True when the consumer needs `seq` (on `subject`) no longer: not interested in it, or
     /// delivered and acknowledged (or terminated). Retention asks this of every consumer.
     pub(crate) fn done_with(&self, seq: u64, subject: &str) -> bool {
@@ -730,7 +764,7 @@ impl Consumer {
         // Below `next` a matching message was delivered (or skipped as not a last-per-subject
         // starter), unless it is a starter still queued.
         let undelivered = seq >= inner.next || inner.initial.binary_search(&seq).is_ok();
-        !undelivered && !self.c.table.contains(seq) && !inner.max_delivered.contains(&seq)
+        !undelivered && !self.c.table.contains(seq) && !inner.max_delivered.contains_key(&seq)
     }
 
     /// The messages this consumer still holds back: pending, past max_deliver, and those it
@@ -739,7 +773,7 @@ impl Consumer {
     pub(crate) fn held(&self) -> (Vec<u64>, u64, Vec<String>) {
         let inner = self.c.inner.lock();
         let mut v: Vec<u64> = inner.meta.keys().copied().collect();
-        v.extend(inner.max_delivered.iter().copied());
+        v.extend(inner.max_delivered.keys().copied());
         v.extend(inner.initial.iter().copied());
         (v, inner.next, self.c.filters.clone())
     }
@@ -762,15 +796,22 @@ impl Consumer {
             AckPolicy::None => Ok(AckOutcome::NotPending),
             AckPolicy::Explicit => {
                 if self.c.table.ack(seq).is_some() {
+                    // The stream removed something since this consumer last looked: the
+                    // message may be gone, and a removed message is not acknowledged.
+                    let seen = self.c.removals_seen.load(Ordering::Acquire);
+                    if self.c.stream.removal_count() != seen && !self.c.stream.contains(seq) {
+                        return Ok(AckOutcome::NotPending);
+                    }
                     self.touch();
                     return Ok(AckOutcome::Done);
                 }
                 // A message past max_deliver can still be acknowledged (then it may go).
                 let mut inner = self.c.inner.lock();
-                Ok(self.outcome(inner.max_delivered.remove(&seq)))
+                Ok(self.outcome(inner.max_delivered.remove(&seq).is_some()))
             }
             AckPolicy::All => {
                 let mut inner = self.c.inner.lock();
+                self.reconcile(&mut inner);
                 let upto: Vec<u64> = inner.meta.keys().copied().filter(|&q| q <= seq).collect();
                 let mut done = false;
                 for q in upto {
@@ -778,7 +819,7 @@ impl Consumer {
                     self.drop_meta(&mut inner, q);
                 }
                 let before = inner.max_delivered.len();
-                inner.max_delivered.retain(|&q| q > seq);
+                inner.max_delivered.retain(|&q, _| q > seq);
                 done |= inner.max_delivered.len() != before;
                 Ok(self.outcome(done))
             }
@@ -805,13 +846,16 @@ impl Consumer {
         self.check()?;
         let mut inner = self.c.inner.lock();
         self.reconcile(&mut inner);
+        let now = self.now();
+        // A message whose wait ran out is waiting for redelivery, whoever looks first.
+        self.mark_due(&mut inner, now);
         let Some(meta) = inner.meta.get(&seq).copied() else {
             return Ok(AckOutcome::NotPending);
         };
         if !self.c.table.contains(seq) || (!waiting && self.c.table.is_waiting(seq)) {
             return Ok(AckOutcome::NotPending);
         }
-        let new_due = due(self.now(), self.wait_after(meta.count));
+        let new_due = due(now, self.wait_after(meta.count));
         inner.schedule.remove(&(meta.due, seq));
         inner.schedule.insert((new_due, seq));
         inner.meta.insert(
@@ -842,7 +886,9 @@ impl Consumer {
         self.check()?;
         let done = {
             let mut inner = self.c.inner.lock();
-            let done = self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq);
+            self.reconcile(&mut inner);
+            let done =
+                self.c.table.ack(seq).is_some() || inner.max_delivered.remove(&seq).is_some();
             self.drop_meta(&mut inner, seq);
             done
         };
@@ -868,7 +914,7 @@ impl Consumer {
             } = &mut *inner;
             let table = &self.c.table;
             floor.advance(
-                |q| table.contains(q) || max_delivered.contains(&q),
+                |q| table.contains(q) || max_delivered.contains_key(&q),
                 delivered.stream_seq,
             )
         };
@@ -876,9 +922,10 @@ impl Consumer {
             .meta
             .iter()
             .filter(|(q, _)| self.c.table.contains(**q))
-            .min_by_key(|(q, _)| **q)
-            .map(|(_, m)| m.first_dseq);
-        inner.floor_dseq = first_pending.map_or(delivered.consumer_seq, |d| d - 1);
+            .map(|(&q, m)| (q, m.first_dseq))
+            .chain(inner.max_delivered.iter().map(|(&q, &d)| (q, d)))
+            .min();
+        inner.floor_dseq = first_pending.map_or(delivered.consumer_seq, |(_, d)| d - 1);
         let mut num_pending = inner.initial.len() as u64;
         for f in &self.c.filters {
             num_pending += self

@@ -283,6 +283,15 @@ impl AckFloor {
         }
     }
 
+    /// Forgets every delivery above `last` and lowers the floor to at most `last` (the stream
+    /// was truncated: those sequences will be handed out again).
+    pub fn truncate(&mut self, last: u64) {
+        while self.order.back().is_some_and(|&b| b > last) {
+            self.order.pop_back();
+        }
+        self.floor.fetch_min(last, Ordering::AcqRel);
+    }
+
     /// The published floor: a lock-free read.
     pub fn floor(&self) -> u64 {
         self.floor.load(Ordering::Acquire)

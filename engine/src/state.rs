@@ -185,7 +185,7 @@ pub(crate) struct LogState {
     pub age_from: u64,
     /// Counts operations that removed messages: consumers compare it with the value they saw
     /// to learn, cheaply, that pending messages may have gone.
-    pub removals: u64,
+    pub removals: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LogState {
@@ -210,7 +210,7 @@ impl LogState {
             subject_hint: None,
             timers: crate::ttl::Timers::default(),
             age_from: 0,
-            removals: 0,
+            removals: Default::default(),
         }
     }
 
@@ -242,10 +242,15 @@ impl LogState {
         record::subject_at(self.blocks.get(bi)?.bytes(), off)
     }
 
+    fn bump_removals(&self) {
+        self.removals
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
     /// Takes live message `seq` (at `off` of block `bi`) out of the subject index and the
     /// timers.
     fn forget(&mut self, bi: usize, off: usize, seq: u64) {
-        self.removals += 1;
+        self.bump_removals();
         self.unindex(bi, off, seq);
         self.untime(bi, off, seq);
     }
@@ -594,7 +599,7 @@ impl LogState {
 
     /// Removes `a..=b` wholesale (a block file that went missing), with the bytes it held.
     pub fn discard_range(&mut self, a: u64, b: u64, bytes: u64) {
-        self.removals += 1;
+        self.bump_removals();
         self.timers.remove_range(a, b);
         self.deletes.insert_range(a, b);
         self.live_bytes = self.live_bytes.saturating_sub(bytes);
@@ -729,7 +734,7 @@ impl LogState {
                 ix.remove_seq(q);
             }
         }
-        self.removals += 1;
+        self.bump_removals();
         for (q, _, _) in live {
             // Blocks may retire as they empty, so each message is found again.
             let Some((bi, off)) = self.find(q) else {
@@ -829,7 +834,7 @@ impl LogState {
         if a >= b {
             return;
         }
-        self.removals += 1;
+        self.bump_removals();
         let walk_index = match &mut self.index {
             Some(ix) if b - a > ix.len() as u64 => {
                 if below {

@@ -206,6 +206,8 @@ pub(crate) struct Shared {
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     pub(crate) consumers: Mutex<std::collections::BTreeMap<String, crate::consumer::Consumer>>,
     pub(crate) damaged_consumers: Mutex<Vec<(String, String)>>,
+    /// The state's removal counter, readable without the state lock.
+    pub(crate) removals: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -236,6 +238,7 @@ impl Stream {
         recovery: RecoveryReport,
     ) -> Stream {
         let lsn = state.lsn;
+        let removals = state.removals.clone();
         let mut state = state;
         state.set_limits(cfg.limits);
         Stream {
@@ -272,6 +275,7 @@ impl Stream {
                 watchers: std::sync::atomic::AtomicUsize::new(0),
                 consumers: Mutex::new(std::collections::BTreeMap::new()),
                 damaged_consumers: Mutex::new(Vec::new()),
+                removals,
             }),
         }
     }
@@ -923,6 +927,11 @@ impl Stream {
             self.flush(true, false, None)?;
             self.lower_lease()?;
         }
+        // Sequences above `seq` will be handed out again: consumers forget them.
+        let all: Vec<crate::Consumer> = self.s.consumers.lock().values().cloned().collect();
+        for c in all {
+            c.truncated(seq);
+        }
         Ok(n)
     }
 
@@ -1161,7 +1170,7 @@ impl Stream {
 
     /// How many removals the stream has applied (consumers compare it).
     pub(crate) fn removal_count(&self) -> u64 {
-        self.s.state.read().removals
+        self.s.removals.load(Ordering::Acquire)
     }
 
     pub(crate) fn now_ns(&self) -> i64 {
