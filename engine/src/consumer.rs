@@ -738,7 +738,11 @@ impl Consumer {
             self.drop_meta(&mut inner, q);
             inner.floor.forget(q);
         }
-        let exhausted: Vec<u64> = inner.max_delivered.range(last + 1..).map(|(&q, _)| q).collect();
+        let exhausted: Vec<u64> = inner
+            .max_delivered
+            .range(last + 1..)
+            .map(|(&q, _)| q)
+            .collect();
         for q in exhausted {
             inner.max_delivered.remove(&q);
             inner.floor.forget(q);
@@ -807,6 +811,7 @@ impl Consumer {
                 }
                 // A message past max_deliver can still be acknowledged (then it may go).
                 let mut inner = self.c.inner.lock();
+                self.reconcile(&mut inner);
                 Ok(self.outcome(inner.max_delivered.remove(&seq).is_some()))
             }
             AckPolicy::All => {

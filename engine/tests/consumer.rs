@@ -491,3 +491,22 @@ fn field_failure_2_max_delivered_kept_under_interest() {
     s.delete_consumer("worker").unwrap();
     assert!(s.load(q).is_err(), "nothing holds it any more");
 }
+
+#[test]
+fn ack_of_a_removed_max_delivered_message_is_not_pending() {
+    let (_store, s, clock) = setup();
+    let c = s
+        .create_consumer(
+            ConsumerConfig::new("c")
+                .ack_wait(Duration::from_secs(1))
+                .max_deliver(1),
+        )
+        .unwrap();
+    s.append("a", b"", b"").unwrap();
+    s.append("a", b"", b"").unwrap();
+    assert_eq!(seqs(&c.fetch(1, 0).unwrap()), vec![1]);
+    clock.advance_ns(SEC);
+    assert_eq!(seqs(&c.fetch(1, 0).unwrap()), vec![2]);
+    s.purge().unwrap();
+    assert_eq!(c.ack(1).unwrap(), AckOutcome::NotPending);
+}
