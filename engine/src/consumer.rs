@@ -799,13 +799,13 @@ impl Consumer {
         match self.c.cfg.ack {
             AckPolicy::None => Ok(AckOutcome::NotPending),
             AckPolicy::Explicit => {
-                if self.c.table.ack(seq).is_some() {
-                    // The stream removed something since this consumer last looked: the
-                    // message may be gone, and a removed message is not acknowledged.
-                    let seen = self.c.removals_seen.load(Ordering::Acquire);
-                    if self.c.stream.removal_count() != seen && !self.c.stream.contains(seq) {
-                        return Ok(AckOutcome::NotPending);
-                    }
+                // The stream removed something since this consumer last looked: a message
+                // already gone is not acknowledged (the locked path below drops it). Checked
+                // before the ack, so an ack that applies is never reported as not pending
+                // when another consumer's ack removes the message right after it.
+                let seen = self.c.removals_seen.load(Ordering::Acquire);
+                let gone = self.c.stream.removal_count() != seen && !self.c.stream.contains(seq);
+                if !gone && self.c.table.ack(seq).is_some() {
                     self.touch();
                     return Ok(AckOutcome::Done);
                 }
