@@ -60,7 +60,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::Fresh;
+use common::{median, millions, Fresh};
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,25 +105,6 @@ fn large_stream() -> u64 {
         10_000_000
     };
     scaled(n)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-fn millions(n: u64) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else {
-        n.to_string()
-    }
 }
 
 fn verdict(ok: bool) -> &'static str {

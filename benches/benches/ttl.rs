@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{bench_dir, Fresh, Rng};
+use common::{bench_dir, median, millions, Fresh, Rng};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -139,25 +139,6 @@ fn config(name: String, storage: Storage) -> StreamConfig {
 /// falls due in second `ceil_s(ns) + t`.
 fn ceil_s(ns: i64) -> i64 {
     (ns + NS - 1).div_euclid(NS)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-fn millions(n: u64) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else {
-        n.to_string()
-    }
 }
 
 /// Appends `n` messages, cycling through `msgs`; returns how long it took.

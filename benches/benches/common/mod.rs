@@ -60,3 +60,26 @@ impl Fresh {
         self.store.delete_stream(s.name()).unwrap();
     }
 }
+
+/// The median of `v` (criterion's own statistics aside: for interleaved ratios).
+#[allow(dead_code)]
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// `n` as "10M" when it is a whole number of millions.
+#[allow(dead_code)]
+pub fn millions(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else {
+        n.to_string()
+    }
+}
