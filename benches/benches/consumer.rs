@@ -60,7 +60,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{median, millions, Fresh};
+use common::{median, millions, quick, scaled, Fresh};
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,19 +83,6 @@ const ACK_FETCH_BATCH: usize = 1 << 16;
 const FETCH_BATCH: usize = 1000;
 /// Messages per `append_batch` when building the large streams.
 const APPEND_BATCH: usize = 1000;
-
-/// Criterion's smoke-test mode: everything at 1/100 of its size.
-fn quick() -> bool {
-    std::env::args().any(|a| a == "--test")
-}
-
-fn scaled(n: u64) -> u64 {
-    if quick() {
-        n / 100
-    } else {
-        n
-    }
-}
 
 /// Messages in the two large streams: 10M (1M with `TIDELOG_BENCH_SMALL=1`), scaled.
 fn large_stream() -> u64 {

@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{bench_dir, median, millions, Fresh, Rng};
+use common::{bench_dir, median, millions, quick, scaled, Fresh, Rng};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,19 +55,6 @@ const SUBJECTS: usize = 1000;
 const NS: i64 = 1_000_000_000;
 /// A fixed wall-clock time for the manual clocks: mid-second, mid-2025.
 const T0: i64 = 1_750_000_000 * NS + NS / 4;
-
-/// Criterion's smoke-test mode: everything at 1/100 of its size.
-fn quick() -> bool {
-    std::env::args().any(|a| a == "--test")
-}
-
-fn scaled(n: u64) -> u64 {
-    if quick() {
-        n / 100
-    } else {
-        n
-    }
-}
 
 fn env_off(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("0")

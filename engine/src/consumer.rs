@@ -160,7 +160,7 @@ impl ConsumerConfig {
     }
 
     /// The filters to match, `>` for none.
-    fn match_filters(&self) -> Vec<String> {
+    pub(crate) fn match_filters(&self) -> Vec<String> {
         if self.filters.is_empty() {
             vec![">".to_owned()]
         } else {
@@ -727,6 +727,11 @@ impl Consumer {
         }
     }
 
+    /// Whether the consumer's filters take `subject`.
+    pub(crate) fn matches(&self, subject: &str) -> bool {
+        self.c.filters.iter().any(|f| subject::matches(f, subject))
+    }
+
     /// The stream was truncated to `last`: sequences above it will be handed out again to new
     /// messages, so everything this consumer knows about them is dropped and it delivers
     /// from `last + 1` again.
@@ -758,7 +763,7 @@ impl Consumer {
     /// True when the consumer needs `seq` (on `subject`) no longer: not interested in it, or
     /// delivered and acknowledged (or terminated). Retention asks this of every consumer.
     pub(crate) fn done_with(&self, seq: u64, subject: &str) -> bool {
-        if !self.c.filters.iter().any(|f| subject::matches(f, subject)) {
+        if !self.matches(subject) {
             return true;
         }
         let inner = self.c.inner.lock();

@@ -137,35 +137,6 @@ fn retime(st: &mut LogState, seqs: &[u64]) {
     }
 }
 
-/// True when the next pass has something to do.
-fn anything_due(st: &mut LogState, now: i64) -> bool {
-    let now_s = second_of(now);
-    st.timers.advance(now_s);
-    if st.timers.any_due(now_s) {
-        return true;
-    }
-    let Some(age) = st.limits.max_age else {
-        return false;
-    };
-    let cutoff = now.saturating_sub(nanos(age));
-    let mut seq = st.floor.max(st.age_from);
-    // "Never" messages at the front are stepped over once: the cursor remembers them.
-    let due = loop {
-        let Some(s) = next_live(st, seq) else {
-            break false;
-        };
-        if ts_of(st, s).is_none_or(|t| t >= cutoff) {
-            break false;
-        }
-        if st.timers.never_from(s) != Some(s) {
-            break true;
-        }
-        seq = s + 1;
-    };
-    st.age_from = seq;
-    due
-}
-
 /// The subjects that removing `seqs` (sorted, live) leaves without messages and that get a
 /// marker, in the order of their last removed message: not when that message was a marker.
 pub(crate) fn emptied(st: &LogState, seqs: &[u64]) -> Vec<Vec<u8>> {
@@ -275,9 +246,6 @@ impl Stream {
                 let mut st = self.s.state.write();
                 self.check_writable().map_err(as_write)?;
                 let now = self.s.clock.now_ns();
-                if !anything_due(&mut st, now) {
-                    return Ok((total, false));
-                }
                 let age_from = st.age_from;
                 let seqs = due_batch(&mut st, now, EXPIRE_BATCH);
                 if seqs.is_empty() {

@@ -50,15 +50,7 @@ impl Stream {
         if self.s.cfg.retention != Retention::Interest {
             return;
         }
-        let consumers = self.consumer_list();
-        let wanted = consumers.iter().any(|c| {
-            c.config().filters.is_empty()
-                || c.config()
-                    .filters
-                    .iter()
-                    .any(|f| subject::matches(f, subject))
-        });
-        if !wanted {
+        if !self.consumer_list().iter().any(|c| c.matches(subject)) {
             let _ = self.remove(seq);
         }
     }
@@ -84,20 +76,14 @@ impl Stream {
     }
 
     /// Work-queue streams: a new consumer's filters may not overlap any existing one's.
-    pub(crate) fn check_work_queue(&self, filters: &[String]) -> bool {
+    pub(crate) fn check_work_queue(&self, cfg: &crate::ConsumerConfig) -> bool {
         if self.s.cfg.retention != Retention::WorkQueue {
             return true;
         }
-        let all = |f: &[String]| -> Vec<String> {
-            if f.is_empty() {
-                vec![">".to_owned()]
-            } else {
-                f.to_vec()
-            }
-        };
-        let mine = all(filters);
+        let mine = cfg.match_filters();
         self.consumer_list().iter().all(|c| {
-            all(&c.config().filters)
+            c.config()
+                .match_filters()
                 .iter()
                 .all(|g| mine.iter().all(|f| !subject::overlaps(f, g)))
         })

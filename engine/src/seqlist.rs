@@ -271,6 +271,13 @@ impl Chunks {
 }
 
 impl SeqList {
+    /// An empty list (a placeholder about to be filled).
+    pub fn empty() -> SeqList {
+        let mut l = SeqList::new(0);
+        l.clear();
+        l
+    }
+
     pub fn new(seq: u64) -> SeqList {
         SeqList {
             first: seq,

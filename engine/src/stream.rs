@@ -1061,7 +1061,7 @@ impl Stream {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(crate::ConsumerError::Closed);
         }
-        if !self.check_work_queue(&cfg.filters) {
+        if !self.check_work_queue(&cfg) {
             return Err(crate::ConsumerError::Config(
                 crate::ConfigError::InvalidLimit {
                     name: "filters",

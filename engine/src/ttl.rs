@@ -205,19 +205,16 @@ impl Wheel {
 
     /// Puts a whole bucket where it belongs now (it is not in the wheel).
     fn put(&mut self, due: u64, list: SeqList) {
-        let slot = match place(self.now, due) {
-            None => &mut self.ready,
+        let have = match place(self.now, due) {
+            None => self.ready.entry(due).or_insert_with(SeqList::empty),
             Some((l, s)) => {
                 self.levels[l].mark(s);
-                return merge_into(&mut self.levels[l].slots[s], due, list);
+                self.levels[l].slots[s]
+                    .entry(due)
+                    .or_insert_with(SeqList::empty)
             }
         };
-        match slot.get_mut(&due) {
-            Some(have) => merge(have, list),
-            None => {
-                slot.insert(due, list);
-            }
-        }
+        merge(have, list);
     }
 
     fn cancel(&mut self, seq: u64, due: u64) -> bool {
@@ -316,22 +313,19 @@ impl Wheel {
     }
 }
 
+/// Adds `other` to `have` (a bucket met twice only after a clock step or a checkpoint
+/// round trip; normally `have` is empty and simply replaced).
 fn merge(have: &mut SeqList, other: SeqList) {
+    if have.len() == 0 {
+        *have = other;
+        return;
+    }
     let mut v = have.to_vec();
     v.extend(other.to_vec());
     v.sort_unstable();
     v.dedup();
     if let Some(l) = SeqList::from_sorted(&v) {
         *have = l;
-    }
-}
-
-fn merge_into(slot: &mut Buckets, due: u64, list: SeqList) {
-    match slot.get_mut(&due) {
-        Some(have) => merge(have, list),
-        None => {
-            slot.insert(due, list);
-        }
     }
 }
 

@@ -367,10 +367,8 @@ fn early_removal_takes_messages_out_of_the_timers_at_once() {
     s.check_invariants().unwrap();
     s.purge().unwrap();
     assert_eq!(timed(&s), 0);
-    assert_eq!(
-        s.index_memory().timers,
-        s.index_memory().timers.min(64 << 10)
-    );
+    // What stays is the wheel's empty slot tables, no bucket.
+    assert!(s.index_memory().timers <= 64 << 10);
     s.check_invariants().unwrap();
 }
 

@@ -83,3 +83,19 @@ pub fn millions(n: u64) -> String {
         n.to_string()
     }
 }
+
+/// Criterion's smoke-test mode (`--test`): benchmarks run everything at 1/100 of its size.
+#[allow(dead_code)]
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--test")
+}
+
+/// `n`, or a hundredth of it in smoke-test mode.
+#[allow(dead_code)]
+pub fn scaled(n: u64) -> u64 {
+    if quick() {
+        n / 100
+    } else {
+        n
+    }
+}
