@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::validate_name;
-use crate::error::{ConfigError, ConsumerError, QueryError};
+use crate::error::{ConfigError, ConsumerError, DurabilityError, LoadError, QueryError};
 use crate::pending::{AckFloor, PendingTable};
 use crate::stream::{StoredMessage, Stream};
 use crate::subject;
@@ -335,6 +335,15 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+/// The matching sequences one fetch lists from the stream at once (fewer lookups and lock
+/// holds than one `load_next` per message).
+#[derive(Default)]
+struct Candidates {
+    seqs: VecDeque<u64>,
+    /// Where the next listing starts (past every listed sequence).
+    from: u64,
+}
+
 fn query(e: QueryError) -> ConsumerError {
     match e {
         QueryError::Closed => ConsumerError::Closed,
@@ -509,7 +518,10 @@ impl Consumer {
     }
 
     fn touch(&self) {
-        self.c.dirty.store(true, Ordering::Relaxed);
+        // Read first: acks from many threads then share the line instead of bouncing it.
+        if !self.c.dirty.load(Ordering::Relaxed) {
+            self.c.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -599,7 +611,9 @@ impl Consumer {
 
     /// Up to `max_msgs` messages of at most `max_bytes` in all (0: no byte bound; the first
     /// message always goes): redeliveries that are due first (by due time, then sequence),
-    /// then new matching messages, within max_ack_pending.
+    /// then new matching messages, within max_ack_pending. A message that fails its checksum
+    /// is passed over (it cannot be delivered; `Stream::verify` reports it), so damage never
+    /// stalls a consumer.
     pub fn fetch(&self, max_msgs: usize, max_bytes: usize) -> Result<Vec<Delivery>, ConsumerError> {
         self.check()?;
         let mut inner = self.c.inner.lock();
@@ -656,12 +670,23 @@ impl Consumer {
                 delivery_seq: inner.delivered.consumer_seq,
             });
         }
+        let tracked = self.c.cfg.ack != AckPolicy::None;
+        let mut next = Candidates::default();
         while !full && out.len() < max_msgs {
-            let tracked = self.c.cfg.ack != AckPolicy::None;
-            if tracked && self.c.table.len() >= self.c.cfg.max_ack_pending {
-                break;
+            let mut want = max_msgs - out.len();
+            if tracked {
+                // Acks from other threads only make room, so this never overshoots.
+                let room = self
+                    .c
+                    .cfg
+                    .max_ack_pending
+                    .saturating_sub(self.c.table.len());
+                want = want.min(usize::try_from(room).unwrap_or(usize::MAX));
+                if want == 0 {
+                    break;
+                }
             }
-            let Some(m) = self.next_new(&mut inner)? else {
+            let Some(m) = self.next_new(&mut inner, &mut next, want)? else {
                 break;
             };
             let Some(size) = fits(&out, bytes, &m) else {
@@ -698,8 +723,15 @@ impl Consumer {
         Ok(out)
     }
 
-    /// The next message to deliver for the first time (not yet taken).
-    fn next_new(&self, inner: &mut Inner) -> Result<Option<StoredMessage>, ConsumerError> {
+    /// The next message to deliver for the first time (not yet taken); `want` is how many
+    /// more the caller could take. A message removed or damaged since the stream listed it is
+    /// passed over: it cannot be delivered.
+    fn next_new(
+        &self,
+        inner: &mut Inner,
+        next: &mut Candidates,
+        want: usize,
+    ) -> Result<Option<StoredMessage>, ConsumerError> {
         while let Some(&q) = inner.initial.front() {
             match self.c.stream.load(q) {
                 Ok(m) => return Ok(Some(m)),
@@ -708,15 +740,22 @@ impl Consumer {
                 }
             }
         }
-        let mut best: Option<StoredMessage> = None;
-        for f in &self.c.filters {
-            if let Some(m) = self.c.stream.load_next(f, inner.next).map_err(query)? {
-                if best.as_ref().is_none_or(|b| m.seq < b.seq) {
-                    best = Some(m);
-                }
+        loop {
+            if next.seqs.is_empty() {
+                let from = next.from.max(inner.next);
+                let seqs = self.c.stream.next_matching(&self.c.filters, from, want);
+                next.seqs = seqs.map_err(query)?.into();
+            }
+            let Some(q) = next.seqs.pop_front() else {
+                return Ok(None);
+            };
+            next.from = q + 1;
+            match self.c.stream.load(q) {
+                Ok(m) => return Ok(Some(m)),
+                Err(LoadError::Closed) => return Err(ConsumerError::Closed),
+                Err(_) => {}
             }
         }
-        Ok(best)
     }
 
     fn take_new(&self, inner: &mut Inner, seq: u64) {
@@ -906,6 +945,18 @@ impl Consumer {
             self.c.stream.retain_check(seq, false);
         }
         Ok(self.outcome(done))
+    }
+
+    /// Saves the consumer's state now (temporary file, fsync, rename, directory fsync), so a
+    /// crash after this call redelivers nothing acknowledged before it. The maintenance thread
+    /// does this at most once a second on its own; a host that must not redeliver calls it.
+    pub fn save_now(&self) -> Result<(), ConsumerError> {
+        self.check()?;
+        if !self.c.stream.is_persistent() {
+            return Ok(());
+        }
+        self.save(true)
+            .map_err(|e| ConsumerError::Durability(DurabilityError::from_io(e)))
     }
 
     /// The counters, exact as of this call.

@@ -19,6 +19,8 @@
 
 use std::collections::VecDeque;
 
+use crossbeam::utils::CachePadded;
+
 use crate::sync::{AtomicU64, Ordering};
 
 const EMPTY: u64 = 0;
@@ -26,13 +28,18 @@ const TOMB: u64 = 1;
 /// Flag bit of an entry: the message waits for redelivery (nak'd or its ack wait ran out).
 const WAITING: u64 = 1;
 const FLAGS: u64 = 3;
+/// Counters of acknowledgements, each on its own cache line, picked by the acknowledged slot:
+/// threads acking the same consumer then rarely write the same line.
+const ACK_SHARDS: usize = 8;
 
 /// The delivered, unacknowledged messages of one consumer.
 pub(crate) struct PendingTable {
     slots: Box<[AtomicU64]>,
     mask: usize,
-    /// Entries present.
-    len: AtomicU64,
+    /// Entries ever inserted (the fetch path alone writes it).
+    inserted: AtomicU64,
+    /// Entries ever acknowledged, in shards; present = inserted - acked.
+    acked: [CachePadded<AtomicU64>; ACK_SHARDS],
     /// Entries with the `WAITING` flag.
     waiting: AtomicU64,
     /// Slots not `EMPTY` (entries and tombstones); changed by the fetch path alone, which
@@ -59,7 +66,8 @@ impl PendingTable {
         PendingTable {
             slots: (0..cap).map(|_| AtomicU64::new(EMPTY)).collect(),
             mask: cap - 1,
-            len: AtomicU64::new(0),
+            inserted: AtomicU64::new(0),
+            acked: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
             waiting: AtomicU64::new(0),
             used: AtomicU64::new(0),
         }
@@ -93,7 +101,7 @@ impl PendingTable {
     /// Adds a delivered message (fetch path only; `seq` not present). False when the table is
     /// at capacity: the caller enforces max_ack_pending before that.
     pub fn insert(&self, seq: u64) -> bool {
-        if self.len.load(Ordering::Acquire) >= self.capacity() as u64 {
+        if self.len() >= self.capacity() as u64 {
             return false;
         }
         debug_assert!(self.find(seq).is_none(), "insert {seq} twice");
@@ -108,7 +116,7 @@ impl PendingTable {
                     .compare_exchange(v, entry(seq), Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
-                self.len.fetch_add(1, Ordering::AcqRel);
+                self.inserted.fetch_add(1, Ordering::AcqRel);
                 if v == EMPTY {
                     self.used.fetch_add(1, Ordering::Relaxed);
                 }
@@ -129,7 +137,7 @@ impl PendingTable {
                     if v & WAITING != 0 {
                         self.waiting.fetch_sub(1, Ordering::AcqRel);
                     }
-                    self.len.fetch_sub(1, Ordering::AcqRel);
+                    self.acked[(i >> 3) % ACK_SHARDS].fetch_add(1, Ordering::AcqRel);
                     return Some(Acked {
                         waiting: v & WAITING != 0,
                     });
@@ -189,7 +197,9 @@ impl PendingTable {
 
     /// Messages pending (waiting ones included).
     pub fn len(&self) -> u64 {
-        self.len.load(Ordering::Acquire)
+        // Acks read before inserts: every ack read has its insert counted, so no underflow.
+        let acked: u64 = self.acked.iter().map(|a| a.load(Ordering::Acquire)).sum();
+        self.inserted.load(Ordering::Acquire).saturating_sub(acked)
     }
 
     /// Messages waiting for redelivery.

@@ -121,7 +121,48 @@ pub(crate) fn next_match(st: &LogState, filter: &str, from: u64) -> Option<u64> 
         .min()
 }
 
+/// The first `max` live sequences at or after `from` whose subjects match any of `filters`,
+/// in order.
+fn next_matches(st: &LogState, filters: &[String], from: u64, max: usize) -> Vec<u64> {
+    let ix = index(st);
+    let mut out = Vec::new();
+    for f in filters {
+        let few = (f != ">")
+            .then(|| ix.matching_upto(f, MERGE_LIMIT))
+            .flatten();
+        if let Some(ids) = few {
+            // Each subject's first `max` from `from`: their union holds the first `max` overall.
+            for l in ids.iter().filter_map(|&id| ix.seqs(id)) {
+                l.extend_ge(from, max, &mut out);
+            }
+            continue;
+        }
+        let mut s = from;
+        for _ in 0..max {
+            let Some(q) = next_match(st, f, s) else { break };
+            out.push(q);
+            s = q + 1;
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out.truncate(max);
+    out
+}
+
 impl Stream {
+    /// The first `max` sequences at or after `from` matching any of `filters` (valid ones),
+    /// under one read of the state: a consumer's next deliveries.
+    pub(crate) fn next_matching(
+        &self,
+        filters: &[String],
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, QueryError> {
+        let st = self.read_state()?;
+        Ok(next_matches(&st, filters, from, max))
+    }
+
     fn read_state(&self) -> Result<parking_lot::RwLockReadGuard<'_, LogState>, QueryError> {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(QueryError::Closed);

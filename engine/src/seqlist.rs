@@ -82,6 +82,10 @@ struct View<'a> {
 }
 
 impl View<'_> {
+    fn iter(&self) -> Seqs<'_> {
+        Seqs::new(self.first, self.deltas)
+    }
+
     fn seqs(&self) -> Vec<u64> {
         let mut v = Vec::with_capacity(self.n as usize);
         decode(self.first, self.deltas, &mut v);
@@ -92,20 +96,42 @@ impl View<'_> {
 
 /// Decodes `first` followed by the deltas in `b`.
 fn decode(first: u64, b: &[u8], out: &mut Vec<u64>) {
-    out.push(first);
-    let mut cur = first;
-    let mut v = 0u64;
-    let mut shift = 0;
-    for &x in b {
-        v |= u64::from(x & 0x7f) << shift;
-        if x & 0x80 == 0 {
-            cur += v;
-            out.push(cur);
-            v = 0;
-            shift = 0;
-        } else {
+    out.extend(Seqs::new(first, b));
+}
+
+/// `first` followed by the deltas in `b`, decoded as they are asked for: a point query stops
+/// at the sequence it wants instead of decoding (and allocating) the whole chunk.
+struct Seqs<'a> {
+    next: Option<u64>,
+    deltas: &'a [u8],
+}
+
+impl<'a> Seqs<'a> {
+    fn new(first: u64, deltas: &'a [u8]) -> Self {
+        Seqs {
+            next: Some(first),
+            deltas,
+        }
+    }
+}
+
+impl Iterator for Seqs<'_> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        let cur = self.next?;
+        let mut v = 0u64;
+        let mut shift = 0;
+        self.next = None;
+        while let Some((&x, rest)) = self.deltas.split_first() {
+            self.deltas = rest;
+            v |= u64::from(x & 0x7f) << shift;
+            if x & 0x80 == 0 {
+                self.next = Some(cur + v);
+                break;
+            }
             shift += 7;
         }
+        Some(cur)
     }
 }
 
@@ -115,6 +141,17 @@ fn deltas_of(seqs: &[u64]) -> Vec<u8> {
         varint::put(&mut d, w[1] - w[0]);
     }
     d
+}
+
+impl Repr {
+    /// The deltas of an inline or heap list (none for a chunked one).
+    fn small_deltas(&self) -> &[u8] {
+        match self {
+            Repr::Inline { len, buf, .. } => &buf[..*len as usize],
+            Repr::Heap { len, buf, .. } => &buf[..*len as usize],
+            Repr::Chunked(_) => &[],
+        }
+    }
 }
 
 impl Tail {
@@ -427,8 +464,9 @@ impl SeqList {
             return v;
         }
         match &self.repr {
-            Repr::Inline { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
-            Repr::Heap { len, buf, .. } => decode(self.first, &buf[..*len as usize], &mut v),
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                decode(self.first, r.small_deltas(), &mut v)
+            }
             Repr::Chunked(c) => {
                 for ch in c.views() {
                     decode(ch.first, ch.deltas, &mut v);
@@ -451,12 +489,39 @@ impl SeqList {
             return None;
         }
         match &self.repr {
-            Repr::Inline { .. } | Repr::Heap { .. } => {
-                self.to_vec().into_iter().find(|&s| s >= seq)
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                Seqs::new(self.first, r.small_deltas()).find(|&s| s >= seq)
             }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.last < seq);
-                (i < c.len()).then(|| c.view(i).seqs().into_iter().find(|&s| s >= seq))?
+                (i < c.len()).then(|| c.view(i).iter().find(|&s| s >= seq))?
+            }
+        }
+    }
+
+    /// Appends to `out` the first `max` sequences at or after `seq`, in order.
+    pub fn extend_ge(&self, seq: u64, max: usize, out: &mut Vec<u64>) {
+        if seq > self.last || max == 0 {
+            return;
+        }
+        let before = out.len();
+        let room = |out: &Vec<u64>| out.len() - before < max;
+        match &self.repr {
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => out.extend(
+                Seqs::new(self.first, r.small_deltas())
+                    .filter(|&s| s >= seq)
+                    .take(max),
+            ),
+            Repr::Chunked(c) => {
+                let from = c.partition_point(|ch| ch.last < seq);
+                for i in from..c.len() {
+                    for s in c.view(i).iter().filter(|&s| s >= seq) {
+                        if !room(out) {
+                            return;
+                        }
+                        out.push(s);
+                    }
+                }
             }
         }
     }
@@ -470,12 +535,14 @@ impl SeqList {
             return None;
         }
         match &self.repr {
-            Repr::Inline { .. } | Repr::Heap { .. } => {
-                self.to_vec().into_iter().rev().find(|&s| s <= seq)
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                Seqs::new(self.first, r.small_deltas())
+                    .take_while(|&s| s <= seq)
+                    .last()
             }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.first <= seq).checked_sub(1)?;
-                c.view(i).seqs().into_iter().rev().find(|&s| s <= seq)
+                c.view(i).iter().take_while(|&s| s <= seq).last()
             }
         }
     }
@@ -489,8 +556,10 @@ impl SeqList {
             return 0;
         }
         match &self.repr {
-            Repr::Inline { .. } | Repr::Heap { .. } => {
-                self.to_vec().iter().filter(|&&s| s >= seq).count() as u64
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                Seqs::new(self.first, r.small_deltas())
+                    .filter(|&s| s >= seq)
+                    .count() as u64
             }
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.last < seq);
@@ -498,7 +567,7 @@ impl SeqList {
                     return 0;
                 }
                 let ch = c.view(i);
-                let partial = ch.seqs().iter().filter(|&&s| s >= seq).count() as u64;
+                let partial = ch.iter().filter(|&s| s >= seq).count() as u64;
                 // Sum whichever side of chunk `i` is shorter.
                 let n = |j: usize| u64::from(c.view(j).n);
                 if i > c.len() / 2 {
@@ -770,6 +839,12 @@ mod tests {
                     prop_assert_eq!(l.prev_le(probe), model.iter().rev().copied().find(|&x| x <= probe));
                     prop_assert_eq!(l.count_ge(probe), model.iter().filter(|&&x| x >= probe).count() as u64);
                     prop_assert_eq!(l.first_n(3), model.iter().copied().take(3).collect::<Vec<_>>());
+                    for max in [0, 1, 5, 300] {
+                        let mut got = vec![7];
+                        l.extend_ge(probe, max, &mut got);
+                        let want: Vec<u64> = model.iter().copied().filter(|&x| x >= probe).take(max).collect();
+                        prop_assert_eq!(&got[1..], &want[..]);
+                    }
                 }
             }
         }

@@ -1154,6 +1154,11 @@ impl Stream {
         self.s.damaged_consumers.lock().clone()
     }
 
+    /// Whether the stream keeps files (not a memory stream).
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.s.persistent
+    }
+
     pub(crate) fn vfs(&self) -> &dyn Vfs {
         &*self.s.vfs
     }

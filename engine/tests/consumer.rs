@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidelog::io::MemVfs;
+use tidelog::io::{MemVfs, Vfs};
 use tidelog::{
     AckOutcome, AckPolicy, ConsumerConfig, ConsumerError, DeliverPolicy, ManualClock, Store,
     StoreOptions, Stream, StreamConfig,
@@ -509,4 +509,39 @@ fn ack_of_a_removed_max_delivered_message_is_not_pending() {
     assert_eq!(seqs(&c.fetch(1, 0).unwrap()), vec![2]);
     s.purge().unwrap();
     assert_eq!(c.ack(1).unwrap(), AckOutcome::NotPending);
+}
+
+#[test]
+fn a_damaged_message_is_passed_over_and_the_rest_delivered() {
+    let mem = MemVfs::new();
+    let opts = || StoreOptions {
+        manual_maintenance: true,
+        ..Default::default()
+    };
+    let store = Store::open_with_vfs("/c", Arc::new(mem.clone()), opts()).unwrap();
+    let s = store.create_stream(StreamConfig::new("s")).unwrap();
+    for i in 1..=5u8 {
+        s.append("a", b"", &[i; 64]).unwrap();
+    }
+    store.close().unwrap();
+    drop((s, store));
+    // Flip a payload byte of message 3 (its payload is the only run of 64 threes).
+    let dir = std::path::Path::new("/c/streams/s");
+    let blk = mem
+        .list(dir)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.ends_with(".blk"))
+        .unwrap();
+    let path = dir.join(blk);
+    let bytes = tidelog::io::read_file(&mem, &path).unwrap();
+    let at = bytes.windows(64).position(|w| w == [3u8; 64]).unwrap();
+    mem.corrupt(&path, at + 10, 0xff).unwrap();
+
+    let store = Store::open_with_vfs("/c", Arc::new(mem.clone()), opts()).unwrap();
+    let s = store.stream("s").unwrap();
+    assert!(s.load(3).is_err());
+    let c = s.create_consumer(ConsumerConfig::new("c")).unwrap();
+    assert_eq!(seqs(&c.fetch(10, 0).unwrap()), vec![1, 2, 4, 5]);
+    assert_eq!(c.fetch(10, 0).unwrap().len(), 0, "nothing stalls on it");
 }
