@@ -47,6 +47,24 @@ pub(crate) struct PendingTable {
     used: AtomicU64,
 }
 
+/// `n` empty slots. Allocated zeroed and never written, so a table sized for a large
+/// max_ack_pending costs its memory only as deliveries touch it (the allocator maps fresh
+/// zero pages), and creating the consumer stays O(1).
+#[cfg(not(loom))]
+fn empty_slots(n: usize) -> Box<[AtomicU64]> {
+    const _: () = assert!(std::mem::align_of::<u64>() == std::mem::align_of::<AtomicU64>());
+    const _: () = assert!(EMPTY == 0);
+    let zeroed: Box<[u64]> = vec![0u64; n].into_boxed_slice();
+    // SAFETY: AtomicU64 has the size and bit validity of u64 (std documents it) and, as
+    // asserted above, its alignment here, so the allocation's layout is unchanged.
+    unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU64]) }
+}
+
+#[cfg(loom)]
+fn empty_slots(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(EMPTY)).collect()
+}
+
 fn entry(seq: u64) -> u64 {
     debug_assert!((1..=crate::record::MAX_SEQ).contains(&seq));
     seq << 2
@@ -64,7 +82,7 @@ impl PendingTable {
     pub fn new(max_pending: usize) -> Self {
         let cap = (max_pending.max(4) * 2).next_power_of_two();
         PendingTable {
-            slots: (0..cap).map(|_| AtomicU64::new(EMPTY)).collect(),
+            slots: empty_slots(cap),
             mask: cap - 1,
             inserted: AtomicU64::new(0),
             acked: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
