@@ -163,6 +163,13 @@ impl Stream {
         Ok(next_matches(&st, filters, from, max))
     }
 
+    /// The subject of live message `seq`, read without copying the message.
+    pub(crate) fn subject_of(&self, seq: u64) -> Option<String> {
+        let st = self.read_state().ok()?;
+        let b = subject_of(&st, seq)?;
+        std::str::from_utf8(b).ok().map(str::to_owned)
+    }
+
     fn read_state(&self) -> Result<parking_lot::RwLockReadGuard<'_, LogState>, QueryError> {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(QueryError::Closed);

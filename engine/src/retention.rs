@@ -37,8 +37,10 @@ impl Stream {
 
     /// Removes `seq` when every consumer is done with it (or none is interested).
     fn remove_if_unneeded(&self, seq: u64, consumers: &[Consumer]) {
-        let Ok(m) = self.load(seq) else { return };
-        if consumers.iter().all(|c| c.done_with(seq, m.subject())) {
+        let Some(subject) = self.subject_of(seq) else {
+            return;
+        };
+        if consumers.iter().all(|c| c.done_with(seq, &subject)) {
             // Already gone (another acknowledgement raced to remove it) is fine.
             let _ = self.remove(seq);
         }

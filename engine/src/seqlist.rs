@@ -135,6 +135,17 @@ impl Iterator for Seqs<'_> {
     }
 }
 
+/// Drops the first delta of `deltas` (moving `first` by it) and shifts the rest to the front;
+/// returns how many bytes went. The caller knows a delta is there (at least two sequences).
+fn shift_first(first: &mut u64, deltas: &mut [u8]) -> usize {
+    let mut at = 0;
+    let d = varint::get(deltas, &mut at).unwrap_or(0);
+    debug_assert!(d > 0 && at > 0, "no delta after {first}");
+    *first += d;
+    deltas.copy_within(at.., 0);
+    at
+}
+
 fn deltas_of(seqs: &[u64]) -> Vec<u8> {
     let mut d = Vec::with_capacity(seqs.len() * 2);
     for w in seqs.windows(2) {
@@ -288,6 +299,28 @@ impl Chunks {
         }
         self.count += 1;
     }
+    /// Removes the first sequence (the list holds at least one).
+    fn pop_first(&mut self) {
+        self.count -= 1;
+        let Some(ch) = self.full.front_mut() else {
+            let t = &mut self.tail;
+            let k = shift_first(&mut t.first, &mut t.buf[..t.len as usize]);
+            t.len -= k as u16;
+            t.n -= 1;
+            return;
+        };
+        if ch.n == 1 {
+            self.full.pop_front();
+            return;
+        }
+        let mut at = 0;
+        let d = varint::get(&ch.deltas, &mut at).unwrap_or(0);
+        debug_assert!(d > 0, "chunk {} holds {} sequences but no delta", ch.first, ch.n);
+        ch.first += d;
+        ch.deltas = ch.deltas[at..].into();
+        ch.n -= 1;
+    }
+
     /// Replaces chunk `i` with `seqs` (a subset of it; empty drops the chunk).
     fn set(&mut self, i: usize, seqs: &[u64]) {
         let before = self.view(i).n;
@@ -586,6 +619,10 @@ impl SeqList {
         if self.len() == 0 || seq < self.first || seq > self.last {
             return false;
         }
+        if seq == self.first {
+            self.pop_first();
+            return true;
+        }
         match &mut self.repr {
             Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
@@ -710,6 +747,31 @@ impl SeqList {
         }
     }
 
+    /// Removes the first sequence by shifting out its delta instead of re-encoding: removals
+    /// mostly take a subject's oldest message.
+    fn pop_first(&mut self) {
+        if self.len() <= 1 {
+            return self.clear();
+        }
+        let first = &mut self.first;
+        match &mut self.repr {
+            Repr::Inline { n, len, buf } => {
+                let k = shift_first(first, &mut buf[..*len as usize]);
+                *len -= k as u8;
+                *n -= 1;
+            }
+            Repr::Heap { n, len, buf } => {
+                let k = shift_first(first, &mut buf[..*len as usize]);
+                *len -= k as u16;
+                *n -= 1;
+            }
+            Repr::Chunked(c) => {
+                c.pop_first();
+                self.settle();
+            }
+        }
+    }
+
     fn clear(&mut self) {
         self.repr = Repr::Inline {
             n: 0,
@@ -762,6 +824,7 @@ mod tests {
     enum Op {
         Push(u64),
         Remove(usize),
+        RemoveFirst,
         Below(usize),
         Above(usize),
         /// Every `step`-th present sequence from index `at`, plus absent neighbours.
@@ -772,6 +835,7 @@ mod tests {
         prop_oneof![
             6 => prop_oneof![1u64..3, 1u64..300, 1u64..1_000_000_000].prop_map(Op::Push),
             2 => any::<usize>().prop_map(Op::Remove),
+            1 => Just(Op::RemoveFirst),
             1 => any::<usize>().prop_map(Op::Below),
             1 => any::<usize>().prop_map(Op::Above),
             1 => (any::<usize>(), 1usize..40).prop_map(|(a, s)| Op::Many(a, s)),
@@ -800,6 +864,10 @@ mod tests {
                         model.retain(|&x| x != s);
                         prop_assert!(l.remove(s));
                         prop_assert!(!l.remove(s));
+                    },
+                    Op::RemoveFirst => if let (Some(s), Some(l)) = (pick(0), &mut list) {
+                        model.remove(0);
+                        prop_assert!(l.remove(s));
                     },
                     Op::Below(i) => if let (Some(s), Some(l)) = (pick(i), &mut list) {
                         let n = model.iter().filter(|&&x| x < s).count() as u64;
