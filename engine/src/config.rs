@@ -44,10 +44,14 @@ pub enum Retention {
     #[default]
     Limits,
     /// Also as soon as every consumer interested in a message (its filter matches and the
-    /// message is after the consumer's start) has acknowledged it; a message no consumer is
-    /// interested in is not kept.
+    /// message is after the consumer's start) has acknowledged or terminated it (an ack-none
+    /// consumer: received it); a message no consumer is interested in is not kept. Deleting a
+    /// consumer releases what it alone held.
     Interest,
-    /// Also on the first acknowledgement; consumers' filters may not overlap.
+    /// Also when the one consumer matching a message acknowledges or terminates it. Nothing
+    /// else removes it: a message no consumer matches, or whose consumer was deleted, waits
+    /// for the next. Consumers' filters may not overlap; they acknowledge explicitly and
+    /// deliver all.
     WorkQueue,
 }
 

@@ -720,6 +720,13 @@ impl Consumer {
         if !out.is_empty() {
             self.touch();
         }
+        drop(inner);
+        if !tracked {
+            // Without acks a delivery is the acknowledgement: retention may release it now.
+            let mut seqs: Vec<u64> = out.iter().map(|d| d.message.seq).collect();
+            seqs.sort_unstable();
+            self.c.stream.retain_check(&seqs);
+        }
         Ok(out)
     }
 
@@ -829,19 +836,19 @@ impl Consumer {
     /// Acknowledges `seq` (with `AckPolicy::All`, every pending message up to it). Explicit
     /// acks take no lock (on a stream with limits retention).
     pub fn ack(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
-        let out = self.ack_only(seq)?;
-        if out == AckOutcome::Done {
-            self.c
-                .stream
-                .retain_check(seq, self.c.cfg.ack == AckPolicy::All);
+        let acked = self.ack_only(seq)?;
+        if acked.is_empty() {
+            return Ok(AckOutcome::NotPending);
         }
-        Ok(out)
+        self.c.stream.retain_check(&acked);
+        Ok(AckOutcome::Done)
     }
 
-    fn ack_only(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
+    /// The sequences the acknowledgement of `seq` applied to (sorted; none: not pending).
+    fn ack_only(&self, seq: u64) -> Result<Vec<u64>, ConsumerError> {
         self.check()?;
         match self.c.cfg.ack {
-            AckPolicy::None => Ok(AckOutcome::NotPending),
+            AckPolicy::None => Ok(Vec::new()),
             AckPolicy::Explicit => {
                 // The stream removed something since this consumer last looked: a message
                 // already gone is not acknowledged (the locked path below drops it). Checked
@@ -851,26 +858,39 @@ impl Consumer {
                 let gone = self.c.stream.removal_count() != seen && !self.c.stream.contains(seq);
                 if !gone && self.c.table.ack(seq).is_some() {
                     self.touch();
-                    return Ok(AckOutcome::Done);
+                    return Ok(vec![seq]);
                 }
                 // A message past max_deliver can still be acknowledged (then it may go).
                 let mut inner = self.c.inner.lock();
                 self.reconcile(&mut inner);
-                Ok(self.outcome(inner.max_delivered.remove(&seq).is_some()))
+                if inner.max_delivered.remove(&seq).is_none() {
+                    return Ok(Vec::new());
+                }
+                self.touch();
+                Ok(vec![seq])
             }
             AckPolicy::All => {
                 let mut inner = self.c.inner.lock();
                 self.reconcile(&mut inner);
                 let upto: Vec<u64> = inner.meta.keys().copied().filter(|&q| q <= seq).collect();
-                let mut done = false;
+                let mut acked = Vec::new();
                 for q in upto {
-                    done |= self.c.table.ack(q).is_some();
+                    if self.c.table.ack(q).is_some() {
+                        acked.push(q);
+                    }
                     self.drop_meta(&mut inner, q);
                 }
-                let before = inner.max_delivered.len();
-                inner.max_delivered.retain(|&q, _| q > seq);
-                done |= inner.max_delivered.len() != before;
-                Ok(self.outcome(done))
+                let exhausted: Vec<u64> =
+                    inner.max_delivered.range(..=seq).map(|(&q, _)| q).collect();
+                for q in exhausted {
+                    inner.max_delivered.remove(&q);
+                    acked.push(q);
+                }
+                acked.sort_unstable();
+                if !acked.is_empty() {
+                    self.touch();
+                }
+                Ok(acked)
             }
         }
     }
@@ -942,7 +962,7 @@ impl Consumer {
             done
         };
         if done {
-            self.c.stream.retain_check(seq, false);
+            self.c.stream.retain_check(&[seq]);
         }
         Ok(self.outcome(done))
     }

@@ -163,6 +163,20 @@ impl Stream {
         Ok(next_matches(&st, filters, from, max))
     }
 
+    /// For every subject, its live sequences below `bound(subject)`; sorted.
+    pub(crate) fn subject_seqs_below(&self, bound: impl Fn(&str) -> u64) -> Vec<u64> {
+        let Ok(st) = self.read_state() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, l) in index(&st).entries() {
+            let b = std::str::from_utf8(name).map_or(0, &bound);
+            l.extend_below(b, &mut out);
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// The subject of live message `seq`, read without copying the message.
     pub(crate) fn subject_of(&self, seq: u64) -> Option<String> {
         let st = self.read_state().ok()?;

@@ -1,93 +1,180 @@
-//! Interest and work-queue retention: a message goes once every consumer interested in it has
-//! acknowledged it (work queue: at the first acknowledgement, as only one consumer can match),
-//! and an interest stream keeps no message that no consumer is interested in. Reads, browsing
-//! and creating consumers never remove anything; deleting a consumer removes only what it alone
-//! was holding (field failure 2).
+//! Interest and work-queue retention.
+//!
+//! - Interest: a message goes once every consumer interested in it (filter matches, message
+//!   after its start) is done with it (delivered and acknowledged or terminated; with
+//!   `AckPolicy::None`, delivered), and a message no consumer is interested in is not kept.
+//!   Deleting a consumer removes only what it alone was holding back.
+//! - Work queue: a message goes when the one consumer it matches has acknowledged (or
+//!   terminated) it. Nothing else removes it: a message no consumer matches waits for one, and
+//!   deleting a consumer leaves its work for the next. Consumers may not overlap, acknowledge
+//!   explicitly and deliver from the start.
+//!
+//! Reads, browsing and creating consumers never remove anything (field failure 2). A release
+//! is logged after the acknowledgement or deletion that caused it, so a crash in between could
+//! leave it undone: every open re-checks the stream ([`Stream::recheck_retention`]).
 
 use crate::config::Retention;
-use crate::consumer::Consumer;
+use crate::consumer::{AckPolicy, Consumer, ConsumerConfig, DeliverPolicy};
+use crate::error::ConfigError;
+use crate::expiry::Reason;
 use crate::stream::Stream;
 use crate::subject;
 
 impl Stream {
-    fn retains_by_interest(&self) -> bool {
-        self.s.cfg.retention != Retention::Limits
+    fn retention(&self) -> Retention {
+        self.s.cfg.retention
     }
 
-    /// Removes `seq` if no consumer needs it any more (with `and_below`, every message up to
-    /// it: an ack-all acknowledgement).
-    pub(crate) fn retain_check(&self, seq: u64, and_below: bool) {
-        if !self.retains_by_interest() {
+    /// Removes those of `seqs` (sorted) that no consumer needs any more, after consumers
+    /// acknowledged, terminated or (without acks) received them.
+    pub(crate) fn retain_check(&self, seqs: &[u64]) {
+        if self.retention() == Retention::Limits || seqs.is_empty() {
             return;
         }
-        let from = if and_below {
-            self.state().first_seq
-        } else {
-            seq
-        };
         let consumers = self.consumer_list();
-        for q in from..=seq {
-            self.remove_if_unneeded(q, &consumers);
-        }
+        let gone: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|&q| self.unneeded(q, &consumers))
+            .collect();
+        self.release_seqs(&gone);
     }
 
     fn consumer_list(&self) -> Vec<Consumer> {
         self.s.consumers.lock().values().cloned().collect()
     }
 
-    /// Removes `seq` when every consumer is done with it (or none is interested).
-    fn remove_if_unneeded(&self, seq: u64, consumers: &[Consumer]) {
+    /// Whether live message `seq` may go: every consumer is done with it and, on a work queue,
+    /// one of them matched it (took it).
+    fn unneeded(&self, seq: u64, consumers: &[Consumer]) -> bool {
         let Some(subject) = self.subject_of(seq) else {
-            return;
+            return false;
         };
-        if consumers.iter().all(|c| c.done_with(seq, &subject)) {
-            // Already gone (another acknowledgement raced to remove it) is fine.
-            let _ = self.remove(seq);
-        }
+        self.unneeded_subject(seq, &subject, consumers)
     }
 
-    /// After an append to an interest stream: a message no consumer is interested in is not
-    /// kept.
-    pub(crate) fn drop_if_uninteresting(&self, seq: u64, subject: &str) {
-        if self.s.cfg.retention != Retention::Interest {
-            return;
-        }
-        if !self.consumer_list().iter().any(|c| c.matches(subject)) {
-            let _ = self.remove(seq);
-        }
+    fn unneeded_subject(&self, seq: u64, subject: &str, consumers: &[Consumer]) -> bool {
+        let taken = match self.retention() {
+            Retention::Limits => return false,
+            Retention::Interest => true,
+            Retention::WorkQueue => consumers.iter().any(|c| c.matches(subject)),
+        };
+        taken && consumers.iter().all(|c| c.done_with(seq, subject))
     }
 
-    /// After `c` was deleted: removes what it alone was holding back.
-    pub(crate) fn release(&self, c: &Consumer) {
-        if !self.retains_by_interest() {
+    /// Removes `seqs` (sorted) that are still live, with one logged removal. A failure poisons
+    /// the stream (its writers see it); the next open's re-check removes them then.
+    fn release_seqs(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
             return;
         }
-        let (held, next, filters) = c.held();
-        let consumers = self.consumer_list();
-        for q in held {
-            self.remove_if_unneeded(q, &consumers);
-        }
-        // Messages it was interested in but had not delivered yet.
-        for f in &filters {
-            let mut from = next;
-            while let Ok(Some(m)) = self.load_next(f, from) {
-                self.remove_if_unneeded(m.seq, &consumers);
-                from = m.seq + 1;
+        let mark = self.s.cfg.removal_markers;
+        let _ = self.locked_write(|this, st, now| {
+            let live: Vec<u64> = seqs
+                .iter()
+                .copied()
+                .filter(|&q| st.find(q).is_some())
+                .collect();
+            if live.is_empty() {
+                return Ok(());
             }
-        }
+            this.remove_marked(st, &live, mark, Reason::Remove, now)
+        });
     }
 
-    /// Work-queue streams: a new consumer's filters may not overlap any existing one's.
-    pub(crate) fn check_work_queue(&self, cfg: &crate::ConsumerConfig) -> bool {
-        if self.s.cfg.retention != Retention::WorkQueue {
-            return true;
+    /// After appends to an interest stream: messages no consumer is interested in are not kept.
+    pub(crate) fn drop_if_uninteresting(&self, first: u64, subjects: &[&str]) {
+        if self.retention() != Retention::Interest {
+            return;
+        }
+        let consumers = self.consumer_list();
+        let gone: Vec<u64> = (first..)
+            .zip(subjects)
+            .filter(|&(q, s)| self.unneeded_subject(q, s, &consumers))
+            .map(|(q, _)| q)
+            .collect();
+        self.release_seqs(&gone);
+    }
+
+    /// After `c` was deleted from an interest stream: removes what it alone was holding back
+    /// (its pending and exhausted messages and the matching ones it had not delivered).
+    pub(crate) fn release(&self, c: &Consumer) {
+        if self.retention() != Retention::Interest {
+            return;
+        }
+        let (mut held, next, filters) = c.held();
+        let from = self.next_matching(&filters, next, usize::MAX);
+        held.extend(from.unwrap_or_default());
+        held.sort_unstable();
+        held.dedup();
+        self.retain_check(&held);
+    }
+
+    /// Removes what retention should have removed but a crash left: run at every open of an
+    /// interest or work-queue stream. Only messages below where every consumer matching their
+    /// subject delivers next can be unneeded (and, on an interest stream, every message of a
+    /// subject no consumer matches), so the work is a pass over the subjects plus the
+    /// delivered, unacknowledged messages, not over the stream.
+    pub(crate) fn recheck_retention(&self) {
+        if self.retention() == Retention::Limits {
+            return;
+        }
+        let consumers = self.consumer_list();
+        let nexts: Vec<(u64, Vec<String>)> = consumers
+            .iter()
+            .map(|c| {
+                let (_, next, filters) = c.held();
+                (next, filters)
+            })
+            .collect();
+        let candidates = self.subject_seqs_below(|subject| {
+            let matching = nexts
+                .iter()
+                .filter(|(_, fs)| fs.iter().any(|f| subject::matches(f, subject)));
+            match (matching.map(|(n, _)| *n).min(), self.retention()) {
+                (Some(next), _) => next,
+                (None, Retention::Interest) => u64::MAX,
+                (None, _) => 0,
+            }
+        });
+        self.retain_check(&candidates);
+    }
+
+    /// Work-queue streams: a new consumer must not overlap any of `existing`, must acknowledge
+    /// explicitly and must deliver from the start (so nothing it takes is skipped).
+    pub(crate) fn check_work_queue<'a>(
+        &self,
+        cfg: &ConsumerConfig,
+        mut existing: impl Iterator<Item = &'a Consumer>,
+    ) -> Result<(), ConfigError> {
+        if self.retention() != Retention::WorkQueue {
+            return Ok(());
+        }
+        let bad = |name, why: &str| {
+            Err(ConfigError::InvalidLimit {
+                name,
+                why: why.into(),
+            })
+        };
+        if cfg.ack != AckPolicy::Explicit {
+            return bad(
+                "ack",
+                "a work-queue stream's consumers acknowledge explicitly",
+            );
+        }
+        if cfg.deliver != DeliverPolicy::All {
+            return bad("deliver", "a work-queue stream's consumers deliver all");
         }
         let mine = cfg.match_filters();
-        self.consumer_list().iter().all(|c| {
+        let overlap = existing.any(|c| {
             c.config()
                 .match_filters()
                 .iter()
-                .all(|g| mine.iter().all(|f| !subject::overlaps(f, g)))
-        })
+                .any(|g| mine.iter().any(|f| subject::overlaps(f, g)))
+        });
+        if overlap {
+            return bad("filters", "a work-queue stream's consumers may not overlap");
+        }
+        Ok(())
     }
 }

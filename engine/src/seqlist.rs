@@ -315,7 +315,12 @@ impl Chunks {
         }
         let mut at = 0;
         let d = varint::get(&ch.deltas, &mut at).unwrap_or(0);
-        debug_assert!(d > 0, "chunk {} holds {} sequences but no delta", ch.first, ch.n);
+        debug_assert!(
+            d > 0,
+            "chunk {} holds {} sequences but no delta",
+            ch.first,
+            ch.n
+        );
         ch.first += d;
         ch.deltas = ch.deltas[at..].into();
         ch.n -= 1;
@@ -528,6 +533,23 @@ impl SeqList {
             Repr::Chunked(c) => {
                 let i = c.partition_point(|ch| ch.last < seq);
                 (i < c.len()).then(|| c.view(i).iter().find(|&s| s >= seq))?
+            }
+        }
+    }
+
+    /// Appends to `out` every sequence below `bound`, in order.
+    pub fn extend_below(&self, bound: u64, out: &mut Vec<u64>) {
+        if bound <= self.first || self.len() == 0 {
+            return;
+        }
+        match &self.repr {
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                out.extend(Seqs::new(self.first, r.small_deltas()).take_while(|&s| s < bound))
+            }
+            Repr::Chunked(c) => {
+                for ch in c.views().take_while(|ch| ch.first < bound) {
+                    out.extend(ch.iter().take_while(|&s| s < bound));
+                }
             }
         }
     }
@@ -907,6 +929,10 @@ mod tests {
                     prop_assert_eq!(l.prev_le(probe), model.iter().rev().copied().find(|&x| x <= probe));
                     prop_assert_eq!(l.count_ge(probe), model.iter().filter(|&&x| x >= probe).count() as u64);
                     prop_assert_eq!(l.first_n(3), model.iter().copied().take(3).collect::<Vec<_>>());
+                    let mut below = vec![7];
+                    l.extend_below(probe, &mut below);
+                    let want: Vec<u64> = model.iter().copied().filter(|&x| x < probe).collect();
+                    prop_assert_eq!(&below[1..], &want[..]);
                     for max in [0, 1, 5, 300] {
                         let mut got = vec![7];
                         l.extend_ge(probe, max, &mut got);

@@ -387,6 +387,7 @@ fn open_stream(
     // A crash between an append and the removals its limits caused, or limits lowered while
     // closed, leave too much: applied now. A failure poisons the stream; writers see it.
     let _ = s.enforce_limits();
+    s.recheck_retention();
     Ok(s)
 }
 

@@ -481,7 +481,7 @@ impl Stream {
     /// Appends one message with everything [`NewMessage`] can say (a TTL).
     pub fn append_msg(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
         let a = self.append_one(m)?;
-        self.drop_if_uninteresting(a.seq, m.subject);
+        self.drop_if_uninteresting(a.seq, &[m.subject]);
         Ok(a)
     }
 
@@ -564,9 +564,8 @@ impl Stream {
             )
         };
         self.after_write(lsn, b.last_seq)?;
-        for (i, m) in msgs.iter().enumerate() {
-            self.drop_if_uninteresting(b.first_seq + i as u64, m.subject);
-        }
+        let subjects: Vec<&str> = msgs.iter().map(|m| m.subject).collect();
+        self.drop_if_uninteresting(b.first_seq, &subjects);
         Ok(b)
     }
 
@@ -608,7 +607,7 @@ impl Stream {
             st.lsn
         };
         self.after_write(lsn, seq)?;
-        self.drop_if_uninteresting(seq, m.subject);
+        self.drop_if_uninteresting(seq, &[m.subject]);
         Ok(())
     }
 
@@ -857,7 +856,7 @@ impl Stream {
 
     /// Runs `f` under the state lock as one write (after the usual checks), then waits for
     /// it as the stream's durability mode says.
-    fn locked_write<T>(
+    pub(crate) fn locked_write<T>(
         &self,
         f: impl FnOnce(&Self, &mut LogState, i64) -> Result<T, WriteError>,
     ) -> Result<T, WriteError> {
@@ -1061,18 +1060,13 @@ impl Stream {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(crate::ConsumerError::Closed);
         }
-        if !self.check_work_queue(&cfg) {
-            return Err(crate::ConsumerError::Config(
-                crate::ConfigError::InvalidLimit {
-                    name: "filters",
-                    why: "a work-queue stream's consumers may not overlap".into(),
-                },
-            ));
-        }
         let mut all = self.s.consumers.lock();
         if all.contains_key(&cfg.name) {
             return Err(crate::ConsumerError::AlreadyExists(cfg.name));
         }
+        // Under the lock, so two overlapping consumers cannot both pass.
+        self.check_work_queue(&cfg, all.values())
+            .map_err(crate::ConsumerError::Config)?;
         let c = crate::Consumer::create(self, cfg)?;
         if self.s.persistent {
             c.save(true)

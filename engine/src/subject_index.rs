@@ -530,7 +530,7 @@ impl SubjectIndex {
             + lists
     }
 
-    /// Every (subject, sequences) pair, for checks.
+    /// Every (subject, sequences) pair (checks, and retention's re-check at open).
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &SeqList)> + '_ {
         self.subjects
             .iter()
