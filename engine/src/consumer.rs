@@ -253,6 +253,8 @@ pub(crate) struct ConsumerShared {
     dirty: AtomicBool,
     /// `Inner::removals_seen`, readable by acknowledgements without the lock.
     removals_seen: AtomicU64,
+    /// `Inner::start`, readable without the lock (retention checks every append).
+    start: AtomicU64,
     saved_at: Mutex<Option<Instant>>,
 }
 
@@ -335,6 +337,22 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+/// What one acknowledgement applied to: one message without an allocation (the explicit-ack
+/// hot path), or a sorted list.
+enum Acked {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Acked {
+    fn seqs(&self) -> &[u64] {
+        match self {
+            Acked::One(q) => std::slice::from_ref(q),
+            Acked::Many(v) => v,
+        }
+    }
+}
+
 /// The matching sequences one fetch lists from the stream at once (fewer lookups and lock
 /// holds than one `load_next` per message).
 #[derive(Default)]
@@ -408,6 +426,7 @@ impl Consumer {
                 }),
                 deleted: AtomicBool::new(false),
                 removals_seen: AtomicU64::new(stream.removal_count()),
+                start: AtomicU64::new(floor),
                 dirty: AtomicBool::new(true),
                 saved_at: Mutex::new(None),
             }),
@@ -465,6 +484,7 @@ impl Consumer {
                 cfg: s.config,
                 deleted: AtomicBool::new(false),
                 removals_seen: AtomicU64::new(u64::MAX),
+                start: AtomicU64::new(s.start),
                 dirty: AtomicBool::new(false),
                 saved_at: Mutex::new(None),
             }),
@@ -802,8 +822,15 @@ impl Consumer {
         inner.next = inner.next.min(last + 1);
         inner.delivered.stream_seq = inner.delivered.stream_seq.min(last);
         inner.start = inner.start.min(last);
+        self.c.start.store(inner.start, Ordering::Release);
         inner.floor.truncate(last);
         self.touch();
+    }
+
+    /// Whether a message just appended (so not yet delivered) on `subject` is one this
+    /// consumer will deliver. Takes no lock: every append to an interest stream asks.
+    pub(crate) fn wants_new(&self, seq: u64, subject: &str) -> bool {
+        self.matches(subject) && seq > self.c.start.load(Ordering::Acquire)
     }
 
     /// True when the consumer needs `seq` (on `subject`) no longer: not interested in it, or
@@ -837,18 +864,18 @@ impl Consumer {
     /// acks take no lock (on a stream with limits retention).
     pub fn ack(&self, seq: u64) -> Result<AckOutcome, ConsumerError> {
         let acked = self.ack_only(seq)?;
-        if acked.is_empty() {
+        if acked.seqs().is_empty() {
             return Ok(AckOutcome::NotPending);
         }
-        self.c.stream.retain_check(&acked);
+        self.c.stream.retain_check(acked.seqs());
         Ok(AckOutcome::Done)
     }
 
     /// The sequences the acknowledgement of `seq` applied to (sorted; none: not pending).
-    fn ack_only(&self, seq: u64) -> Result<Vec<u64>, ConsumerError> {
+    fn ack_only(&self, seq: u64) -> Result<Acked, ConsumerError> {
         self.check()?;
         match self.c.cfg.ack {
-            AckPolicy::None => Ok(Vec::new()),
+            AckPolicy::None => Ok(Acked::Many(Vec::new())),
             AckPolicy::Explicit => {
                 // The stream removed something since this consumer last looked: a message
                 // already gone is not acknowledged (the locked path below drops it). Checked
@@ -858,16 +885,16 @@ impl Consumer {
                 let gone = self.c.stream.removal_count() != seen && !self.c.stream.contains(seq);
                 if !gone && self.c.table.ack(seq).is_some() {
                     self.touch();
-                    return Ok(vec![seq]);
+                    return Ok(Acked::One(seq));
                 }
                 // A message past max_deliver can still be acknowledged (then it may go).
                 let mut inner = self.c.inner.lock();
                 self.reconcile(&mut inner);
                 if inner.max_delivered.remove(&seq).is_none() {
-                    return Ok(Vec::new());
+                    return Ok(Acked::Many(Vec::new()));
                 }
                 self.touch();
-                Ok(vec![seq])
+                Ok(Acked::One(seq))
             }
             AckPolicy::All => {
                 let mut inner = self.c.inner.lock();
@@ -890,7 +917,7 @@ impl Consumer {
                 if !acked.is_empty() {
                     self.touch();
                 }
-                Ok(acked)
+                Ok(Acked::Many(acked))
             }
         }
     }

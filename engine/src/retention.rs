@@ -68,6 +68,12 @@ impl Stream {
         if seqs.is_empty() {
             return;
         }
+        if let [q] = seqs {
+            // One message (an acknowledgement): the single removal record. Already gone
+            // (another acknowledgement raced to remove it) is fine.
+            let _ = self.remove(*q);
+            return;
+        }
         let mark = self.s.cfg.removal_markers;
         let _ = self.locked_write(|this, st, now| {
             let live: Vec<u64> = seqs
@@ -87,12 +93,15 @@ impl Stream {
         if self.retention() != Retention::Interest {
             return;
         }
-        let consumers = self.consumer_list();
-        let gone: Vec<u64> = (first..)
-            .zip(subjects)
-            .filter(|&(q, s)| self.unneeded_subject(q, s, &consumers))
-            .map(|(q, _)| q)
-            .collect();
+        let gone: Vec<u64> = {
+            // `wants_new` takes no lock, so asking under the map's lock is brief.
+            let consumers = self.s.consumers.lock();
+            (first..)
+                .zip(subjects)
+                .filter(|&(q, s)| !consumers.values().any(|c| c.wants_new(q, s)))
+                .map(|(q, _)| q)
+                .collect()
+        };
         self.release_seqs(&gone);
     }
 
