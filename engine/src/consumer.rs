@@ -712,6 +712,11 @@ impl Consumer {
             let Some(size) = fits(&out, bytes, &m) else {
                 break;
             };
+            // The table refuses only when full (below max_ack_pending only if one of its
+            // lanes is, which the sizing makes vanishingly rare): deliver the rest later.
+            if tracked && !self.c.table.insert(m.seq) {
+                break;
+            }
             bytes += size;
             self.take_new(&mut inner, m.seq);
             inner.delivered.consumer_seq += 1;
@@ -719,7 +724,6 @@ impl Consumer {
             inner.delivered.stream_seq = m.seq;
             if tracked {
                 let due = now.saturating_add(self.wait_after(1));
-                self.c.table.insert(m.seq);
                 inner.floor.delivered(m.seq);
                 inner.meta.insert(
                     m.seq,

@@ -2,7 +2,8 @@
 //! floor, built so that acknowledgements take no lock.
 //!
 //! [`PendingTable`] is an open-addressing hash set of stream sequences with a fixed capacity
-//! (twice the consumer's max_ack_pending, a power of two). One thread at a time changes it
+//! (four slots per message of the consumer's max_ack_pending, at least `MIN_SLOTS`, a power
+//! of two; see `home` for where a sequence goes and why). One thread at a time changes it
 //! structurally (the consumer's fetch path, under the consumer's own lock): it inserts
 //! deliveries, flags messages that wait for redelivery, and sweeps tombstones. Any number of
 //! threads acknowledge concurrently with one compare-and-swap on the message's slot (entry to
@@ -28,13 +29,31 @@ const TOMB: u64 = 1;
 /// Flag bit of an entry: the message waits for redelivery (nak'd or its ack wait ran out).
 const WAITING: u64 = 1;
 const FLAGS: u64 = 3;
-/// Counters of acknowledgements, each on its own cache line, picked by the acknowledged slot:
-/// threads acking the same consumer then rarely write the same line.
-const ACK_SHARDS: usize = 8;
+/// Counters of acknowledgements, each on its own cache line. Each thread counts into its own
+/// (threads are numbered as they first acknowledge), so up to this many threads acking one
+/// consumer never write the same line.
+const ACK_SHARDS: usize = 16;
+
+/// The calling thread's acknowledgement counter.
+#[cfg(not(loom))]
+fn ack_shard() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % ACK_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// Under loom every thread shares one counter: the models then cover the contended case.
+#[cfg(loom)]
+fn ack_shard() -> usize {
+    0
+}
 
 /// The delivered, unacknowledged messages of one consumer.
 pub(crate) struct PendingTable {
-    slots: Box<[AtomicU64]>,
+    slots: Slots,
     mask: usize,
     /// Entries ever inserted (the fetch path alone writes it).
     inserted: AtomicU64,
@@ -45,6 +64,54 @@ pub(crate) struct PendingTable {
     /// Slots not `EMPTY` (entries and tombstones); changed by the fetch path alone, which
     /// sweeps when it reaches three quarters, so probe runs stay short.
     used: AtomicU64,
+}
+
+/// The slot array, starting on a 128-byte boundary so that each run of sixteen slots (see
+/// `home`) is exactly one prefetched pair of cache lines: runs acked by different threads then
+/// never share a line.
+struct Slots {
+    buf: Box<[AtomicU64]>,
+    /// Index in `buf` of slot 0.
+    base: usize,
+    len: usize,
+}
+
+/// Slots per 128 bytes.
+const RUN: usize = 1 << RUN_BITS;
+const RUN_BITS: u32 = 4;
+/// Fewest slots a table has: sixty-four per lane, so no lane fills before the table does.
+#[cfg(not(loom))]
+const MIN_SLOTS: usize = 1024;
+/// Loom models explore every access: two slots per lane keep them small.
+#[cfg(loom)]
+const MIN_SLOTS: usize = 32;
+
+impl Slots {
+    fn new(len: usize) -> Slots {
+        let buf = empty_slots(len + RUN);
+        let misalign = (buf.as_ptr() as usize % (RUN * 8)) / 8;
+        Slots {
+            buf,
+            base: (RUN - misalign) % RUN,
+            len,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(all(test, not(loom)))]
+    fn iter(&self) -> impl Iterator<Item = &AtomicU64> {
+        self.buf[self.base..self.base + self.len].iter()
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = AtomicU64;
+    fn index(&self, i: usize) -> &AtomicU64 {
+        &self.buf[self.base + i]
+    }
 }
 
 /// `n` empty slots. Allocated zeroed and never written, so a table sized for a large
@@ -80,9 +147,11 @@ pub(crate) struct Acked {
 impl PendingTable {
     /// A table for at most `max_pending` messages at once.
     pub fn new(max_pending: usize) -> Self {
-        let cap = (max_pending.max(4) * 2).next_power_of_two();
+        let cap = (max_pending.saturating_mul(4))
+            .max(MIN_SLOTS)
+            .next_power_of_two();
         PendingTable {
-            slots: empty_slots(cap),
+            slots: Slots::new(cap),
             mask: cap - 1,
             inserted: AtomicU64::new(0),
             acked: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
@@ -93,17 +162,33 @@ impl PendingTable {
 
     /// Most messages the table holds at once.
     pub fn capacity(&self) -> usize {
-        self.slots.len() / 2
+        self.slots.len() / 4
     }
 
     fn home(&self, seq: u64) -> usize {
-        (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        // Sixteen neighbouring sequences (a run) share 128 bytes of slots, two cache lines
+        // that x86 prefetches as a pair: messages are delivered and acknowledged roughly in
+        // order, so a run of acks misses the cache once, not once per ack (the table is sized
+        // for max_ack_pending and rarely fits the cache), and threads acking different runs
+        // write different lines. Within its block a run is rotated by its hash, so sequences
+        // one per run (a filter matching every sixteenth message) spread over all lanes.
+        let h = (seq >> RUN_BITS).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let block = (h >> 32) as usize * RUN;
+        let lane = (seq.wrapping_add(h >> 8) & (RUN as u64 - 1)) as usize;
+        (block | lane) & self.mask
+    }
+
+    /// The next slot of `i`'s probe sequence: the same lane of the next block, so a run
+    /// displaced by another moves on whole instead of walking through the other run's slots
+    /// (linear probing in each of the sixteen lanes).
+    fn step(&self, i: usize) -> usize {
+        (i + RUN) & self.mask
     }
 
     /// Slot index and current value of `seq`'s entry, if present.
     fn find(&self, seq: u64) -> Option<(usize, u64)> {
         let mut i = self.home(seq);
-        for _ in 0..self.slots.len() {
+        for _ in 0..self.slots.len() / RUN {
             let v = self.slots[i].load(Ordering::Acquire);
             if v == EMPTY {
                 return None;
@@ -111,7 +196,7 @@ impl PendingTable {
             if v != TOMB && v >> 2 == seq {
                 return Some((i, v));
             }
-            i = (i + 1) & self.mask;
+            i = self.step(i);
         }
         None
     }
@@ -127,7 +212,7 @@ impl PendingTable {
             self.sweep();
         }
         let mut i = self.home(seq);
-        for _ in 0..self.slots.len() {
+        for _ in 0..self.slots.len() / RUN {
             let v = self.slots[i].load(Ordering::Acquire);
             if (v == EMPTY || v == TOMB)
                 && self.slots[i]
@@ -140,7 +225,7 @@ impl PendingTable {
                 }
                 return true;
             }
-            i = (i + 1) & self.mask;
+            i = self.step(i);
         }
         false
     }
@@ -155,7 +240,7 @@ impl PendingTable {
                     if v & WAITING != 0 {
                         self.waiting.fetch_sub(1, Ordering::AcqRel);
                     }
-                    self.acked[(i >> 3) % ACK_SHARDS].fetch_add(1, Ordering::AcqRel);
+                    self.acked[ack_shard()].fetch_add(1, Ordering::AcqRel);
                     return Some(Acked {
                         waiting: v & WAITING != 0,
                     });
@@ -240,10 +325,11 @@ impl PendingTable {
         }
     }
 
-    /// No key after slot `j` (up to the next empty slot) has its home at or before `j`.
+    /// No key after slot `j` in its lane (up to the next empty slot) has its home at or
+    /// before `j`. Along a lane, distances modulo the table size keep their order.
     fn unneeded(&self, j: usize) -> bool {
         let dist = |a: usize, b: usize| b.wrapping_sub(a) & self.mask;
-        let mut p = (j + 1) & self.mask;
+        let mut p = self.step(j);
         while p != j {
             let v = self.slots[p].load(Ordering::Acquire);
             if v == EMPTY {
@@ -252,13 +338,13 @@ impl PendingTable {
             if v != TOMB && dist(self.home(v >> 2), j) < dist(self.home(v >> 2), p) {
                 return false;
             }
-            p = (p + 1) & self.mask;
+            p = self.step(p);
         }
         true
     }
 
     /// Tombstones present (tests: the sweep keeps lookups short).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn tombs(&self) -> usize {
         self.slots
             .iter()
