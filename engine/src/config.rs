@@ -157,6 +157,34 @@ pub struct StreamConfig {
     pub removal_markers: bool,
     #[serde(default)]
     pub retention: Retention,
+    /// Appends may carry a rollup ([`crate::Rollup`]); without this they get
+    /// [`crate::AppendError::RollupNotAllowed`].
+    #[serde(default)]
+    pub allow_rollup: bool,
+    /// What `append_raw` (a mirror or follower applying another stream's messages) applies.
+    #[serde(default)]
+    pub replica: ReplicaOptions,
+}
+
+/// What a stream fed by `append_raw` applies of the origin's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaOptions {
+    /// Apply the origin's rollups (default). Off, a rolled-up message is stored as a plain
+    /// message and the messages it replaced stay: the replica keeps history the origin
+    /// dropped, and its reads differ from the origin's.
+    pub apply_rollups: bool,
+    /// Apply the origin's per-message TTLs, counted from the origin's timestamps (default).
+    /// Off, messages are stored without their TTL and live by this stream's limits.
+    pub apply_ttls: bool,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            apply_rollups: true,
+            apply_ttls: true,
+        }
+    }
 }
 
 impl StreamConfig {
@@ -174,7 +202,17 @@ impl StreamConfig {
             subject_delete_marker_ttl: None,
             removal_markers: false,
             retention: Retention::Limits,
+            allow_rollup: false,
+            replica: ReplicaOptions::default(),
         }
+    }
+    pub fn allow_rollup(mut self, yes: bool) -> Self {
+        self.allow_rollup = yes;
+        self
+    }
+    pub fn replica(mut self, r: ReplicaOptions) -> Self {
+        self.replica = r;
+        self
     }
     pub fn retention(mut self, r: Retention) -> Self {
         self.retention = r;

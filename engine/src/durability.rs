@@ -21,10 +21,7 @@ pub(crate) const LEASE_SPAN: u64 = 1 << 20;
 
 /// A durable single append waiting in the combining queue.
 pub(crate) struct Request {
-    subject: String,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    ttl: Option<crate::ttl::Ttl>,
+    msg: OwnedMessage,
     thread: std::thread::Thread,
     result: Mutex<Option<Result<Appended, AppendError>>>,
 }
@@ -32,10 +29,7 @@ pub(crate) struct Request {
 impl Request {
     fn new(m: &NewMessage<'_>) -> Self {
         Request {
-            subject: m.subject.to_owned(),
-            headers: m.headers.to_vec(),
-            payload: m.payload.to_vec(),
-            ttl: m.ttl,
+            msg: OwnedMessage::new(m),
             thread: std::thread::current(),
             result: Mutex::new(None),
         }
@@ -46,6 +40,48 @@ impl Request {
     pub(crate) fn finish(&self, r: Result<Appended, AppendError>) {
         *self.result.lock() = Some(r);
         self.thread.unpark();
+    }
+}
+
+/// A [`NewMessage`] that owns its bytes, to wait in the queue.
+struct OwnedMessage {
+    subject: String,
+    headers: Vec<u8>,
+    payload: Vec<u8>,
+    ttl: Option<crate::ttl::Ttl>,
+    rollup: Option<crate::Rollup>,
+    last_seq: Option<u64>,
+    last_subject_seq: Option<u64>,
+    subject_filter: Option<String>,
+}
+
+impl OwnedMessage {
+    fn new(m: &NewMessage<'_>) -> Self {
+        OwnedMessage {
+            subject: m.subject.to_owned(),
+            headers: m.headers.to_vec(),
+            payload: m.payload.to_vec(),
+            ttl: m.ttl,
+            rollup: m.rollup,
+            last_seq: m.expect.last_seq,
+            last_subject_seq: m.expect.last_subject_seq,
+            subject_filter: m.expect.subject_filter.map(str::to_owned),
+        }
+    }
+
+    fn as_new(&self) -> NewMessage<'_> {
+        NewMessage {
+            subject: &self.subject,
+            headers: &self.headers,
+            payload: &self.payload,
+            ttl: self.ttl,
+            rollup: self.rollup,
+            expect: crate::Expect {
+                last_seq: self.last_seq,
+                last_subject_seq: self.last_subject_seq,
+                subject_filter: self.subject_filter.as_deref(),
+            },
+        }
     }
 }
 
@@ -118,12 +154,7 @@ impl Stream {
             for r in &batch {
                 let seq = st.last_seq + 1;
                 let ts = self.s.clock.now_ns().max(st.last_ts);
-                let m = NewMessage {
-                    subject: &r.subject,
-                    headers: &r.headers,
-                    payload: &r.payload,
-                    ttl: r.ttl,
-                };
+                let m = r.msg.as_new();
                 results.push(
                     self.put(&mut st, seq, ts, 0, &m)
                         .map(|()| Appended { seq, ts }),

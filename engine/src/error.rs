@@ -117,6 +117,22 @@ pub enum AppendError {
     SequenceNotAfterLast { seq: u64, last: u64 },
     #[error("batch is empty")]
     EmptyBatch,
+    /// The filter of an expected last subject sequence is not a valid filter.
+    #[error(transparent)]
+    InvalidFilter(ConfigError),
+    /// The stream's last sequence is not the one the append expected; nothing changed.
+    #[error("expected last sequence {expected}, the stream's is {current}")]
+    WrongLastSequence { expected: u64, current: u64 },
+    /// The subject's (or filter's) last sequence is not the one the append expected (0: no
+    /// message); nothing changed.
+    #[error("expected last subject sequence {expected}, it is {current}")]
+    WrongLastSubjectSequence { expected: u64, current: u64 },
+    /// The message asks for a rollup but the stream's config does not allow them.
+    #[error("this stream does not allow rollups")]
+    RollupNotAllowed,
+    /// Rollups go in single appends, not batches.
+    #[error("a rollup cannot be part of a batch")]
+    RollupInBatch,
     /// The message has a TTL but the stream's config does not allow them.
     #[error("this stream does not allow per-message TTLs")]
     TtlNotAllowed,

@@ -362,12 +362,9 @@ impl Stream {
             let Ok(subject) = std::str::from_utf8(s) else {
                 continue;
             };
-            let m = NewMessage {
-                subject,
-                headers: &headers,
-                payload: &[],
-                ttl: Some(Ttl::Secs(ttl.as_secs())),
-            };
+            let m = NewMessage::new(subject, &[])
+                .with_headers(&headers)
+                .with_ttl(Ttl::Secs(ttl.as_secs()));
             let batch = if i + 1 < subjects.len() {
                 FLAG_BATCH
             } else {

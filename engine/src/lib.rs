@@ -23,6 +23,7 @@ mod consumer;
 mod deletes;
 mod durability;
 mod error;
+mod expect;
 mod expiry;
 mod flush;
 mod id_table;
@@ -33,6 +34,7 @@ mod query;
 mod record;
 mod recovery;
 mod retention;
+mod rollup;
 mod seqlist;
 mod state;
 mod store;
@@ -49,7 +51,8 @@ pub mod fuzzing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Discard, Durability, Limits, Retention, Storage, StoreOptions, StreamConfig, DEFAULT_BLOCK_SIZE,
+    Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions, StreamConfig,
+    DEFAULT_BLOCK_SIZE,
 };
 pub use consumer::{
     AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,
@@ -59,11 +62,13 @@ pub use error::{
     AppendError, ConfigError, ConsumerError, DurabilityError, LoadError, Poisoned, QueryError,
     StoreError, StreamError, WriteError,
 };
+pub use expect::Expect;
 pub use io::{IoBackend, IoBackendChoice};
 pub use limits::Limit;
 pub use query::{IndexMemory, SubjectState};
 pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
 pub use recovery::RecoveryReport;
+pub use rollup::Rollup;
 pub use store::{DamagedStream, Store};
 pub use stream::{
     Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,

@@ -143,22 +143,6 @@ pub(crate) fn remove_logged(
     Ok(())
 }
 
-fn bytes_of(st: &LogState, seq: u64) -> u64 {
-    st.find(seq)
-        .map_or(0, |(bi, off)| st.blocks[bi].record_len(off))
-}
-
-/// The oldest `n` messages of `subject`.
-fn oldest_of(st: &LogState, subject: &[u8], n: u64) -> Vec<u64> {
-    let Some(ix) = &st.index else {
-        return Vec::new();
-    };
-    ix.lookup(subject)
-        .and_then(|id| ix.seqs(id))
-        .map(|l| l.first_n(n as usize))
-        .unwrap_or_default()
-}
-
 fn subject_count(st: &LogState, subject: &[u8]) -> u64 {
     st.index
         .as_ref()
@@ -174,6 +158,7 @@ pub(crate) fn check_append(
     st: &LogState,
     lim: &Limits,
     msgs: &[(&[u8], usize)],
+    rollup_frees: Option<(u64, u64)>,
 ) -> Result<(), Limit> {
     if let Some(mb) = lim.max_bytes {
         if msgs.iter().any(|&(_, len)| len as u64 > mb) {
@@ -185,7 +170,12 @@ pub(crate) fn check_append(
     }
     let mut msgs_after = st.messages() + msgs.len() as u64;
     let mut bytes_after = st.live_bytes + msgs.iter().map(|&(_, l)| l as u64).sum::<u64>();
-    if let Some(m) = lim.max_msgs_per_subject {
+    if let Some((n, bytes)) = rollup_frees {
+        // A rollup leaves its subject (or the stream) with itself alone, so the per-subject
+        // limit never refuses it, and the room it makes counts.
+        msgs_after -= n;
+        bytes_after -= bytes;
+    } else if let Some(m) = lim.max_msgs_per_subject {
         let mut per: HashMap<&[u8], Vec<u64>> = HashMap::new();
         for &(s, len) in msgs {
             per.entry(s).or_default().push(len as u64);
@@ -199,8 +189,8 @@ pub(crate) fn check_append(
             if lim.discard == Discard::NewPerSubject {
                 return Err(Limit::MaxMsgsPerSubject);
             }
-            let old = oldest_of(st, s, over.min(existing));
-            let freed_old: u64 = old.iter().map(|&q| bytes_of(st, q)).sum();
+            let old = st.subject_first_n(s, over.min(existing) as usize);
+            let freed_old = st.bytes_of(&old);
             let freed_new: u64 = lens.iter().take((over - old.len() as u64) as usize).sum();
             msgs_after -= over;
             bytes_after -= freed_old + freed_new;
@@ -231,7 +221,7 @@ pub(crate) fn enforce(
                 for (i, &s) in list.iter().enumerate() {
                     let over = subject_count(st, s).saturating_sub(m);
                     if over > 0 && !list[..i].contains(&s) {
-                        remove.extend(oldest_of(st, s, over));
+                        remove.extend(st.subject_first_n(s, over as usize));
                     }
                 }
             }
@@ -272,7 +262,7 @@ fn prefix_floor(st: &LogState, lim: &Limits) -> u64 {
             return s;
         }
         msgs -= 1;
-        bytes = bytes.saturating_sub(bytes_of(st, s));
+        bytes = bytes.saturating_sub(st.bytes_of(&[s]));
         seq = s + 1;
     }
     seq.max(st.last_seq + 1)

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use crate::error::QueryError;
+use crate::error::{ConfigError, QueryError};
 use crate::record::{self, Kind};
 use crate::state::LogState;
 use crate::stream::{StoredMessage, Stream};
@@ -92,6 +92,30 @@ fn found(st: &LogState, seq: Option<u64>) -> Result<Option<StoredMessage>, Query
 fn subject_of(st: &LogState, seq: u64) -> Option<&[u8]> {
     let (bi, off) = st.find(seq)?;
     st.subject_at(bi, off)
+}
+
+/// The last live sequence whose subject is `subject_or_filter` or matches it.
+pub(crate) fn last_match(
+    st: &LogState,
+    subject_or_filter: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let ix = index(st);
+    // An indexed subject was validated when it was appended (and has no wildcard), so the
+    // common case, a known subject, skips validation.
+    if let Some(id) = ix.lookup(subject_or_filter.as_bytes()) {
+        return Ok(ix.seqs(id).map(|l| l.last()));
+    }
+    subject::validate_filter(subject_or_filter)?;
+    Ok(if subject::is_literal(subject_or_filter) {
+        None
+    } else if subject_or_filter == ">" {
+        prev_live(st, st.last_seq)
+    } else {
+        ix.matching(subject_or_filter)
+            .iter()
+            .filter_map(|&id| Some(ix.seqs(id)?.last()))
+            .max()
+    })
 }
 
 /// The first live sequence at or after `from` whose subject matches `filter`.
@@ -227,23 +251,7 @@ impl Stream {
     /// The newest message of a subject, or the newest matching a filter.
     pub fn load_last(&self, subject_or_filter: &str) -> Result<Option<StoredMessage>, QueryError> {
         let st = self.read_state()?;
-        let ix = index(&st);
-        // An indexed subject was validated when it was appended (and has no wildcard), so the
-        // common case, a known subject, skips validation.
-        if let Some(id) = ix.lookup(subject_or_filter.as_bytes()) {
-            return found(&st, ix.seqs(id).map(|l| l.last()));
-        }
-        check_filter(subject_or_filter)?;
-        let seq = if subject::is_literal(subject_or_filter) {
-            None
-        } else if subject_or_filter == ">" {
-            prev_live(&st, st.last_seq)
-        } else {
-            ix.matching(subject_or_filter)
-                .iter()
-                .filter_map(|&id| Some(ix.seqs(id)?.last()))
-                .max()
-        };
+        let seq = last_match(&st, subject_or_filter).map_err(QueryError::InvalidFilter)?;
         found(&st, seq)
     }
 

@@ -63,6 +63,11 @@ pub const FLAG_BATCH: u8 = 2;
 pub const FLAG_TTL: u8 = 4;
 /// Flag bit: the message is a subject delete marker written by the store.
 pub const FLAG_MARKER: u8 = 8;
+/// A message that replaced every earlier message of its subject (`Rollup::Subject`). The
+/// removals are logged by their own records in the same batch; the flag only tells readers.
+pub const FLAG_ROLLUP_SUB: u8 = 16;
+/// A message that replaced every earlier message of the stream (`Rollup::All`).
+pub const FLAG_ROLLUP_ALL: u8 = 32;
 /// Bytes of the TTL field of a message with [`FLAG_TTL`]: whole seconds as a `u32`, with
 /// `u32::MAX` for "never" (100 years fit).
 pub const TTL_LEN: usize = 4;
@@ -346,7 +351,7 @@ pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
     encode_into(
         &mut out,
         Kind::Msg,
-        (h.flags & (FLAG_BATCH | FLAG_MARKER)) | FLAG_ERASED,
+        (h.flags & (FLAG_BATCH | FLAG_MARKER | FLAG_ROLLUP_SUB | FLAG_ROLLUP_ALL)) | FLAG_ERASED,
         h.seq,
         h.ts,
         subject,

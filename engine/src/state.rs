@@ -382,6 +382,28 @@ impl LogState {
 
     /// Live messages. The delete set only ever holds sequences in `floor..=last_seq`
     /// (invariant `deletes-inside-range`), so this is O(1).
+    /// The first `n` live sequences of `subject` (all of them with `usize::MAX`).
+    pub fn subject_first_n(&self, subject: &[u8], n: usize) -> Vec<u64> {
+        self.index
+            .as_ref()
+            .and_then(|ix| ix.seqs(ix.lookup(subject)?))
+            .map(|l| l.first_n(n))
+            .unwrap_or_default()
+    }
+
+    /// Every live sequence of `subject`.
+    pub fn subject_seqs(&self, subject: &[u8]) -> Vec<u64> {
+        self.subject_first_n(subject, usize::MAX)
+    }
+
+    /// Bytes of the records of the live messages among `seqs`.
+    pub fn bytes_of(&self, seqs: &[u64]) -> u64 {
+        seqs.iter()
+            .filter_map(|&q| self.find(q))
+            .map(|(bi, off)| self.blocks[bi].record_len(off))
+            .sum()
+    }
+
     pub fn messages(&self) -> u64 {
         debug_assert!(self
             .deletes

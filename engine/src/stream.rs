@@ -13,12 +13,14 @@ use crate::clock::Clock;
 use crate::config::{Durability, Limits, StreamConfig};
 use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
+use crate::expect::Expect;
 use crate::expiry::Reason;
 use crate::flush::{CkptTiming, Ckpts};
 use crate::io::Vfs;
 use crate::limits;
 use crate::record::{self, Kind, FLAG_BATCH};
 use crate::recovery::RecoveryReport;
+use crate::rollup::{self, Rollup};
 use crate::state::{Data, LogState, MAX_SEQ};
 use crate::subject;
 use crate::ttl::Ttl;
@@ -53,6 +55,10 @@ pub struct NewMessage<'a> {
     pub payload: &'a [u8],
     /// Its own TTL (the stream must allow them); `None` lives by the stream's limits.
     pub ttl: Option<Ttl>,
+    /// What it replaces (the stream must allow rollups); see [`Rollup`].
+    pub rollup: Option<Rollup>,
+    /// Conditions checked atomically with the append; see [`Expect`].
+    pub expect: Expect<'a>,
 }
 
 impl<'a> NewMessage<'a> {
@@ -62,7 +68,29 @@ impl<'a> NewMessage<'a> {
             headers: &[],
             payload,
             ttl: None,
+            rollup: None,
+            expect: Expect::default(),
         }
+    }
+    pub fn with_rollup(mut self, r: Rollup) -> Self {
+        self.rollup = Some(r);
+        self
+    }
+    /// Append only if the stream's last sequence is `seq` (0: the stream is empty).
+    pub fn expect_last_seq(mut self, seq: u64) -> Self {
+        self.expect.last_seq = Some(seq);
+        self
+    }
+    /// Append only if the last message of this subject has sequence `seq` (0: none).
+    pub fn expect_last_subject_seq(mut self, seq: u64) -> Self {
+        self.expect.last_subject_seq = Some(seq);
+        self
+    }
+    /// Append only if the last message matching `filter` has sequence `seq` (0: none).
+    pub fn expect_last_seq_for(mut self, filter: &'a str, seq: u64) -> Self {
+        self.expect.last_subject_seq = Some(seq);
+        self.expect.subject_filter = Some(filter);
+        self
     }
     pub fn with_headers(mut self, headers: &'a [u8]) -> Self {
         self.headers = headers;
@@ -83,6 +111,40 @@ impl<'a> NewMessage<'a> {
     }
 }
 
+/// Checks the expectations of a batch's messages, each against the stream as the messages
+/// before it in the batch leave it (first at `last_seq + 1`).
+fn check_batch_expects(st: &LogState, msgs: &[NewMessage<'_>]) -> Result<(), AppendError> {
+    let first = st.last_seq + 1;
+    for (i, m) in msgs.iter().enumerate() {
+        if m.expect.is_none() {
+            continue;
+        }
+        let earlier = &msgs[..i];
+        if let Some(expected) = m.expect.last_seq {
+            let current = first + i as u64 - 1;
+            if expected != current {
+                return Err(AppendError::WrongLastSequence { expected, current });
+            }
+        }
+        if let Some(expected) = m.expect.last_subject_seq {
+            let of = m.expect.subject_filter.unwrap_or(m.subject);
+            let in_batch = earlier
+                .iter()
+                .rposition(|e| subject::matches(of, e.subject));
+            let current = match in_batch {
+                Some(j) => first + j as u64,
+                None => crate::query::last_match(st, of)
+                    .map_err(AppendError::InvalidFilter)?
+                    .unwrap_or(0),
+            };
+            if expected != current {
+                return Err(AppendError::WrongLastSubjectSequence { expected, current });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A message read from a stream (one allocation holding subject, headers and payload).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -92,6 +154,8 @@ pub struct StoredMessage {
     pub ttl: Option<Ttl>,
     /// A subject delete marker written by the store.
     pub marker: bool,
+    /// It replaced earlier messages when it was appended.
+    pub rollup: Option<Rollup>,
     data: Box<[u8]>,
     subject_len: usize,
     headers_len: usize,
@@ -108,6 +172,7 @@ impl StoredMessage {
             ts: r.ts,
             ttl: r.ttl.and_then(Ttl::from_raw),
             marker: r.flags & record::FLAG_MARKER != 0,
+            rollup: Rollup::from_flags(r.flags),
             data: data.into_boxed_slice(),
             subject_len: r.subject.len(),
             headers_len: r.headers.len(),
@@ -131,6 +196,7 @@ impl std::fmt::Debug for StoredMessage {
             .field("ts", &self.ts)
             .field("ttl", &self.ttl)
             .field("marker", &self.marker)
+            .field("rollup", &self.rollup)
             .field("subject", &self.subject())
             .field("headers_len", &self.headers_len)
             .field("payload_len", &self.payload().len())
@@ -418,6 +484,15 @@ impl Stream {
         self.check_size(m)
     }
 
+    /// What an origin append may ask for: a rollup only if the stream allows them, and a
+    /// valid filter for an expected sequence. (A replica applies whatever its origin did.)
+    fn check_origin(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
+        if m.rollup.is_some() && !self.s.cfg.allow_rollup {
+            return Err(AppendError::RollupNotAllowed);
+        }
+        m.expect.validate()
+    }
+
     /// The TTL is allowed and in range.
     fn check_ttl(&self, ttl: Option<Ttl>) -> Result<(), AppendError> {
         let Some(t) = ttl else { return Ok(()) };
@@ -470,12 +545,7 @@ impl Stream {
         headers: &[u8],
         payload: &[u8],
     ) -> Result<Appended, AppendError> {
-        self.append_msg(&NewMessage {
-            subject,
-            headers,
-            payload,
-            ttl: None,
-        })
+        self.append_msg(&NewMessage::new(subject, payload).with_headers(headers))
     }
 
     /// Appends one message with everything [`NewMessage`] can say (a TTL).
@@ -487,6 +557,7 @@ impl Stream {
 
     fn append_one(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
         self.check_writable()?;
+        self.check_origin(m)?;
         if self.s.persistent && matches!(self.s.cfg.durability, Durability::Always) {
             self.check_message(m)?;
             return self.append_combined(m);
@@ -517,6 +588,10 @@ impl Stream {
         }
         for m in msgs {
             self.check_message(m)?;
+            self.check_origin(m)?;
+            if m.rollup.is_some() {
+                return Err(AppendError::RollupInBatch);
+            }
         }
         let total: usize = msgs.iter().map(NewMessage::record_len).sum();
         if total > MAX_BATCH_BYTES {
@@ -537,13 +612,14 @@ impl Stream {
                     last: st.last_seq,
                 });
             }
+            check_batch_expects(&st, msgs)?;
             let ts = self.s.clock.now_ns().max(st.last_ts);
             let sized: Vec<(&[u8], usize)> = msgs
                 .iter()
                 .map(|m| (m.subject.as_bytes(), m.record_len()))
                 .collect();
             let lim = st.limits;
-            limits::check_append(&st, &lim, &sized).map_err(AppendError::LimitReached)?;
+            limits::check_append(&st, &lim, &sized, None).map_err(AppendError::LimitReached)?;
             // The whole batch goes into one block so recovery can drop an incomplete batch by
             // cutting the tail of a single file.
             st.ensure_room(&*self.s.vfs, Some(first), total, ts)
@@ -582,19 +658,23 @@ impl Stream {
         self.append_raw_msg(
             seq,
             ts,
-            &NewMessage {
-                subject,
-                headers,
-                payload,
-                ttl: None,
-            },
+            &NewMessage::new(subject, payload).with_headers(headers),
         )
     }
 
-    /// `append_raw` with everything [`NewMessage`] can say (a TTL, counted from `ts`).
+    /// `append_raw` with everything [`NewMessage`] can say: a TTL (counted from `ts`) and a
+    /// rollup are applied as at the origin, unless the stream's [`crate::ReplicaOptions`] say
+    /// otherwise; expectations are checked as for `append_msg`.
     pub fn append_raw_msg(&self, seq: u64, ts: i64, m: &NewMessage<'_>) -> Result<(), AppendError> {
         self.check_writable()?;
+        let opts = self.s.cfg.replica;
+        let m = &NewMessage {
+            rollup: m.rollup.filter(|_| opts.apply_rollups),
+            ttl: m.ttl.filter(|_| opts.apply_ttls),
+            ..*m
+        };
         self.check_message(m)?;
+        m.expect.validate()?;
         let lsn = {
             let mut st = self.s.state.write();
             if seq <= st.last_seq || seq > MAX_SEQ {
@@ -611,7 +691,8 @@ impl Stream {
         Ok(())
     }
 
-    /// Stores one message and applies the stream limits to it.
+    /// Stores one message (after its expectations hold, and with the removals of its
+    /// rollup) and applies the stream limits to it.
     pub(crate) fn put(
         &self,
         st: &mut LogState,
@@ -620,15 +701,40 @@ impl Stream {
         flags: u8,
         m: &NewMessage<'_>,
     ) -> Result<(), AppendError> {
-        if !st.limited {
-            return self.put_unlimited(st, seq, ts, flags, m);
-        }
+        m.expect.check(st, m.subject)?;
         let len = m.record_len();
-        let lim = st.limits;
-        limits::check_append(st, &lim, &[(m.subject.as_bytes(), len)])
-            .map_err(AppendError::LimitReached)?;
+        let removal = m.rollup.map(|r| rollup::removal(st, r, m.subject));
+        if st.limited {
+            let lim = st.limits;
+            let frees = removal.as_ref().map(|r| rollup::frees(st, r));
+            limits::check_append(st, &lim, &[(m.subject.as_bytes(), len)], frees)
+                .map_err(AppendError::LimitReached)?;
+        }
+        let Some(removal) = removal else {
+            self.put_unlimited(st, seq, ts, flags, m)?;
+            return self.enforce(st, Some(&[m.subject.as_bytes()]));
+        };
+        // Nothing may fail between the removals and the message that ends their batch.
+        self.check_put(st, seq)?;
+        self.log_rollup(st, &removal, seq, len, ts)?;
+        let flags = flags | m.rollup.map_or(0, Rollup::flag);
         self.put_unlimited(st, seq, ts, flags, m)?;
         self.enforce(st, Some(&[m.subject.as_bytes()]))
+    }
+
+    /// Whether message `seq` may be stored now.
+    fn check_put(&self, st: &LogState, seq: u64) -> Result<(), AppendError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            // Re-checked under the lock: a deleted stream must not touch its old directory.
+            return Err(AppendError::Closed);
+        }
+        if seq > MAX_SEQ {
+            return Err(AppendError::SequenceNotAfterLast {
+                seq,
+                last: st.last_seq,
+            });
+        }
+        Ok(())
     }
 
     /// Applies the limits after an append to `subjects` (`None`: every subject).
@@ -655,16 +761,7 @@ impl Stream {
         flags: u8,
         m: &NewMessage<'_>,
     ) -> Result<(), AppendError> {
-        if self.s.closed.load(Ordering::Acquire) {
-            // Re-checked under the lock: a deleted stream must not touch its old directory.
-            return Err(AppendError::Closed);
-        }
-        if seq > MAX_SEQ {
-            return Err(AppendError::SequenceNotAfterLast {
-                seq,
-                last: st.last_seq,
-            });
-        }
+        self.check_put(st, seq)?;
         let len = m.record_len();
         st.ensure_room(&*self.s.vfs, Some(seq), len, ts)
             .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
