@@ -21,6 +21,7 @@ pub mod clock;
 mod config;
 mod consumer;
 mod deletes;
+mod digest;
 mod durability;
 mod error;
 mod expect;

@@ -74,10 +74,25 @@ fn prev_live(st: &LogState, seq: u64) -> Option<u64> {
 
 /// Reads live message `seq`.
 pub(crate) fn read(st: &LogState, seq: u64) -> Option<Result<StoredMessage, u64>> {
+    let mut out = None;
+    let ok = read_record(st, seq, |r| out = Some(StoredMessage::from_record(r)))?;
+    Some(out.filter(|_| ok).ok_or(seq))
+}
+
+/// Hands live message `seq`'s record to `f` without copying it: `None` when not live,
+/// `Some(false)` (and `f` not called) when the record is damaged.
+pub(crate) fn read_record(
+    st: &LogState,
+    seq: u64,
+    f: impl FnOnce(&record::RecordRef<'_>),
+) -> Option<bool> {
     let (bi, off) = st.find(seq)?;
     Some(match st.blocks[bi].record_at(off) {
-        Ok(r) if r.seq == seq && r.kind == Kind::Msg => Ok(StoredMessage::from_record(&r)),
-        _ => Err(seq),
+        Ok(r) if r.seq == seq && r.kind == Kind::Msg => {
+            f(&r);
+            true
+        }
+        _ => false,
     })
 }
 
