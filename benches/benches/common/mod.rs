@@ -18,8 +18,10 @@ pub fn bench_dir() -> TempDir {
 }
 
 /// xorshift64: cheap, reproducible picks inside timed loops.
+#[allow(dead_code)]
 pub struct Rng(pub u64);
 
+#[allow(dead_code)]
 impl Rng {
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;

@@ -101,12 +101,21 @@ impl Ring {
             .filter(|(b, _)| !b.is_empty())
             .copied()
             .collect();
+        let mut interruptions = 0;
         loop {
             let take = pending.len().min(BATCH_WRITES);
             let sync = take == pending.len();
             let out = inner.run_batch(fd, &pending[..take], sync)?;
             if sync && out.synced && out.leftover.is_empty() {
                 return Ok(());
+            }
+            interruptions = if out.interrupted {
+                interruptions + 1
+            } else {
+                0
+            };
+            if interruptions > MAX_INTERRUPTIONS {
+                return Err(io::Error::from_raw_os_error(ECANCELED));
             }
             let mut next = out.leftover;
             next.extend_from_slice(&pending[take..]);
@@ -320,13 +329,18 @@ struct Outcome<'a> {
     leftover: Vec<(&'a [u8], u64)>,
     /// The batch carried an fdatasync and it completed.
     synced: bool,
+    /// Entries were cancelled with no failed link to explain it (the kernel cancels linked
+    /// requests when the submitting thread takes a signal, as Go's runtime sends them all the
+    /// time): nothing failed, so the cancelled work is simply submitted again.
+    interrupted: bool,
 }
 
 /// Interprets a batch's completions (`results[i]` for `parts[i]`, then the sync if `sync`).
 ///
 /// Errors: the first real error in chain order, preferred over the ECANCELED of entries that
-/// were cancelled because an earlier link failed; a write that wrote nothing; a cancellation
-/// with no failed link to explain it; an entry with no completion.
+/// were cancelled because an earlier link failed; a write that wrote nothing; an entry with no
+/// completion. A cancellation with no failed link to explain it is not an error: the cancelled
+/// writes are left over and the sync is not counted (`interrupted`).
 ///
 /// Otherwise the leftover starts at the first write that did not complete in full (short or
 /// cancelled behind a short write): its remainder, then every later part of the batch (some
@@ -384,9 +398,7 @@ fn settle<'a>(
     if missing {
         return Err(io::Error::other("io_uring: entry did not complete"));
     }
-    if cancelled && !short {
-        return Err(io::Error::from_raw_os_error(ECANCELED));
-    }
+    let interrupted = cancelled && !short;
     let mut leftover = Vec::new();
     if let Some((i, written)) = first_incomplete {
         if let Some(&(buf, off)) = parts.get(i) {
@@ -396,10 +408,16 @@ fn settle<'a>(
         }
         leftover.extend_from_slice(parts.get(i + 1..).unwrap_or(&[]));
     }
-    Ok(Outcome { leftover, synced })
+    Ok(Outcome {
+        leftover,
+        synced,
+        interrupted,
+    })
 }
 
 const ECANCELED_NEG: i32 = -ECANCELED;
+/// Batches in a row cancelled without cause before `write_and_sync` gives up.
+const MAX_INTERRUPTIONS: u32 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -577,7 +595,8 @@ mod tests {
             out,
             Outcome {
                 leftover: vec![],
-                synced: true
+                synced: true,
+                interrupted: false
             }
         );
         let out = settle(&parts, false, &[ok(4), ok(2)]).expect("ok");
@@ -595,7 +614,8 @@ mod tests {
             out,
             Outcome {
                 leftover: vec![(&b"b"[..], 5), (c, 6)],
-                synced: false
+                synced: false,
+                interrupted: false
             }
         );
         // Kernels that keep the chain going: the sync ran, but must run again.
@@ -604,7 +624,8 @@ mod tests {
             out,
             Outcome {
                 leftover: vec![(&b"a"[..], 3), (b, 4), (c, 6)],
-                synced: true
+                synced: true,
+                interrupted: false
             }
         );
     }
@@ -618,9 +639,13 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(5));
         let e = settle(&parts, true, &[ok(4), ok(2), Some(-28)]).expect_err("err");
         assert_eq!(e.raw_os_error(), Some(28));
-        // A cancellation with nothing to explain it is an error, not a retry.
-        let e = settle(&parts, true, &[ok(4), ok(2), cancel]).expect_err("err");
-        assert_eq!(e.raw_os_error(), Some(ECANCELED));
+        // A cancellation with nothing to explain it (a signal) is retried, not an error:
+        // the sync did not run, and writes cancelled with it are done again.
+        let out = settle(&parts, true, &[ok(4), ok(2), cancel]).expect("ok");
+        assert!(out.interrupted && !out.synced && out.leftover.is_empty());
+        let out = settle(&parts, true, &[ok(4), cancel, cancel]).expect("ok");
+        assert!(out.interrupted && !out.synced);
+        assert_eq!(out.leftover, vec![(b, 4)]);
         // A write that writes nothing cannot make progress.
         let e = settle(&parts, true, &[ok(0), cancel, cancel]).expect_err("err");
         assert_eq!(e.kind(), io::ErrorKind::WriteZero);
