@@ -515,6 +515,11 @@ impl Consumer {
         }
     }
 
+    /// The bytes of its file as of now (a snapshot carries them).
+    pub(crate) fn saved_bytes(&self) -> Vec<u8> {
+        self.snapshot().encode()
+    }
+
     /// Saves the state if it changed and the last save is older than [`SAVE_EVERY`] (or
     /// always, with `force`): written whole to a temporary file and renamed into place.
     pub(crate) fn save(&self, force: bool) -> std::io::Result<()> {

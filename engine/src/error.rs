@@ -221,3 +221,25 @@ pub enum QueryError {
     #[error("stream is closed")]
     Closed,
 }
+
+/// Errors of snapshots and restores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Reading or writing the snapshot's bytes failed.
+    #[error("snapshot I/O")]
+    Io(#[from] io::Error),
+    /// The bytes are not a snapshot, or are damaged; says where.
+    #[error("snapshot is not valid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    #[error("stream is closed")]
+    Closed,
+}

@@ -107,7 +107,7 @@ impl Stream {
         // Building a trailer names every record's subject (a pass over the whole block):
         // flushes made on an appender's behalf (with a `target`) leave it to the maintenance
         // thread, so it never lands on the append path. Recovery seals a block that lacks one.
-        let work = self.snapshot(ckpt, target.is_none());
+        let work = self.flush_work(ckpt, target.is_none());
         // A durable appender leading a group commit submits write + fdatasync as one linked
         // chain (one io_uring submission).
         let linked = sync && matches!(self.s.cfg.durability, Durability::Always);
@@ -190,7 +190,7 @@ impl Stream {
         w.load(Ordering::Acquire)
     }
 
-    fn snapshot(&self, ckpt: bool, seal: bool) -> Work {
+    fn flush_work(&self, ckpt: bool, seal: bool) -> Work {
         let st = self.s.state.read();
         let mut jobs = Vec::new();
         let mut all: Vec<&Block> = st.retired.iter().chain(st.blocks.iter()).collect();

@@ -37,6 +37,7 @@ mod recovery;
 mod retention;
 mod rollup;
 mod seqlist;
+mod snapshot;
 mod state;
 mod store;
 mod stream;
@@ -61,7 +62,7 @@ pub use consumer::{
 };
 pub use error::{
     AppendError, ConfigError, ConsumerError, DurabilityError, LoadError, Poisoned, QueryError,
-    StoreError, StreamError, WriteError,
+    SnapshotError, StoreError, StreamError, WriteError,
 };
 pub use expect::Expect;
 pub use io::{IoBackend, IoBackendChoice};
@@ -70,6 +71,7 @@ pub use query::{IndexMemory, SubjectState};
 pub use record::{MAX_MESSAGE_LEN, MAX_SUBJECT_LEN};
 pub use recovery::RecoveryReport;
 pub use rollup::Rollup;
+pub use snapshot::SnapshotInfo;
 pub use store::{DamagedStream, Store};
 pub use stream::{
     Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,

@@ -1240,6 +1240,31 @@ impl Stream {
         Ok(())
     }
 
+    /// Every consumer's saved form (name, bytes of its file), for a snapshot.
+    pub(crate) fn consumer_snapshots(&self) -> Vec<(String, Vec<u8>)> {
+        let all: Vec<crate::Consumer> = self.s.consumers.lock().values().cloned().collect();
+        all.iter()
+            .map(|c| (c.name().to_owned(), c.saved_bytes()))
+            .collect()
+    }
+
+    /// Restores consumers from their saved forms (a snapshot's), saving each.
+    pub(crate) fn restore_consumers(
+        &self,
+        saved: &[(String, Vec<u8>)],
+    ) -> Result<(), crate::SnapshotError> {
+        for (name, bytes) in saved {
+            let s = crate::consumer::Saved::decode(bytes)
+                .map_err(|why| crate::SnapshotError::Corrupt(format!("consumer {name}: {why}")))?;
+            let c = crate::Consumer::restore(self, s);
+            if self.s.persistent {
+                c.save_now()?;
+            }
+            self.s.consumers.lock().insert(c.name().to_owned(), c);
+        }
+        Ok(())
+    }
+
     /// Consumer files that could not be read at open: (name, why).
     pub fn damaged_consumers(&self) -> Vec<(String, String)> {
         self.s.damaged_consumers.lock().clone()

@@ -30,9 +30,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 2] = [
+const TARGETS: [(&str, Target); 3] = [
     ("record_decoder", tidelog::fuzzing::record_decoder),
     ("block_recovery", tidelog::fuzzing::block_recovery),
+    ("snapshot_restore", tidelog::fuzzing::snapshot_restore),
 ];
 
 // ---------------------------------------------------------------------------------------------
