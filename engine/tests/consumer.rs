@@ -1,6 +1,9 @@
 //! Consumers: delivery order, acknowledgements, redelivery on a hand-moved clock, limits on
 //! pending, and removed messages leaving pending state at once (field failure 5).
 
+#[allow(dead_code)]
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,16 +48,7 @@ fn bad_configs_are_typed_errors() {
         ConsumerConfig::new("c").ack(AckPolicy::None).max_deliver(3),
         ConsumerConfig::new("c").deliver(DeliverPolicy::ByStartSeq(0)),
     ];
-    for cfg in bad {
-        assert!(
-            matches!(
-                s.create_consumer(cfg.clone()),
-                Err(ConsumerError::Config(_))
-            ),
-            "{cfg:?}"
-        );
-    }
-    assert!(s.consumer_names().is_empty());
+    common::assert_configs_refused(&s, bad);
     s.create_consumer(ConsumerConfig::new("c")).unwrap();
     assert!(matches!(
         s.create_consumer(ConsumerConfig::new("c")),

@@ -5,6 +5,11 @@
 //! `check_invariants()` passes and that `last_seq` never goes backwards across rounds
 //! (`seq-never-reused`). Runs on the pwrite back end and on `Auto` (io_uring when available).
 
+#[allow(dead_code)]
+mod common;
+
+use common::Rng;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -122,17 +127,6 @@ fn crash_child() {
         }
         writeln!(out, "ack {first} {last}").unwrap();
         out.flush().unwrap();
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

@@ -709,16 +709,7 @@ impl Harness {
 // ---------------------------------------------------------------------------------------------
 
 fn msg() -> impl Strategy<Value = GenMsg> {
-    (
-        0..SUBJECTS.len(),
-        proptest::option::weighted(0.3, vec(any::<u8>(), 0..40)),
-        vec(any::<u8>(), 0..300),
-    )
-        .prop_map(|(subject, h, payload)| GenMsg {
-            subject,
-            headers: h.unwrap_or_default(),
-            payload,
-        })
+    common::gen_msg(0..SUBJECTS.len(), 0.3, 40, 300)
 }
 
 fn fault() -> impl Strategy<Value = Fault> {

@@ -31,20 +31,22 @@
 #[allow(dead_code)]
 mod common;
 
-use common::by_subject::{self, HasSubject};
-use common::{pick, Db, GenMsg, Pick};
+use common::by_subject;
+use common::consumer_model::{
+    self, advance, apick, c_out, fetch_out, APick, AckKind, AppendOp, CfgGen, Fetch, Log, Out,
+    Removal, MS, SEC, START_NS,
+};
+use common::{pick, Db, GenMsg, Rng};
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tidelog::subject::matches;
 use tidelog::{
-    AckOutcome, AckPolicy, AppendError, Consumer, ConsumerConfig, ConsumerError, ConsumerState,
-    DeliverPolicy, Delivery, ManualClock, NewMessage, SeqPair, StreamConfig, WriteError,
+    AckOutcome, Consumer, ConsumerConfig, ConsumerError, ConsumerState, DeliverPolicy, Delivery,
+    ManualClock, NewMessage, SeqPair, StreamConfig,
 };
 
 const NAME: &str = "cons";
@@ -62,74 +64,19 @@ const FILTER_SETS: [&[&str]; 8] = [
 ];
 /// Filters `purge_filtered` is given.
 const PURGE_FILTERS: [&str; 7] = [">", "a", "c.*", "b", "d.x", "*", "c.>"];
-const SEC: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
-const START_NS: i64 = 1_700_000_000 * SEC;
 
 // ---------------------------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------------------------
 
-/// Where a generated consumer starts; sequences and times are resolved against the model when
-/// the consumer is created.
-#[derive(Clone, Copy, Debug)]
-enum DGen {
-    All,
-    Last,
-    LastPerSubject,
-    New,
-    StartSeq(Pick),
-    /// The timestamp of a live message, moved by the offset (ns).
-    StartTime(Pick, i64),
-}
-
-#[derive(Clone, Debug)]
-struct CfgGen {
-    filters: usize,
-    deliver: DGen,
-    ack: AckPolicy,
-    ack_wait_s: u64,
-    backoff_s: Vec<u64>,
-    max_deliver: Option<u64>,
-    max_ack_pending: u64,
-}
-
-/// A sequence to acknowledge: one the consumer holds (pending or max-delivered), one it ever
-/// delivered, or any sequence around the stream.
-#[derive(Clone, Copy, Debug)]
-enum APick {
-    Held(u32),
-    Seen(u32),
-    Any(Pick),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AckKind {
-    Ack,
-    /// Delay in ns (`None`: redeliver at the next fetch).
-    Nak(Option<i64>),
-    Term,
-    InProgress,
-}
-
 #[derive(Clone, Debug)]
 enum Op {
-    Append(GenMsg),
-    /// One batch of `n` small messages on one subject.
-    Batch(usize, usize),
-    Fetch {
-        slot: usize,
-        max_msgs: usize,
-        max_bytes: usize,
-    },
+    Append(AppendOp),
+    Fetch(Fetch),
     Ack(usize, AckKind, APick),
     Advance(i64),
-    Remove(Pick),
-    Erase(Pick),
-    Purge,
-    Compact(Pick),
-    PurgeFiltered(by_subject::Purge),
-    Truncate(Pick),
+    /// A removal from the stream.
+    Removal(Removal),
     State(usize),
     /// Deletes the slot's consumer (if any) and creates one with this config.
     Recreate(usize, CfgGen),
@@ -139,535 +86,22 @@ enum Op {
 // The model
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Msg {
-    subject: &'static str,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    ts: i64,
-}
-
-impl Msg {
-    fn size(&self) -> usize {
-        self.subject.len() + self.headers.len() + self.payload.len()
-    }
-}
-
-impl HasSubject for Msg {
-    fn subject(&self) -> &'static str {
-        self.subject
-    }
-}
-
-/// A delivery, comparable between model and consumer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Got {
-    seq: u64,
-    count: u64,
-    dseq: u64,
-    subject: String,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    ts: i64,
-}
-
-impl Got {
-    fn of(d: &Delivery) -> Got {
-        Got {
-            seq: d.message.seq,
-            count: d.delivery_count,
-            dseq: d.delivery_seq,
-            subject: d.message.subject().to_string(),
-            headers: d.message.headers().to_vec(),
-            payload: d.message.payload().to_vec(),
-            ts: d.message.ts,
-        }
-    }
-}
-
-fn short(gs: &[Got]) -> String {
-    let v: Vec<String> = gs
-        .iter()
-        .map(|g| format!("{}#{}@{}", g.seq, g.count, g.dseq))
-        .collect();
-    format!("[{}]", v.join(" "))
-}
-
-/// One message delivered and not acknowledged.
-#[derive(Clone, Debug)]
-struct Pend {
-    count: u64,
-    first_dseq: u64,
-    /// When it is redelivered: its ack wait (or backoff) from its last delivery, a nak's
-    /// delay, or in_progress's restart.
-    due: i64,
-    /// Nak'd since its last delivery: waiting for redelivery whatever `due` says.
-    nakd: bool,
-}
-
-/// One consumer as its documentation describes it.
-#[derive(Clone, Debug)]
-struct CModel {
-    cfg: ConsumerConfig,
-    /// Next stream sequence to look at for first deliveries.
-    next: u64,
-    /// Live last-per-subject starters still to deliver.
-    initial: VecDeque<u64>,
-    delivered_seq: u64,
-    dseq: u64,
-    floor: u64,
-    pending: BTreeMap<u64, Pend>,
-    max_delivered: BTreeSet<u64>,
-    /// First delivery sequence of every message delivered (for the ack floor).
-    first_dseq: BTreeMap<u64, u64>,
-    /// Every sequence it delivered, in order of first delivery (for picks).
-    seen: Vec<u64>,
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ns(d: Duration) -> i64 {
-    d.as_nanos().min(i64::MAX as u128) as i64
-}
-
-impl CModel {
-    fn matches(&self, subject: &str) -> bool {
-        self.cfg.filters.is_empty() || self.cfg.filters.iter().any(|f| matches(f, subject))
-    }
-
-    fn tracked(&self) -> bool {
-        self.cfg.ack != AckPolicy::None
-    }
-
-    /// The wait before delivery `count + 1` of a message delivered `count` times.
-    fn wait_after(&self, count: u64) -> i64 {
-        let b = &self.cfg.backoff;
-        if b.is_empty() {
-            return ns(self.cfg.ack_wait);
-        }
-        ns(b[((count - 1) as usize).min(b.len() - 1)])
-    }
-
-    fn waiting(p: &Pend, now: i64) -> bool {
-        p.nakd || p.due <= now
-    }
-
-    fn next_new(&self, msgs: &BTreeMap<u64, Msg>) -> Option<u64> {
-        if let Some(&q) = self.initial.front() {
-            return Some(q);
-        }
-        msgs.range(self.next..)
-            .find(|(_, m)| self.matches(m.subject))
-            .map(|(q, _)| *q)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Model {
-    msgs: BTreeMap<u64, Msg>,
-    last_seq: u64,
-    now: i64,
-    max_ts: i64,
-    cons: [Option<CModel>; 2],
-}
+/// The stream and its two consumer slots.
+type Model = Log<2>;
 
 impl Model {
-    fn new() -> Model {
-        Model {
-            msgs: BTreeMap::new(),
-            last_seq: 0,
-            now: START_NS,
-            max_ts: 0,
-            cons: [None, None],
-        }
-    }
-
-    fn pick(&self, p: Pick) -> u64 {
-        common::pick_seq(&self.msgs, self.last_seq, p)
-    }
-
     fn config(&self, g: &CfgGen, name: &str) -> ConsumerConfig {
-        let deliver = match g.deliver {
-            DGen::All => DeliverPolicy::All,
-            DGen::Last => DeliverPolicy::Last,
-            DGen::LastPerSubject => DeliverPolicy::LastPerSubject,
-            DGen::New => DeliverPolicy::New,
-            DGen::StartSeq(p) => DeliverPolicy::ByStartSeq(self.pick(p).max(1)),
-            DGen::StartTime(p, off) => {
-                let q = self.pick(Pick { live: true, ..p });
-                DeliverPolicy::ByStartTime(self.msgs.get(&q).map_or(self.now, |m| m.ts) + off)
-            }
-        };
-        let mut cfg = ConsumerConfig::new(name)
-            .filters(FILTER_SETS[g.filters % FILTER_SETS.len()].iter().copied())
-            .deliver(deliver)
-            .ack(g.ack)
-            .ack_wait(secs(g.ack_wait_s))
-            .max_ack_pending(g.max_ack_pending);
-        if g.ack != AckPolicy::None {
-            let mut b: Vec<Duration> = g.backoff_s.iter().map(|&s| secs(s)).collect();
-            if let Some(m) = g.max_deliver {
-                b.truncate(m as usize);
-                cfg = cfg.max_deliver(m);
-            }
-            cfg = cfg.backoff(b);
-        }
-        cfg
-    }
-
-    /// A new consumer, starting where its deliver policy says.
-    fn create(&self, cfg: ConsumerConfig) -> CModel {
-        let probe = CModel {
-            cfg,
-            next: 0,
-            initial: VecDeque::new(),
-            delivered_seq: 0,
-            dseq: 0,
-            floor: 0,
-            pending: BTreeMap::new(),
-            max_delivered: BTreeSet::new(),
-            first_dseq: BTreeMap::new(),
-            seen: Vec::new(),
-        };
-        let after = self.last_seq + 1;
-        let mut initial = VecDeque::new();
-        let next = match probe.cfg.deliver {
-            DeliverPolicy::All => common::first_seq(&self.msgs, self.last_seq),
-            DeliverPolicy::New => after,
-            DeliverPolicy::ByStartSeq(s) => s,
-            DeliverPolicy::ByStartTime(t) => self
-                .msgs
-                .iter()
-                .find(|(_, m)| m.ts >= t)
-                .map_or(after, |(q, _)| *q),
-            DeliverPolicy::Last => self
-                .msgs
-                .iter()
-                .rev()
-                .find(|(_, m)| probe.matches(m.subject))
-                .map_or(after, |(q, _)| *q),
-            DeliverPolicy::LastPerSubject => {
-                let mut last = BTreeMap::new();
-                for (q, m) in &self.msgs {
-                    if probe.matches(m.subject) {
-                        last.insert(m.subject, *q);
-                    }
-                }
-                let mut v: Vec<u64> = last.into_values().collect();
-                v.sort_unstable();
-                initial = v.into();
-                after
-            }
-        };
-        let floor = (next - 1).min(initial.front().map_or(u64::MAX, |q| q - 1));
-        CModel {
-            next,
-            initial,
-            delivered_seq: floor,
-            floor,
-            ..probe
-        }
-    }
-
-    /// Takes removed messages out of the log and out of every consumer at once.
-    fn remove(&mut self, gone: &[u64]) {
-        for q in gone {
-            self.msgs.remove(q);
-        }
-        for c in self.cons.iter_mut().flatten() {
-            for q in gone {
-                c.pending.remove(q);
-                c.max_delivered.remove(q);
-            }
-            c.initial.retain(|q| !gone.contains(q));
-        }
-    }
-
-    fn fetch(&mut self, k: usize, max_msgs: usize, max_bytes: usize) -> Vec<Got> {
-        let now = self.now;
-        let msgs = &self.msgs;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let mut out: Vec<Got> = Vec::new();
-        let mut bytes = 0usize;
-        let fits = |out: &Vec<Got>, bytes: usize, m: &Msg| {
-            (out.len() < max_msgs
-                && (max_bytes == 0 || out.is_empty() || bytes + m.size() <= max_bytes))
-                .then_some(m.size())
-        };
-        let got = |q: u64, count: u64, dseq: u64, m: &Msg| Got {
-            seq: q,
-            count,
-            dseq,
-            subject: m.subject.to_string(),
-            headers: m.headers.clone(),
-            payload: m.payload.clone(),
-            ts: m.ts,
-        };
-        let mut due: Vec<(i64, u64)> = c
-            .pending
-            .iter()
-            .filter(|(_, p)| p.due <= now)
-            .map(|(q, p)| (p.due, *q))
-            .collect();
-        due.sort_unstable();
-        let mut stopped = false;
-        for (_, q) in due {
-            if out.len() >= max_msgs {
-                break;
-            }
-            let p = c.pending[&q].clone();
-            if c.cfg.max_deliver.is_some_and(|m| p.count >= m) {
-                c.pending.remove(&q);
-                c.max_delivered.insert(q);
-                continue;
-            }
-            let m = &msgs[&q];
-            let Some(size) = fits(&out, bytes, m) else {
-                stopped = true;
-                break;
-            };
-            bytes += size;
-            c.dseq += 1;
-            let count = p.count + 1;
-            let due = now + c.wait_after(count);
-            c.pending.insert(
-                q,
-                Pend {
-                    count,
-                    due,
-                    nakd: false,
-                    ..p
-                },
-            );
-            out.push(got(q, count, c.dseq, m));
-        }
-        // Redeliveries come first: one that is due but does not fit ends the fetch.
-        if stopped {
-            return out;
-        }
-        while out.len() < max_msgs {
-            if c.tracked() && c.pending.len() as u64 >= c.cfg.max_ack_pending {
-                break;
-            }
-            let Some(q) = c.next_new(msgs) else { break };
-            let m = &msgs[&q];
-            let Some(size) = fits(&out, bytes, m) else {
-                break;
-            };
-            bytes += size;
-            if c.initial.front() == Some(&q) {
-                c.initial.pop_front();
-            } else {
-                c.next = q + 1;
-            }
-            c.dseq += 1;
-            c.delivered_seq = q;
-            c.seen.push(q);
-            c.first_dseq.insert(q, c.dseq);
-            if c.tracked() {
-                let due = now + c.wait_after(1);
-                c.pending.insert(
-                    q,
-                    Pend {
-                        count: 1,
-                        first_dseq: c.dseq,
-                        due,
-                        nakd: false,
-                    },
-                );
-            }
-            out.push(got(q, 1, c.dseq, m));
-        }
-        out
-    }
-
-    fn ack(&mut self, k: usize, kind: AckKind, seq: u64) -> AckOutcome {
-        let now = self.now;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let done = |b: bool| {
-            if b {
-                AckOutcome::Done
-            } else {
-                AckOutcome::NotPending
-            }
-        };
-        match kind {
-            AckKind::Ack if c.cfg.ack == AckPolicy::All => {
-                let upto: Vec<u64> = c.pending.range(..=seq).map(|(q, _)| *q).collect();
-                let before = c.max_delivered.len();
-                c.max_delivered.retain(|&q| q > seq);
-                for q in &upto {
-                    c.pending.remove(q);
-                }
-                done(!upto.is_empty() || c.max_delivered.len() != before)
-            }
-            AckKind::Ack | AckKind::Term => {
-                let a = c.pending.remove(&seq).is_some();
-                done(a || c.max_delivered.remove(&seq))
-            }
-            AckKind::Nak(delay) => {
-                let Some(p) = c.pending.get_mut(&seq) else {
-                    return AckOutcome::NotPending;
-                };
-                p.due = now + delay.unwrap_or(0);
-                p.nakd = true;
-                AckOutcome::Done
-            }
-            AckKind::InProgress => {
-                let Some(p) = c.pending.get(&seq) else {
-                    return AckOutcome::NotPending;
-                };
-                if CModel::waiting(p, now) {
-                    return AckOutcome::NotPending;
-                }
-                let due = now + c.wait_after(p.count);
-                c.pending.get_mut(&seq).expect("pending").due = due;
-                AckOutcome::Done
-            }
-        }
-    }
-
-    fn state(&mut self, k: usize) -> ConsumerState {
-        let now = self.now;
-        let msgs = &self.msgs;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let lowest = [c.pending.keys().next(), c.max_delivered.first()]
-            .into_iter()
-            .flatten()
-            .min()
-            .copied();
-        c.floor = c.floor.max(lowest.map_or(c.delivered_seq, |q| q - 1));
-        // Everything at or below the floor is acknowledged: the lowest message still held
-        // (pending or max-delivered) holds back both of its sequences.
-        let floor_dseq = lowest.map_or(c.dseq, |q| c.first_dseq[&q] - 1);
-        let new = msgs
-            .range(c.next..)
-            .filter(|(_, m)| c.matches(m.subject))
-            .count();
-        ConsumerState {
-            delivered: SeqPair {
-                stream_seq: c.delivered_seq,
-                consumer_seq: c.dseq,
-            },
-            ack_floor: SeqPair {
-                stream_seq: c.floor,
-                consumer_seq: floor_dseq,
-            },
-            num_pending: (c.initial.len() + new) as u64,
-            num_ack_pending: c.pending.len() as u64,
-            num_redelivered: c.pending.values().filter(|p| p.count > 1).count() as u64,
-            num_waiting_redelivery: c
-                .pending
-                .values()
-                .filter(|p| CModel::waiting(p, now))
-                .count() as u64,
-            num_max_delivered: c.max_delivered.len() as u64,
-        }
-    }
-
-    /// The sequence an acknowledgement of consumer `k` is about.
-    fn ack_seq(&self, k: usize, p: APick) -> u64 {
-        let c = self.cons[k].as_ref().expect("consumer");
-        let held: Vec<u64> = c
-            .pending
-            .keys()
-            .chain(c.max_delivered.iter())
-            .copied()
-            .collect();
-        match p {
-            APick::Held(i) if !held.is_empty() => held[i as usize % held.len()],
-            APick::Held(i) | APick::Seen(i) if !c.seen.is_empty() => {
-                c.seen[i as usize % c.seen.len()]
-            }
-            APick::Held(i) | APick::Seen(i) => self.pick(Pick {
-                live: false,
-                idx: i,
-            }),
-            APick::Any(p) => self.pick(p),
-        }
+        g.config(name, &FILTER_SETS, self.deliver(g.deliver), g.ack)
     }
 
     fn describe(&self) -> String {
-        let mut s = format!(
-            "--- model ---\nnow +{}ms last_seq {}\n",
-            (self.now - START_NS) / MS,
-            self.last_seq
-        );
-        for (q, m) in &self.msgs {
-            s.push_str(&format!(
-                "  {q}: {} size {} ts +{}ms\n",
-                m.subject,
-                m.size(),
-                (m.ts - START_NS) / MS
-            ));
-        }
-        for (k, c) in self.cons.iter().enumerate() {
-            let Some(c) = c else { continue };
-            s.push_str(&format!(
-                "consumer c{k}: {:?}\n  next {} initial {:?} delivered ({}, {}) floor {}\n  max_delivered {:?}\n",
-                c.cfg, c.next, c.initial, c.delivered_seq, c.dseq, c.floor, c.max_delivered
-            ));
-            for (q, p) in &c.pending {
-                s.push_str(&format!(
-                    "  pending {q}: count {} first_dseq {} due +{}ms{}\n",
-                    p.count,
-                    p.first_dseq,
-                    (p.due - START_NS) / MS,
-                    if p.nakd { " nak'd" } else { "" }
-                ));
-            }
-        }
-        s
+        self.dump("model")
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The harness
 // ---------------------------------------------------------------------------------------------
-
-/// An outcome, comparable between model and engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Out {
-    Appended(u64, u64, i64),
-    Fetched(Vec<Got>),
-    Ack(AckOutcome),
-    Count(u64),
-    Unit,
-    NotFound(u64),
-    Invalid,
-    Err(String),
-}
-
-impl Out {
-    fn short(&self) -> String {
-        match self {
-            Out::Fetched(g) => short(g),
-            other => format!("{other:?}"),
-        }
-    }
-}
-
-fn w_out(r: Result<Out, WriteError>) -> Out {
-    match r {
-        Ok(o) => o,
-        Err(WriteError::NotFound(s)) => Out::NotFound(s),
-        Err(WriteError::InvalidSequence { .. }) => Out::Invalid,
-        Err(e) => Out::Err(format!("{e:?}")),
-    }
-}
-
-fn a_out(r: Result<Out, AppendError>) -> Out {
-    r.unwrap_or_else(|e| Out::Err(format!("{e:?}")))
-}
-
-fn c_out(r: Result<AckOutcome, ConsumerError>) -> Out {
-    match r {
-        Ok(a) => Out::Ack(a),
-        Err(e) => Out::Err(format!("{e:?}")),
-    }
-}
 
 struct Harness {
     clock: Arc<ManualClock>,
@@ -677,14 +111,6 @@ struct Harness {
     /// Compare every consumer's state after every step (else only at `State` steps).
     check_each: bool,
     trace: Vec<String>,
-}
-
-fn msg_of(g: &GenMsg) -> (&'static str, Vec<u8>, Vec<u8>) {
-    (
-        SUBJECTS[g.subject % SUBJECTS.len()],
-        g.headers.clone(),
-        g.payload.clone(),
-    )
 }
 
 impl Harness {
@@ -737,18 +163,9 @@ impl Harness {
     }
 
     fn check_state(&mut self, k: usize, name: &str) -> Result<(), TestCaseError> {
-        let Some(c) = &self.cons[k] else {
-            return Ok(());
-        };
-        let got = c.state();
-        let want = self.model.state(k);
-        match got {
-            Ok(got) if got == want => Ok(()),
-            Ok(got) => Err(self.fail(format!(
-                "{name}: c{k}.state() =\n  {got:?}\nmodel\n  {want:?}"
-            ))),
-            Err(e) => Err(self.fail(format!("{name}: c{k}.state() = {e:?}"))),
-        }
+        let model = &mut self.model;
+        consumer_model::check_state(self.cons[k].as_ref(), || model.state(k), k, name)
+            .map_err(|e| self.fail(e))
     }
 
     fn verify_stream(&self) -> Result<(), TestCaseError> {
@@ -763,148 +180,24 @@ impl Harness {
         Ok(())
     }
 
-    /// A removal: the model's outcome and removed sequences, and the stream's outcome.
-    fn removal(&mut self, op: &Op) -> (String, Out, Vec<u64>, Out) {
-        let m = &self.model;
-        let s = self.db.stream().clone();
-        match op {
-            Op::Remove(p) | Op::Erase(p) => {
-                let q = m.pick(*p);
-                let (want, gone) = match m.msgs.contains_key(&q) {
-                    true => (Out::Unit, vec![q]),
-                    false => (Out::NotFound(q), vec![]),
-                };
-                let (what, got) = if let Op::Remove(_) = op {
-                    ("remove", s.remove(q))
-                } else {
-                    ("erase", s.erase(q))
-                };
-                (
-                    format!("{what}({q})"),
-                    want,
-                    gone,
-                    w_out(got.map(|()| Out::Unit)),
-                )
-            }
-            Op::Purge => {
-                let gone: Vec<u64> = m.msgs.keys().copied().collect();
-                let want = Out::Count(gone.len() as u64);
-                (
-                    "purge()".into(),
-                    want,
-                    gone,
-                    w_out(s.purge().map(Out::Count)),
-                )
-            }
-            Op::Compact(p) => {
-                let q = m.pick(*p);
-                let gone: Vec<u64> = m.msgs.range(..q).map(|(q, _)| *q).collect();
-                let want = match q {
-                    0 => Out::Invalid,
-                    _ => Out::Count(gone.len() as u64),
-                };
-                let got = w_out(s.compact(q).map(Out::Count));
-                (format!("compact({q})"), want, gone, got)
-            }
-            Op::Truncate(p) => {
-                let q = m.pick(*p);
-                let gone: Vec<u64> = m.msgs.range(q + 1..).map(|(q, _)| *q).collect();
-                let want = match q >= m.last_seq {
-                    true => Out::Invalid,
-                    false => Out::Count(gone.len() as u64),
-                };
-                let got = w_out(s.truncate(q).map(Out::Count));
-                (format!("truncate({q})"), want, gone, got)
-            }
-            Op::PurgeFiltered(p) => {
-                let (f, up_to, keep) = p.args(&PURGE_FILTERS, |x| m.pick(x));
-                let gone =
-                    by_subject::purge_filtered(&m.msgs, f, up_to, keep).expect("valid filter");
-                let want = Out::Count(gone.len() as u64);
-                let got = w_out(s.purge_filtered(f, up_to, keep).map(Out::Count));
-                (
-                    format!("purge_filtered({f}, {up_to:?}, keep {keep})"),
-                    want,
-                    gone,
-                    got,
-                )
-            }
-            _ => unreachable!(),
-        }
-    }
-
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let s = self.db.stream().clone();
         let (what, want, got) = match op {
-            Op::Append(g) => {
-                let (subject, h, p) = msg_of(g);
-                let got = a_out(
-                    s.append_msg(&NewMessage::new(subject, &p).with_headers(&h))
-                        .map(|a| Out::Appended(a.seq, a.seq, a.ts)),
-                );
-                let m = &mut self.model;
-                let ts = m.now.max(m.max_ts);
-                m.max_ts = ts;
-                m.last_seq += 1;
-                m.msgs.insert(
-                    m.last_seq,
-                    Msg {
-                        subject,
-                        headers: h,
-                        payload: p,
-                        ts,
-                    },
-                );
-                let want = Out::Appended(m.last_seq, m.last_seq, ts);
-                (
-                    format!("append({subject}, {}B)", g.payload.len()),
-                    want,
-                    got,
-                )
+            Op::Append(a) => {
+                let got = a.run(&s, &SUBJECTS);
+                let (what, want) = a.model(&mut self.model, &SUBJECTS);
+                (what, want, got)
             }
-            Op::Batch(subject, n) => {
-                let subject = SUBJECTS[subject % SUBJECTS.len()];
-                let payloads: Vec<Vec<u8>> = (0..*n).map(|i| vec![i as u8; i % 7]).collect();
-                let batch: Vec<NewMessage<'_>> = payloads
-                    .iter()
-                    .map(|p| NewMessage::new(subject, p))
-                    .collect();
-                let got = a_out(
-                    s.append_batch(&batch)
-                        .map(|b| Out::Appended(b.first_seq, b.last_seq, b.ts)),
-                );
-                let m = &mut self.model;
-                let ts = m.now.max(m.max_ts);
-                m.max_ts = ts;
-                let first = m.last_seq + 1;
-                for p in payloads {
-                    m.last_seq += 1;
-                    m.msgs.insert(
-                        m.last_seq,
-                        Msg {
-                            subject,
-                            headers: Vec::new(),
-                            payload: p,
-                            ts,
-                        },
-                    );
-                }
-                let want = Out::Appended(first, m.last_seq, ts);
-                (format!("append_batch({subject} x{n})"), want, got)
-            }
-            Op::Fetch {
+            Op::Fetch(Fetch {
                 slot,
                 max_msgs,
                 max_bytes,
-            } => {
+            }) => {
                 let Some(c) = self.cons[*slot].clone() else {
                     return Ok(());
                 };
                 let what = format!("c{slot}.fetch({max_msgs}, {max_bytes})");
-                let got = match c.fetch(*max_msgs, *max_bytes) {
-                    Ok(d) => Out::Fetched(d.iter().map(Got::of).collect()),
-                    Err(e) => Out::Err(format!("{e:?}")),
-                };
+                let got = fetch_out(&c, *max_msgs, *max_bytes);
                 if let Out::Fetched(gs) = &got {
                     for g in gs {
                         let ok = s.load(g.seq).is_ok_and(|m| {
@@ -930,16 +223,8 @@ impl Harness {
                     return Ok(());
                 };
                 let q = self.model.ack_seq(*slot, *p);
-                let (what, got) = match kind {
-                    AckKind::Ack => (format!("c{slot}.ack({q})"), c.ack(q)),
-                    AckKind::Nak(d) => {
-                        let dur = d.map(|d| Duration::from_nanos(d as u64));
-                        (format!("c{slot}.nak({q}, {dur:?})"), c.nak(q, dur))
-                    }
-                    AckKind::Term => (format!("c{slot}.term({q})"), c.term(q)),
-                    AckKind::InProgress => (format!("c{slot}.in_progress({q})"), c.in_progress(q)),
-                };
-                let want = Out::Ack(self.model.ack(*slot, *kind, q));
+                let (what, got) = (kind.describe(*slot, q), kind.call(&c, q));
+                let want = Out::Ack(self.model.ack(*slot, *kind, q).0);
                 (what, want, c_out(got))
             }
             Op::Advance(d) => {
@@ -947,19 +232,16 @@ impl Harness {
                 self.model.now += d;
                 (format!("advance({}ms)", d / MS), Out::Unit, Out::Unit)
             }
-            Op::Remove(_)
-            | Op::Erase(_)
-            | Op::Purge
-            | Op::Compact(_)
-            | Op::Truncate(_)
-            | Op::PurgeFiltered(_) => {
-                let (what, want, gone, got) = self.removal(op);
+            Op::Removal(r) => {
+                let m = &self.model;
+                let (what, want, gone, got) =
+                    consumer_model::removal(r, &m.msgs, m.last_seq, &PURGE_FILTERS, &s);
                 if want == got {
-                    if let Op::Compact(p) = op {
+                    if let Removal::Compact(p) = r {
                         let q = self.model.pick(*p);
                         common::compact_log(&mut self.model.msgs, &mut self.model.last_seq, q);
                     }
-                    if let (Op::Truncate(p), Out::Count(_)) = (op, &got) {
+                    if let (Removal::Truncate(p), Out::Count(_)) = (r, &got) {
                         let q = self.model.pick(*p);
                         common::truncate_log(&mut self.model.msgs, &mut self.model.last_seq, q);
                         // Sequences above `q` are handed out again: every consumer forgets
@@ -1010,108 +292,39 @@ impl Harness {
 // ---------------------------------------------------------------------------------------------
 
 fn cfg_gen() -> impl Strategy<Value = CfgGen> {
-    let deliver = prop_oneof![
-        4 => Just(DGen::All),
-        1 => Just(DGen::Last),
-        2 => Just(DGen::LastPerSubject),
-        1 => Just(DGen::New),
-        2 => pick().prop_map(DGen::StartSeq),
-        1 => (pick(), prop_oneof![Just(0i64), Just(-1), Just(1), -2000 * MS..2000 * MS])
-            .prop_map(|(p, off)| DGen::StartTime(p, off)),
-    ];
-    let ack = prop_oneof![
-        6 => Just(AckPolicy::Explicit),
-        2 => Just(AckPolicy::All),
-        1 => Just(AckPolicy::None),
-    ];
-    (
-        0..FILTER_SETS.len(),
-        deliver,
-        ack,
+    consumer_model::cfg_gen(
+        FILTER_SETS.len(),
+        consumer_model::dgen(4),
         1u64..=10,
         prop_oneof![1 => Just(Vec::new()), 1 => vec(1u64..=10, 1..4)],
         proptest::option::weighted(0.5, 1u64..=5),
         prop_oneof![1 => 1u64..=4, 2 => 1u64..=20],
     )
-        .prop_map(
-            |(filters, deliver, ack, ack_wait_s, backoff_s, max_deliver, max_ack_pending)| CfgGen {
-                filters,
-                deliver,
-                ack,
-                ack_wait_s,
-                backoff_s,
-                max_deliver,
-                max_ack_pending,
-            },
-        )
 }
 
 fn gen_msg() -> impl Strategy<Value = GenMsg> {
-    (
-        0..SUBJECTS.len(),
-        proptest::option::weighted(0.2, vec(any::<u8>(), 0..8)),
-        vec(any::<u8>(), 0..40),
-    )
-        .prop_map(|(subject, h, payload)| GenMsg {
-            subject,
-            headers: h.unwrap_or_default(),
-            payload,
-        })
-}
-
-fn apick() -> impl Strategy<Value = APick> {
-    prop_oneof![
-        14 => any::<u32>().prop_map(APick::Held),
-        4 => any::<u32>().prop_map(APick::Seen),
-        1 => pick().prop_map(APick::Any),
-    ]
+    consumer_model::gen_msg(SUBJECTS.len())
 }
 
 fn ack_kind() -> impl Strategy<Value = AckKind> {
-    prop_oneof![
-        8 => Just(AckKind::Ack),
-        2 => Just(AckKind::Nak(None)),
-        1 => Just(AckKind::Nak(Some(0))),
-        2 => (1i64..=10).prop_map(|s| AckKind::Nak(Some(s * SEC))),
-        1 => (1i64..3000).prop_map(|ms| AckKind::Nak(Some(ms * MS))),
-        2 => Just(AckKind::Term),
-        3 => Just(AckKind::InProgress),
-    ]
-}
-
-/// Whole seconds land exactly on due times (waits are whole seconds); the rest in between.
-fn advance() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        4 => (1i64..=12).prop_map(|s| s * SEC),
-        2 => (1i64..2000).prop_map(|ms| ms * MS),
-        1 => Just(1i64),
-        1 => (30i64..120).prop_map(|s| s * SEC),
-    ]
+    consumer_model::ack_kind(8, 3)
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let slot = prop_oneof![3 => Just(0usize), 1 => Just(1usize)];
     prop_oneof![
-        12 => gen_msg().prop_map(Op::Append),
-        2 => (0..SUBJECTS.len(), 2usize..25).prop_map(|(s, n)| Op::Batch(s, n)),
-        14 => (
-            slot.clone(),
-            1usize..=10,
-            prop_oneof![3 => Just(0usize), 2 => 1usize..120],
-        )
-            .prop_map(|(slot, max_msgs, max_bytes)| Op::Fetch {
-                slot,
-                max_msgs,
-                max_bytes
-            }),
+        12 => gen_msg().prop_map(AppendOp::One).prop_map(Op::Append),
+        2 => (0..SUBJECTS.len(), 2usize..25)
+            .prop_map(|(s, n)| Op::Append(AppendOp::Batch(s, n))),
+        14 => consumer_model::fetch(slot.clone(), 2).prop_map(Op::Fetch),
         16 => (slot.clone(), ack_kind(), apick()).prop_map(|(s, k, p)| Op::Ack(s, k, p)),
         7 => advance().prop_map(Op::Advance),
-        2 => pick().prop_map(Op::Remove),
-        1 => pick().prop_map(Op::Erase),
-        1 => Just(Op::Purge),
-        1 => pick().prop_map(Op::Compact),
-        2 => by_subject::purge(PURGE_FILTERS.len(), 0.5).prop_map(Op::PurgeFiltered),
-        1 => pick().prop_map(Op::Truncate),
+        2 => pick().prop_map(Removal::Remove).prop_map(Op::Removal),
+        1 => pick().prop_map(Removal::Erase).prop_map(Op::Removal),
+        1 => Just(Op::Removal(Removal::Purge)),
+        1 => pick().prop_map(Removal::Compact).prop_map(Op::Removal),
+        2 => by_subject::purge(PURGE_FILTERS.len(), 0.5).prop_map(Removal::PurgeFiltered).prop_map(Op::Removal),
+        1 => pick().prop_map(Removal::Truncate).prop_map(Op::Removal),
         2 => slot.clone().prop_map(Op::State),
         1 => (slot, cfg_gen()).prop_map(|(s, g)| Op::Recreate(s, g)),
     ]
@@ -1177,20 +390,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Concurrency
 // ---------------------------------------------------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// `n` messages on a memory stream, and a consumer of them.
 fn threaded_setup(n: u64, cfg: ConsumerConfig) -> (Db, Consumer, Arc<ManualClock>) {

@@ -69,21 +69,23 @@
 #[allow(dead_code)]
 mod common;
 
-use common::by_subject::{self, HasSubject};
-use common::{pick, Db, GenMsg, Pick};
+use common::by_subject;
+use common::consumer_model::{
+    self, advance, apick, c_out, fetch_out, APick, AckKind, AppendOp, CModel, Fetch, Log, Out,
+    Removal, MS, SEC, START_NS,
+};
+use common::{pick, Db, GenMsg};
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tidelog::io::CrashKind;
-use tidelog::subject::matches;
 use tidelog::{
-    AckOutcome, AckPolicy, AppendError, ConfigError, Consumer, ConsumerConfig, ConsumerError,
-    ConsumerState, DeliverPolicy, Delivery, Durability, ManualClock, NewMessage, Retention,
-    SeqPair, Stream, StreamConfig, WriteError,
+    AckOutcome, AckPolicy, ConfigError, Consumer, ConsumerConfig, ConsumerError, ConsumerState,
+    DeliverPolicy, Delivery, Durability, ManualClock, Retention, SeqPair, Stream, StreamConfig,
 };
 
 const NAME: &str = "ret";
@@ -108,9 +110,6 @@ const FILTER_SETS: [&[&str]; 13] = [
 ];
 /// Filters `purge_filtered` is given.
 const PURGE_FILTERS: [&str; 7] = [">", "a", "c.*", "b", "d.x", "*", "e"];
-const SEC: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
-const START_NS: i64 = 1_700_000_000 * SEC;
 
 fn cname(k: usize) -> String {
     format!("c{k}")
@@ -120,57 +119,12 @@ fn cname(k: usize) -> String {
 // Operations
 // ---------------------------------------------------------------------------------------------
 
-/// Where a generated consumer starts; sequences and times are resolved against the model when
-/// the consumer is created.
-#[derive(Clone, Copy, Debug)]
-enum DGen {
-    All,
-    Last,
-    LastPerSubject,
-    New,
-    StartSeq(Pick),
-    /// The timestamp of a live message, moved by the offset (ns).
-    StartTime(Pick, i64),
-}
-
+/// A generated consumer config; on a work queue, `wq_valid` ones are made explicit-ack and
+/// deliver-all (else as generated, so mostly refused).
 #[derive(Clone, Debug)]
 struct CfgGen {
-    filters: usize,
-    deliver: DGen,
-    ack: AckPolicy,
-    ack_wait_s: u64,
-    backoff_s: Vec<u64>,
-    max_deliver: Option<u64>,
-    max_ack_pending: u64,
-    /// On a work queue: made explicit-ack and deliver-all (else as generated, so mostly
-    /// refused).
+    base: consumer_model::CfgGen,
     wq_valid: bool,
-}
-
-/// A sequence to acknowledge: one the consumer holds (pending or max-delivered), one it ever
-/// delivered, or any sequence around the stream.
-#[derive(Clone, Copy, Debug)]
-enum APick {
-    Held(u32),
-    Seen(u32),
-    Any(Pick),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AckKind {
-    Ack,
-    /// Delay in ns (`None`: redeliver at the next fetch).
-    Nak(Option<i64>),
-    Term,
-    InProgress,
-}
-
-/// An append: one message, or a batch.
-#[derive(Clone, Debug)]
-enum AppendOp {
-    One(GenMsg),
-    /// One batch of `n` small messages on one subject.
-    Batch(usize, usize),
 }
 
 #[derive(Clone, Debug)]
@@ -181,18 +135,11 @@ enum Op {
     Create(usize, CfgGen),
     /// Deletes the slot's consumer (`NotFound` when there is none).
     Delete(usize),
-    Fetch {
-        slot: usize,
-        max_msgs: usize,
-        max_bytes: usize,
-    },
+    Fetch(Fetch),
     Ack(usize, AckKind, APick),
     Advance(i64),
-    Remove(Pick),
-    Erase(Pick),
-    Purge,
-    Compact(Pick),
-    PurgeFiltered(by_subject::Purge),
+    /// A removal from the stream.
+    Removal(Removal),
     SaveNow(usize),
     Restart,
     /// With `save_first`, every consumer is saved (`save_now`) and the stream synced first.
@@ -228,164 +175,13 @@ enum CrashOp {
     Create(usize, CfgGen),
     Delete(usize),
     Append(AppendOp),
-    Fetch {
-        slot: usize,
-        max_msgs: usize,
-        max_bytes: usize,
-    },
+    Fetch(Fetch),
     Ack(usize, AckKind, APick),
 }
 
 // ---------------------------------------------------------------------------------------------
 // The model
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Msg {
-    subject: &'static str,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    ts: i64,
-}
-
-impl Msg {
-    fn size(&self) -> usize {
-        self.subject.len() + self.headers.len() + self.payload.len()
-    }
-}
-
-impl HasSubject for Msg {
-    fn subject(&self) -> &'static str {
-        self.subject
-    }
-}
-
-/// A delivery, comparable between model and consumer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Got {
-    seq: u64,
-    count: u64,
-    dseq: u64,
-    subject: String,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
-    ts: i64,
-}
-
-impl Got {
-    fn of(d: &Delivery) -> Got {
-        Got {
-            seq: d.message.seq,
-            count: d.delivery_count,
-            dseq: d.delivery_seq,
-            subject: d.message.subject().to_string(),
-            headers: d.message.headers().to_vec(),
-            payload: d.message.payload().to_vec(),
-            ts: d.message.ts,
-        }
-    }
-}
-
-fn short(gs: &[Got]) -> String {
-    let v: Vec<String> = gs
-        .iter()
-        .map(|g| format!("{}#{}@{}", g.seq, g.count, g.dseq))
-        .collect();
-    format!("[{}]", v.join(" "))
-}
-
-/// One message delivered and not acknowledged.
-#[derive(Clone, Debug)]
-struct Pend {
-    count: u64,
-    first_dseq: u64,
-    /// When it is redelivered: its ack wait (or backoff) from its last delivery, a nak's
-    /// delay, or in_progress's restart.
-    due: i64,
-    /// Nak'd since its last delivery: waiting for redelivery whatever `due` says.
-    nakd: bool,
-}
-
-/// One consumer as its documentation describes it.
-#[derive(Clone, Debug)]
-struct CModel {
-    cfg: ConsumerConfig,
-    /// Messages at or below it are before the consumer's start (never of interest to it).
-    start: u64,
-    /// Next stream sequence to look at for first deliveries.
-    next: u64,
-    /// Live last-per-subject starters still to deliver.
-    initial: VecDeque<u64>,
-    delivered_seq: u64,
-    dseq: u64,
-    floor: u64,
-    pending: BTreeMap<u64, Pend>,
-    max_delivered: BTreeSet<u64>,
-    /// First delivery sequence of every message delivered (for the ack floor).
-    first_dseq: BTreeMap<u64, u64>,
-    /// Every sequence it delivered, in order of first delivery (for picks).
-    seen: Vec<u64>,
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ns(d: Duration) -> i64 {
-    d.as_nanos().min(i64::MAX as u128) as i64
-}
-
-impl CModel {
-    fn matches(&self, subject: &str) -> bool {
-        self.cfg.filters.is_empty() || self.cfg.filters.iter().any(|f| matches(f, subject))
-    }
-
-    fn tracked(&self) -> bool {
-        self.cfg.ack != AckPolicy::None
-    }
-
-    /// The wait before delivery `count + 1` of a message delivered `count` times.
-    fn wait_after(&self, count: u64) -> i64 {
-        let b = &self.cfg.backoff;
-        if b.is_empty() {
-            return ns(self.cfg.ack_wait);
-        }
-        ns(b[((count - 1) as usize).min(b.len() - 1)])
-    }
-
-    fn waiting(p: &Pend, now: i64) -> bool {
-        p.nakd || p.due <= now
-    }
-
-    fn next_new(&self, msgs: &BTreeMap<u64, Msg>) -> Option<u64> {
-        if let Some(&q) = self.initial.front() {
-            return Some(q);
-        }
-        msgs.range(self.next..)
-            .find(|(_, m)| self.matches(m.subject))
-            .map(|(q, _)| *q)
-    }
-
-    /// Whether the consumer still needs message `q` on `subject` (retention): its filter
-    /// matches, the message is after its start, and it is not delivered yet, or pending, or
-    /// past max_deliver without an ack.
-    fn needs(&self, q: u64, subject: &str) -> bool {
-        if !self.matches(subject) || q <= self.start {
-            return false;
-        }
-        let delivered = q < self.next && !self.initial.contains(&q);
-        !delivered || self.pending.contains_key(&q) || self.max_delivered.contains(&q)
-    }
-
-    /// Forgets every message the stream no longer has (what a consumer does on its first
-    /// call after a removal, or after it was restored).
-    fn reconcile(&mut self, msgs: &BTreeMap<u64, Msg>) {
-        self.pending.retain(|q, _| msgs.contains_key(q));
-        self.max_delivered.retain(|q| msgs.contains_key(q));
-        self.initial.retain(|q| msgs.contains_key(q));
-    }
-}
-
 /// Filters `a` and `b` overlap when some subject matches both (written independently of the
 /// engine's `subject::overlaps`).
 fn filters_overlap(a: &str, b: &str) -> bool {
@@ -411,68 +207,47 @@ fn match_filters(cfg: &ConsumerConfig) -> Vec<String> {
     }
 }
 
+/// The stream (its log and consumer slots), under a retention policy.
 #[derive(Clone, Debug)]
 struct Model {
+    log: Log<SLOTS>,
     retention: Retention,
-    msgs: BTreeMap<u64, Msg>,
-    last_seq: u64,
-    now: i64,
-    max_ts: i64,
-    cons: [Option<CModel>; SLOTS],
     /// Every consumer as of its last save (what a crash restores).
     saved: [Option<CModel>; SLOTS],
+}
+
+impl std::ops::Deref for Model {
+    type Target = Log<SLOTS>;
+
+    fn deref(&self) -> &Log<SLOTS> {
+        &self.log
+    }
+}
+
+impl std::ops::DerefMut for Model {
+    fn deref_mut(&mut self) -> &mut Log<SLOTS> {
+        &mut self.log
+    }
 }
 
 impl Model {
     fn new(retention: Retention) -> Model {
         Model {
+            log: Log::new(),
             retention,
-            msgs: BTreeMap::new(),
-            last_seq: 0,
-            now: START_NS,
-            max_ts: 0,
-            cons: [None, None, None],
             saved: [None, None, None],
         }
     }
 
-    fn pick(&self, p: Pick) -> u64 {
-        common::pick_seq(&self.msgs, self.last_seq, p)
-    }
-
     fn config(&self, g: &CfgGen, name: &str) -> ConsumerConfig {
-        let deliver = match g.deliver {
-            DGen::All => DeliverPolicy::All,
-            DGen::Last => DeliverPolicy::Last,
-            DGen::LastPerSubject => DeliverPolicy::LastPerSubject,
-            DGen::New => DeliverPolicy::New,
-            DGen::StartSeq(p) => DeliverPolicy::ByStartSeq(self.pick(p).max(1)),
-            DGen::StartTime(p, off) => {
-                let q = self.pick(Pick { live: true, ..p });
-                DeliverPolicy::ByStartTime(self.msgs.get(&q).map_or(self.now, |m| m.ts) + off)
-            }
-        };
+        let deliver = self.deliver(g.base.deliver);
         // A work queue accepts only explicit acks and delivery from the start: most of its
         // consumers are made so, the others are refused (`work-queue-rejects-invalid`).
         let (ack, deliver) = match self.retention {
             Retention::WorkQueue if g.wq_valid => (AckPolicy::Explicit, DeliverPolicy::All),
-            _ => (g.ack, deliver),
+            _ => (g.base.ack, deliver),
         };
-        let mut cfg = ConsumerConfig::new(name)
-            .filters(FILTER_SETS[g.filters % FILTER_SETS.len()].iter().copied())
-            .deliver(deliver)
-            .ack(ack)
-            .ack_wait(secs(g.ack_wait_s))
-            .max_ack_pending(g.max_ack_pending);
-        if ack != AckPolicy::None {
-            let mut b: Vec<Duration> = g.backoff_s.iter().map(|&s| secs(s)).collect();
-            if let Some(m) = g.max_deliver {
-                b.truncate(m as usize);
-                cfg = cfg.max_deliver(m);
-            }
-            cfg = cfg.backoff(b);
-        }
-        cfg
+        g.base.config(name, &FILTER_SETS, deliver, ack)
     }
 
     /// Why a work queue refuses `cfg` (the `name` of its `InvalidLimit`): it does not ack
@@ -494,76 +269,6 @@ impl Model {
                 .any(|g| mine.iter().any(|f| filters_overlap(f, g)))
         });
         overlap.then_some("filters")
-    }
-
-    /// A new consumer, starting where its deliver policy says.
-    fn create(&self, cfg: ConsumerConfig) -> CModel {
-        let probe = CModel {
-            cfg,
-            start: 0,
-            next: 0,
-            initial: VecDeque::new(),
-            delivered_seq: 0,
-            dseq: 0,
-            floor: 0,
-            pending: BTreeMap::new(),
-            max_delivered: BTreeSet::new(),
-            first_dseq: BTreeMap::new(),
-            seen: Vec::new(),
-        };
-        let after = self.last_seq + 1;
-        let mut initial = VecDeque::new();
-        let next = match probe.cfg.deliver {
-            DeliverPolicy::All => common::first_seq(&self.msgs, self.last_seq),
-            DeliverPolicy::New => after,
-            DeliverPolicy::ByStartSeq(s) => s,
-            DeliverPolicy::ByStartTime(t) => self
-                .msgs
-                .iter()
-                .find(|(_, m)| m.ts >= t)
-                .map_or(after, |(q, _)| *q),
-            DeliverPolicy::Last => self
-                .msgs
-                .iter()
-                .rev()
-                .find(|(_, m)| probe.matches(m.subject))
-                .map_or(after, |(q, _)| *q),
-            DeliverPolicy::LastPerSubject => {
-                let mut last = BTreeMap::new();
-                for (q, m) in &self.msgs {
-                    if probe.matches(m.subject) {
-                        last.insert(m.subject, *q);
-                    }
-                }
-                let mut v: Vec<u64> = last.into_values().collect();
-                v.sort_unstable();
-                initial = v.into();
-                after
-            }
-        };
-        let floor = (next - 1).min(initial.front().map_or(u64::MAX, |q| q - 1));
-        CModel {
-            start: floor,
-            next,
-            initial,
-            delivered_seq: floor,
-            floor,
-            ..probe
-        }
-    }
-
-    /// Takes removed messages out of the log and out of every consumer at once.
-    fn remove(&mut self, gone: &[u64]) {
-        for q in gone {
-            self.msgs.remove(q);
-        }
-        for c in self.cons.iter_mut().flatten() {
-            for q in gone {
-                c.pending.remove(q);
-                c.max_delivered.remove(q);
-            }
-            c.initial.retain(|q| !gone.contains(q));
-        }
     }
 
     /// After a crash: each consumer comes back as of its last save, less what the stream no
@@ -632,400 +337,14 @@ impl Model {
         }
     }
 
-    /// An append of one message (at the model's clock, never before an earlier message).
-    fn append(&mut self, subject: &'static str, headers: Vec<u8>, payload: Vec<u8>) {
-        let ts = self.now.max(self.max_ts);
-        self.max_ts = ts;
-        self.last_seq += 1;
-        self.msgs.insert(
-            self.last_seq,
-            Msg {
-                subject,
-                headers,
-                payload,
-                ts,
-            },
-        );
-    }
-
-    fn fetch(&mut self, k: usize, max_msgs: usize, max_bytes: usize) -> Vec<Got> {
-        let now = self.now;
-        let msgs = &self.msgs;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let mut out: Vec<Got> = Vec::new();
-        let mut bytes = 0usize;
-        let fits = |out: &Vec<Got>, bytes: usize, m: &Msg| {
-            (out.len() < max_msgs
-                && (max_bytes == 0 || out.is_empty() || bytes + m.size() <= max_bytes))
-                .then_some(m.size())
-        };
-        let got = |q: u64, count: u64, dseq: u64, m: &Msg| Got {
-            seq: q,
-            count,
-            dseq,
-            subject: m.subject.to_string(),
-            headers: m.headers.clone(),
-            payload: m.payload.clone(),
-            ts: m.ts,
-        };
-        let mut due: Vec<(i64, u64)> = c
-            .pending
-            .iter()
-            .filter(|(_, p)| p.due <= now)
-            .map(|(q, p)| (p.due, *q))
-            .collect();
-        due.sort_unstable();
-        let mut stopped = false;
-        for (_, q) in due {
-            if out.len() >= max_msgs {
-                break;
-            }
-            let p = c.pending[&q].clone();
-            if c.cfg.max_deliver.is_some_and(|m| p.count >= m) {
-                // Exhausted: kept, no longer pending (field failure 2).
-                c.pending.remove(&q);
-                c.max_delivered.insert(q);
-                continue;
-            }
-            let m = &msgs[&q];
-            let Some(size) = fits(&out, bytes, m) else {
-                stopped = true;
-                break;
-            };
-            bytes += size;
-            c.dseq += 1;
-            let count = p.count + 1;
-            let due = now + c.wait_after(count);
-            c.pending.insert(
-                q,
-                Pend {
-                    count,
-                    due,
-                    nakd: false,
-                    ..p
-                },
-            );
-            out.push(got(q, count, c.dseq, m));
-        }
-        // Redeliveries come first: one that is due but does not fit ends the fetch.
-        if stopped {
-            return out;
-        }
-        while out.len() < max_msgs {
-            if c.tracked() && c.pending.len() as u64 >= c.cfg.max_ack_pending {
-                break;
-            }
-            let Some(q) = c.next_new(msgs) else { break };
-            let m = &msgs[&q];
-            let Some(size) = fits(&out, bytes, m) else {
-                break;
-            };
-            bytes += size;
-            if c.initial.front() == Some(&q) {
-                c.initial.pop_front();
-            } else {
-                c.next = q + 1;
-            }
-            c.dseq += 1;
-            c.delivered_seq = q;
-            c.seen.push(q);
-            c.first_dseq.insert(q, c.dseq);
-            if c.tracked() {
-                let due = now + c.wait_after(1);
-                c.pending.insert(
-                    q,
-                    Pend {
-                        count: 1,
-                        first_dseq: c.dseq,
-                        due,
-                        nakd: false,
-                    },
-                );
-            }
-            out.push(got(q, 1, c.dseq, m));
-        }
-        out
-    }
-
-    /// An acknowledgement (or nak, term, in_progress) of consumer `k`: its outcome, and the
-    /// messages it acknowledged.
-    fn ack(&mut self, k: usize, kind: AckKind, seq: u64) -> (AckOutcome, BTreeSet<u64>) {
-        let now = self.now;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let done = |acked: BTreeSet<u64>| {
-            if acked.is_empty() {
-                (AckOutcome::NotPending, acked)
-            } else {
-                (AckOutcome::Done, acked)
-            }
-        };
-        match kind {
-            AckKind::Ack if c.cfg.ack == AckPolicy::None => done(BTreeSet::new()),
-            AckKind::Ack if c.cfg.ack == AckPolicy::All => {
-                let mut acked: BTreeSet<u64> = c.pending.range(..=seq).map(|(q, _)| *q).collect();
-                acked.extend(c.max_delivered.range(..=seq).copied());
-                for q in &acked {
-                    c.pending.remove(q);
-                    c.max_delivered.remove(q);
-                }
-                done(acked)
-            }
-            AckKind::Ack | AckKind::Term => {
-                let a = c.pending.remove(&seq).is_some();
-                let b = c.max_delivered.remove(&seq);
-                done(if a || b {
-                    BTreeSet::from([seq])
-                } else {
-                    BTreeSet::new()
-                })
-            }
-            AckKind::Nak(delay) => {
-                let Some(p) = c.pending.get_mut(&seq) else {
-                    return (AckOutcome::NotPending, BTreeSet::new());
-                };
-                p.due = now + delay.unwrap_or(0);
-                p.nakd = true;
-                (AckOutcome::Done, BTreeSet::new())
-            }
-            AckKind::InProgress => {
-                let Some(p) = c.pending.get(&seq) else {
-                    return (AckOutcome::NotPending, BTreeSet::new());
-                };
-                if CModel::waiting(p, now) {
-                    return (AckOutcome::NotPending, BTreeSet::new());
-                }
-                let due = now + c.wait_after(p.count);
-                c.pending.get_mut(&seq).expect("pending").due = due;
-                (AckOutcome::Done, BTreeSet::new())
-            }
-        }
-    }
-
-    fn state(&mut self, k: usize) -> ConsumerState {
-        let now = self.now;
-        let msgs = &self.msgs;
-        let c = self.cons[k].as_mut().expect("consumer");
-        let lowest = [c.pending.keys().next(), c.max_delivered.first()]
-            .into_iter()
-            .flatten()
-            .min()
-            .copied();
-        c.floor = c.floor.max(lowest.map_or(c.delivered_seq, |q| q - 1));
-        // Everything at or below the floor is acknowledged: the lowest message still held
-        // (pending or max-delivered) holds back both of its sequences.
-        let floor_dseq = lowest.map_or(c.dseq, |q| c.first_dseq[&q] - 1);
-        let new = msgs
-            .range(c.next..)
-            .filter(|(_, m)| c.matches(m.subject))
-            .count();
-        ConsumerState {
-            delivered: SeqPair {
-                stream_seq: c.delivered_seq,
-                consumer_seq: c.dseq,
-            },
-            ack_floor: SeqPair {
-                stream_seq: c.floor,
-                consumer_seq: floor_dseq,
-            },
-            num_pending: (c.initial.len() + new) as u64,
-            num_ack_pending: c.pending.len() as u64,
-            num_redelivered: c.pending.values().filter(|p| p.count > 1).count() as u64,
-            num_waiting_redelivery: c
-                .pending
-                .values()
-                .filter(|p| CModel::waiting(p, now))
-                .count() as u64,
-            num_max_delivered: c.max_delivered.len() as u64,
-        }
-    }
-
-    /// The sequence an acknowledgement of consumer `k` is about.
-    fn ack_seq(&self, k: usize, p: APick) -> u64 {
-        let c = self.cons[k].as_ref().expect("consumer");
-        let held: Vec<u64> = c
-            .pending
-            .keys()
-            .chain(c.max_delivered.iter())
-            .copied()
-            .collect();
-        match p {
-            APick::Held(i) if !held.is_empty() => held[i as usize % held.len()],
-            APick::Held(i) | APick::Seen(i) if !c.seen.is_empty() => {
-                c.seen[i as usize % c.seen.len()]
-            }
-            APick::Held(i) | APick::Seen(i) => self.pick(Pick {
-                live: false,
-                idx: i,
-            }),
-            APick::Any(p) => self.pick(p),
-        }
-    }
-
     fn describe(&self) -> String {
-        let mut s = format!(
-            "--- model ({:?}) ---\nnow +{}ms last_seq {}\n",
-            self.retention,
-            (self.now - START_NS) / MS,
-            self.last_seq
-        );
-        for (q, m) in &self.msgs {
-            s.push_str(&format!(
-                "  {q}: {} size {} ts +{}ms\n",
-                m.subject,
-                m.size(),
-                (m.ts - START_NS) / MS
-            ));
-        }
-        for (k, c) in self.cons.iter().enumerate() {
-            let Some(c) = c else { continue };
-            s.push_str(&format!(
-                "consumer c{k}: {:?}\n  start {} next {} initial {:?} delivered ({}, {}) floor {}\n  max_delivered {:?}\n",
-                c.cfg, c.start, c.next, c.initial, c.delivered_seq, c.dseq, c.floor, c.max_delivered
-            ));
-            for (q, p) in &c.pending {
-                s.push_str(&format!(
-                    "  pending {q}: count {} first_dseq {} due +{}ms{}\n",
-                    p.count,
-                    p.first_dseq,
-                    (p.due - START_NS) / MS,
-                    if p.nakd { " nak'd" } else { "" }
-                ));
-            }
-        }
-        s
+        self.dump(&format!("model ({:?})", self.retention))
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The harness
 // ---------------------------------------------------------------------------------------------
-
-/// An outcome, comparable between model and engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Out {
-    Appended(u64, u64, i64),
-    Fetched(Vec<Got>),
-    Ack(AckOutcome),
-    Count(u64),
-    Unit,
-    NotFound(u64),
-    Invalid,
-    Err(String),
-}
-
-impl Out {
-    fn short(&self) -> String {
-        match self {
-            Out::Fetched(g) => short(g),
-            other => format!("{other:?}"),
-        }
-    }
-}
-
-fn w_out(r: Result<Out, WriteError>) -> Out {
-    match r {
-        Ok(o) => o,
-        Err(WriteError::NotFound(s)) => Out::NotFound(s),
-        Err(WriteError::InvalidSequence { .. }) => Out::Invalid,
-        Err(e) => Out::Err(format!("{e:?}")),
-    }
-}
-
-fn a_out(r: Result<Out, AppendError>) -> Out {
-    r.unwrap_or_else(|e| Out::Err(format!("{e:?}")))
-}
-
-fn c_out(r: Result<AckOutcome, ConsumerError>) -> Out {
-    match r {
-        Ok(a) => Out::Ack(a),
-        Err(e) => Out::Err(format!("{e:?}")),
-    }
-}
-
-fn msg_of(g: &GenMsg) -> (&'static str, Vec<u8>, Vec<u8>) {
-    (
-        SUBJECTS[g.subject % SUBJECTS.len()],
-        g.headers.clone(),
-        g.payload.clone(),
-    )
-}
-
-fn fetch_out(c: &Consumer, max_msgs: usize, max_bytes: usize) -> Out {
-    match c.fetch(max_msgs, max_bytes) {
-        Ok(d) => Out::Fetched(d.iter().map(Got::of).collect()),
-        Err(e) => Out::Err(format!("{e:?}")),
-    }
-}
-
-impl AppendOp {
-    fn batch(subject: usize, n: usize) -> (&'static str, Vec<Vec<u8>>) {
-        let payloads = (0..n).map(|i| vec![i as u8; i % 7]).collect();
-        (SUBJECTS[subject % SUBJECTS.len()], payloads)
-    }
-
-    /// Makes the append on `s`.
-    fn run(&self, s: &Stream) -> Out {
-        a_out(match self {
-            AppendOp::One(g) => {
-                let (subject, h, p) = msg_of(g);
-                s.append_msg(&NewMessage::new(subject, &p).with_headers(&h))
-                    .map(|a| Out::Appended(a.seq, a.seq, a.ts))
-            }
-            AppendOp::Batch(subject, n) => {
-                let (subject, payloads) = AppendOp::batch(*subject, *n);
-                let batch: Vec<NewMessage<'_>> = payloads
-                    .iter()
-                    .map(|p| NewMessage::new(subject, p))
-                    .collect();
-                s.append_batch(&batch)
-                    .map(|b| Out::Appended(b.first_seq, b.last_seq, b.ts))
-            }
-        })
-    }
-
-    /// Makes the append in `m` (retention not applied): what it is, and what it returns.
-    fn model(&self, m: &mut Model) -> (String, Out) {
-        let first = m.last_seq + 1;
-        let what = match self {
-            AppendOp::One(g) => {
-                let (subject, h, p) = msg_of(g);
-                m.append(subject, h, p);
-                format!("append({subject}, {}B)", g.payload.len())
-            }
-            AppendOp::Batch(subject, n) => {
-                let (subject, payloads) = AppendOp::batch(*subject, *n);
-                for p in payloads {
-                    m.append(subject, Vec::new(), p);
-                }
-                format!("append_batch({subject} x{n})")
-            }
-        };
-        (what, Out::Appended(first, m.last_seq, m.max_ts))
-    }
-}
-
-impl AckKind {
-    fn describe(&self, slot: usize, q: u64) -> String {
-        match self {
-            AckKind::Ack => format!("c{slot}.ack({q})"),
-            AckKind::Nak(d) => format!(
-                "c{slot}.nak({q}, {:?})",
-                d.map(|d| Duration::from_nanos(d as u64))
-            ),
-            AckKind::Term => format!("c{slot}.term({q})"),
-            AckKind::InProgress => format!("c{slot}.in_progress({q})"),
-        }
-    }
-
-    fn call(&self, c: &Consumer, q: u64) -> Result<AckOutcome, ConsumerError> {
-        match self {
-            AckKind::Ack => c.ack(q),
-            AckKind::Nak(d) => c.nak(q, d.map(|d| Duration::from_nanos(d as u64))),
-            AckKind::Term => c.term(q),
-            AckKind::InProgress => c.in_progress(q),
-        }
-    }
-}
 
 struct Harness {
     clock: Arc<ManualClock>,
@@ -1114,18 +433,9 @@ impl Harness {
     }
 
     fn check_state(&mut self, k: usize, name: &str) -> Result<(), TestCaseError> {
-        let Some(c) = &self.cons[k] else {
-            return Ok(());
-        };
-        let got = c.state();
-        let want = self.model.state(k);
-        match got {
-            Ok(got) if got == want => Ok(()),
-            Ok(got) => Err(self.fail(format!(
-                "{name}: c{k}.state() =\n  {got:?}\nmodel\n  {want:?}"
-            ))),
-            Err(e) => Err(self.fail(format!("{name}: c{k}.state() = {e:?}"))),
-        }
+        let model = &mut self.model;
+        consumer_model::check_state(self.cons[k].as_ref(), || model.state(k), k, name)
+            .map_err(|e| self.fail(e))
     }
 
     /// `stream-equals-model`, and the stream's consumers are the model's.
@@ -1289,82 +599,22 @@ impl Harness {
         Ok(())
     }
 
-    /// A removal: the model's outcome and removed sequences, and the stream's outcome.
-    fn removal(&mut self, op: &Op) -> (String, Out, Vec<u64>, Out) {
-        let m = &self.model;
-        let s = self.db.stream().clone();
-        match op {
-            Op::Remove(p) | Op::Erase(p) => {
-                let q = m.pick(*p);
-                let (want, gone) = match m.msgs.contains_key(&q) {
-                    true => (Out::Unit, vec![q]),
-                    false => (Out::NotFound(q), vec![]),
-                };
-                let (what, got) = if let Op::Remove(_) = op {
-                    ("remove", s.remove(q))
-                } else {
-                    ("erase", s.erase(q))
-                };
-                (
-                    format!("{what}({q})"),
-                    want,
-                    gone,
-                    w_out(got.map(|()| Out::Unit)),
-                )
-            }
-            Op::Purge => {
-                let gone: Vec<u64> = m.msgs.keys().copied().collect();
-                let want = Out::Count(gone.len() as u64);
-                (
-                    "purge()".into(),
-                    want,
-                    gone,
-                    w_out(s.purge().map(Out::Count)),
-                )
-            }
-            Op::Compact(p) => {
-                let q = m.pick(*p);
-                let gone: Vec<u64> = m.msgs.range(..q).map(|(q, _)| *q).collect();
-                let want = match q {
-                    0 => Out::Invalid,
-                    _ => Out::Count(gone.len() as u64),
-                };
-                let got = w_out(s.compact(q).map(Out::Count));
-                (format!("compact({q})"), want, gone, got)
-            }
-            Op::PurgeFiltered(p) => {
-                let (f, up_to, keep) = p.args(&PURGE_FILTERS, |x| m.pick(x));
-                let gone =
-                    by_subject::purge_filtered(&m.msgs, f, up_to, keep).expect("valid filter");
-                let want = Out::Count(gone.len() as u64);
-                let got = w_out(s.purge_filtered(f, up_to, keep).map(Out::Count));
-                (
-                    format!("purge_filtered({f}, {up_to:?}, keep {keep})"),
-                    want,
-                    gone,
-                    got,
-                )
-            }
-            _ => unreachable!(),
-        }
-    }
-
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let s = self.db.stream().clone();
         match op {
             Op::Append(a) => {
-                let got = a.run(&s);
-                let (what, want) = a.model(&mut self.model);
+                let got = a.run(&s, &SUBJECTS);
+                let (what, want) = a.model(&mut self.model, &SUBJECTS);
                 self.expect(what, want, got)?;
                 self.retain(&BTreeSet::new(), "dropped at append");
             }
             Op::Create(k, g) => self.create(*k, g)?,
             Op::Delete(k) => self.delete(*k)?,
-            Op::Fetch {
+            Op::Fetch(Fetch {
                 slot,
                 max_msgs,
                 max_bytes,
-            } => {
+            }) => {
                 let Some(slot) = &self.live_slot(*slot) else {
                     return Ok(());
                 };
@@ -1413,14 +663,17 @@ impl Harness {
                 self.model.now += d;
                 self.log(format!("advance({}ms)", d / MS));
             }
-            Op::Remove(_) | Op::Erase(_) | Op::Purge | Op::Compact(_) | Op::PurgeFiltered(_) => {
-                let (what, want, gone, got) = self.removal(op);
+            Op::Removal(r) => {
+                let m = &self.model;
+                let (what, want, gone, got) =
+                    consumer_model::removal(r, &m.msgs, m.last_seq, &PURGE_FILTERS, &s);
                 let ok = want == got;
                 self.expect(what, want, got)?;
                 if ok {
-                    if let Op::Compact(p) = op {
+                    if let Removal::Compact(p) = r {
                         let q = self.model.pick(*p);
-                        common::compact_log(&mut self.model.msgs, &mut self.model.last_seq, q);
+                        let m = &mut self.model.log;
+                        common::compact_log(&mut m.msgs, &mut m.last_seq, q);
                     }
                     self.model.remove(&gone);
                 }
@@ -1552,21 +805,21 @@ impl Harness {
                 )
             }
             CrashOp::Append(a) => {
-                let (what, want) = a.model(&mut done);
+                let (what, want) = a.model(&mut done, &SUBJECTS);
                 let a = a.clone();
                 (
                     what,
-                    Box::new(move || a.run(&s)),
+                    Box::new(move || a.run(&s, &SUBJECTS)),
                     Tell::LastSeq(done.last_seq),
                     want,
                     false,
                 )
             }
-            CrashOp::Fetch {
+            CrashOp::Fetch(Fetch {
                 slot,
                 max_msgs,
                 max_bytes,
-            } => {
+            }) => {
                 let Some(k) = self.live_slot(*slot) else {
                     return Ok(());
                 };
@@ -1605,7 +858,7 @@ impl Harness {
             self.count(match op {
                 CrashOp::Delete(_) => "crash inside a releasing delete",
                 CrashOp::Append(_) => "crash inside a dropping append",
-                CrashOp::Fetch { .. } => "crash inside a releasing fetch",
+                CrashOp::Fetch(_) => "crash inside a releasing fetch",
                 _ => "crash inside a releasing ack",
             });
         }
@@ -1640,14 +893,7 @@ impl Harness {
         }
         if let Cut::NoSpace { save_all: true } = cut {
             // What the operation did to consumers is saved (appends change none of them).
-            for k in 0..SLOTS {
-                let Some(c) = self.cons[k].clone() else {
-                    continue;
-                };
-                if let Err(e) = c.save_now() {
-                    return Err(self.fail(format!("c{k}.save_now() after a full disk = {e:?}")));
-                }
-                self.model.saved[k] = self.model.cons[k].clone();
+            for k in self.save_all(" after a full disk")? {
                 done.saved[k] = done.cons[k].clone();
             }
             self.log("save_now() of every consumer".into());
@@ -1738,17 +984,26 @@ impl Harness {
         Ok(())
     }
 
+    /// Saves every consumer (`save_now`), as the model does; returns the slots saved. `when`
+    /// goes into the failure message.
+    fn save_all(&mut self, when: &str) -> Result<Vec<usize>, TestCaseError> {
+        let mut saved = Vec::new();
+        for k in 0..SLOTS {
+            let Some(c) = self.cons[k].clone() else {
+                continue;
+            };
+            if let Err(e) = c.save_now() {
+                return Err(self.fail(format!("c{k}.save_now(){when} = {e:?}")));
+            }
+            self.model.saved[k] = self.model.cons[k].clone();
+            saved.push(k);
+        }
+        Ok(saved)
+    }
+
     fn crash(&mut self, kind: CrashKind, save_first: bool) -> Result<(), TestCaseError> {
         if save_first {
-            for k in 0..SLOTS {
-                let Some(c) = self.cons[k].clone() else {
-                    continue;
-                };
-                if let Err(e) = c.save_now() {
-                    return Err(self.fail(format!("c{k}.save_now() = {e:?}")));
-                }
-                self.model.saved[k] = self.model.cons[k].clone();
-            }
+            self.save_all("")?;
             if let Err(e) = self.db.stream().sync() {
                 return Err(self.fail(format!("sync: {e:?}")));
             }
@@ -1797,64 +1052,22 @@ impl Harness {
 // ---------------------------------------------------------------------------------------------
 
 fn cfg_gen() -> impl Strategy<Value = CfgGen> {
-    let deliver = prop_oneof![
-        5 => Just(DGen::All),
-        1 => Just(DGen::Last),
-        2 => Just(DGen::LastPerSubject),
-        1 => Just(DGen::New),
-        2 => pick().prop_map(DGen::StartSeq),
-        1 => (pick(), prop_oneof![Just(0i64), Just(-1), Just(1), -2000 * MS..2000 * MS])
-            .prop_map(|(p, off)| DGen::StartTime(p, off)),
-    ];
-    let ack = prop_oneof![
-        6 => Just(AckPolicy::Explicit),
-        2 => Just(AckPolicy::All),
-        1 => Just(AckPolicy::None),
-    ];
     (
-        0..FILTER_SETS.len(),
-        deliver,
-        ack,
-        1u64..=6,
-        prop_oneof![2 => Just(Vec::new()), 1 => vec(1u64..=6, 1..4)],
-        proptest::option::weighted(0.5, prop_oneof![3 => 1u64..=3, 1 => 4u64..=5]),
-        prop_oneof![1 => 1u64..=3, 2 => 1u64..=20],
+        consumer_model::cfg_gen(
+            FILTER_SETS.len(),
+            consumer_model::dgen(5),
+            1u64..=6,
+            prop_oneof![2 => Just(Vec::new()), 1 => vec(1u64..=6, 1..4)],
+            proptest::option::weighted(0.5, prop_oneof![3 => 1u64..=3, 1 => 4u64..=5]),
+            prop_oneof![1 => 1u64..=3, 2 => 1u64..=20],
+        ),
         prop::bool::weighted(0.85),
     )
-        .prop_map(
-            |(
-                filters,
-                deliver,
-                ack,
-                ack_wait_s,
-                backoff_s,
-                max_deliver,
-                max_ack_pending,
-                wq_valid,
-            )| CfgGen {
-                filters,
-                deliver,
-                ack,
-                ack_wait_s,
-                backoff_s,
-                max_deliver,
-                max_ack_pending,
-                wq_valid,
-            },
-        )
+        .prop_map(|(base, wq_valid)| CfgGen { base, wq_valid })
 }
 
 fn gen_msg() -> impl Strategy<Value = GenMsg> {
-    (
-        0..SUBJECTS.len(),
-        proptest::option::weighted(0.2, vec(any::<u8>(), 0..8)),
-        vec(any::<u8>(), 0..40),
-    )
-        .prop_map(|(subject, h, payload)| GenMsg {
-            subject,
-            headers: h.unwrap_or_default(),
-            payload,
-        })
+    consumer_model::gen_msg(SUBJECTS.len())
 }
 
 fn append_op() -> impl Strategy<Value = AppendOp> {
@@ -1864,34 +1077,8 @@ fn append_op() -> impl Strategy<Value = AppendOp> {
     ]
 }
 
-fn apick() -> impl Strategy<Value = APick> {
-    prop_oneof![
-        14 => any::<u32>().prop_map(APick::Held),
-        4 => any::<u32>().prop_map(APick::Seen),
-        1 => pick().prop_map(APick::Any),
-    ]
-}
-
 fn ack_kind() -> impl Strategy<Value = AckKind> {
-    prop_oneof![
-        10 => Just(AckKind::Ack),
-        2 => Just(AckKind::Nak(None)),
-        1 => Just(AckKind::Nak(Some(0))),
-        2 => (1i64..=10).prop_map(|s| AckKind::Nak(Some(s * SEC))),
-        1 => (1i64..3000).prop_map(|ms| AckKind::Nak(Some(ms * MS))),
-        2 => Just(AckKind::Term),
-        2 => Just(AckKind::InProgress),
-    ]
-}
-
-/// Whole seconds land exactly on due times (waits are whole seconds); the rest in between.
-fn advance() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        4 => (1i64..=12).prop_map(|s| s * SEC),
-        2 => (1i64..2000).prop_map(|ms| ms * MS),
-        1 => Just(1i64),
-        1 => (30i64..120).prop_map(|s| s * SEC),
-    ]
+    consumer_model::ack_kind(10, 2)
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -1900,23 +1087,14 @@ fn op() -> impl Strategy<Value = Op> {
         14 => append_op().prop_map(Op::Append),
         3 => (slot.clone(), cfg_gen()).prop_map(|(s, g)| Op::Create(s, g)),
         1 => slot.clone().prop_map(Op::Delete),
-        14 => (
-            slot.clone(),
-            1usize..=10,
-            prop_oneof![3 => Just(0usize), 2 => 1usize..120],
-        )
-            .prop_map(|(slot, max_msgs, max_bytes)| Op::Fetch {
-                slot,
-                max_msgs,
-                max_bytes
-            }),
+        14 => consumer_model::fetch(slot.clone(), 2).prop_map(Op::Fetch),
         18 => (slot.clone(), ack_kind(), apick()).prop_map(|(s, k, p)| Op::Ack(s, k, p)),
         6 => advance().prop_map(Op::Advance),
-        2 => pick().prop_map(Op::Remove),
-        1 => pick().prop_map(Op::Erase),
-        1 => Just(Op::Purge),
-        1 => pick().prop_map(Op::Compact),
-        1 => by_subject::purge(PURGE_FILTERS.len(), 0.5).prop_map(Op::PurgeFiltered),
+        2 => pick().prop_map(Removal::Remove).prop_map(Op::Removal),
+        1 => pick().prop_map(Removal::Erase).prop_map(Op::Removal),
+        1 => Just(Op::Removal(Removal::Purge)),
+        1 => pick().prop_map(Removal::Compact).prop_map(Op::Removal),
+        1 => by_subject::purge(PURGE_FILTERS.len(), 0.5).prop_map(Removal::PurgeFiltered).prop_map(Op::Removal),
         2 => slot.prop_map(Op::SaveNow),
         1 => Just(Op::Restart),
         2 => (
@@ -1930,12 +1108,7 @@ fn op() -> impl Strategy<Value = Op> {
                 1 => (0..SLOTS, cfg_gen()).prop_map(|(k, g)| CrashOp::Create(k, g)),
                 1 => (0..SLOTS).prop_map(CrashOp::Delete),
                 2 => append_op().prop_map(CrashOp::Append),
-                2 => (any::<usize>(), 1usize..=10, prop_oneof![3 => Just(0usize), 1 => 1usize..120])
-                    .prop_map(|(slot, max_msgs, max_bytes)| CrashOp::Fetch {
-                        slot,
-                        max_msgs,
-                        max_bytes
-                    }),
+                2 => consumer_model::fetch(any::<usize>(), 1).prop_map(CrashOp::Fetch),
                 2 => (any::<usize>(), ack_kind(), apick())
                     .prop_map(|(s, k, p)| CrashOp::Ack(s, k, p)),
             ],
@@ -2059,22 +1232,16 @@ fn work_queue_consumers_ack_explicitly_and_deliver_all() {
     let (db, _) = fixture(Retention::WorkQueue);
     let s = db.stream();
     s.append("a", b"", b"").unwrap();
-    for cfg in [
-        ConsumerConfig::new("c").ack(AckPolicy::None),
-        ConsumerConfig::new("c").ack(AckPolicy::All),
-        ConsumerConfig::new("c").deliver(DeliverPolicy::New),
-        ConsumerConfig::new("c").deliver(DeliverPolicy::ByStartSeq(2)),
-        ConsumerConfig::new("c").deliver(DeliverPolicy::LastPerSubject),
-    ] {
-        assert!(
-            matches!(
-                s.create_consumer(cfg.clone()),
-                Err(ConsumerError::Config(_))
-            ),
-            "{cfg:?}"
-        );
-    }
-    assert!(s.consumer_names().is_empty());
+    common::assert_configs_refused(
+        s,
+        [
+            ConsumerConfig::new("c").ack(AckPolicy::None),
+            ConsumerConfig::new("c").ack(AckPolicy::All),
+            ConsumerConfig::new("c").deliver(DeliverPolicy::New),
+            ConsumerConfig::new("c").deliver(DeliverPolicy::ByStartSeq(2)),
+            ConsumerConfig::new("c").deliver(DeliverPolicy::LastPerSubject),
+        ],
+    );
     assert_eq!(s.state().messages, 1);
 }
 

@@ -862,16 +862,7 @@ impl Harness {
 // ---------------------------------------------------------------------------------------------
 
 fn msg() -> impl Strategy<Value = GenMsg> {
-    (
-        subject(),
-        proptest::option::weighted(0.2, vec(any::<u8>(), 0..12)),
-        vec(any::<u8>(), 0..64),
-    )
-        .prop_map(|(subject, h, payload)| GenMsg {
-            subject,
-            headers: h.unwrap_or_default(),
-            payload,
-        })
+    common::gen_msg(subject(), 0.2, 12, 64)
 }
 
 fn subject() -> impl Strategy<Value = usize> {

@@ -8,6 +8,11 @@
 //! when the origin's last sequence was that message's (its state at that sequence), and
 //! whenever the mirror has caught up they equal the origin's current ones.
 
+#[allow(dead_code)]
+mod common;
+
+use common::Rng;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,24 +24,6 @@ use tidelog::{
 const SEC: i64 = 1_000_000_000;
 const T0: i64 = 1_700_000_000 * SEC;
 const SUBJECTS: usize = 12;
-
-/// A small deterministic generator (the runs must be reproducible from their seed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 fn subject(i: usize) -> String {
     format!("kv.key{i}")

@@ -57,6 +57,39 @@ fn live(s: &Stream) -> Vec<Msg> {
     v
 }
 
+/// Adds an appended message (no TTL) to the expected live messages `want`, after what its
+/// rollup (if any) replaces: its subject's earlier messages, or all of them.
+fn add_expected(
+    want: &mut Vec<Msg>,
+    seq: u64,
+    subject: &str,
+    payload: Vec<u8>,
+    rollup: Option<Rollup>,
+) {
+    match rollup {
+        None => {}
+        Some(Rollup::Subject) => want.retain(|w| w.subject != subject),
+        Some(Rollup::All) => want.clear(),
+    }
+    want.push(Msg {
+        seq,
+        subject: subject.to_owned(),
+        payload,
+        rollup,
+        ttl: None,
+    });
+}
+
+/// Fails with every failure a sweep collected.
+fn assert_no_failures(bad: &[String]) {
+    assert!(
+        bad.is_empty(),
+        "{} failures:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 fn seqs(v: &[Msg]) -> Vec<u64> {
     v.iter().map(|m| m.seq).collect()
 }
@@ -249,18 +282,7 @@ fn subject_and_all_rollups_replace_earlier_messages() {
                 Some(Rollup::All) => want.iter().map(|w| bytes[&w.seq]).sum(),
             };
             bytes.insert(seq, s.state().bytes + removed - before);
-            match r {
-                None => {}
-                Some(Rollup::Subject) => want.retain(|w| w.subject != subject),
-                Some(Rollup::All) => want.clear(),
-            }
-            want.push(Msg {
-                seq,
-                subject: subject.to_owned(),
-                payload,
-                rollup: r,
-                ttl: None,
-            });
+            add_expected(want, seq, subject, payload, r);
             let total: u64 = want.iter().map(|w| bytes[&w.seq]).sum();
             assert_eq!(s.state().bytes, total, "{ctx}: bytes after {seq}");
             assert_eq!(s.load_last(subject).unwrap().unwrap().seq, seq, "{ctx}");
@@ -529,12 +551,7 @@ fn rollup_crash_sweep(r: Rollup, durability: Durability) {
     assert!(cases > 32, "too few cases: {cases}");
     // Crashes both before and after the rollup became durable were hit.
     assert!(outcomes.len() == 2 || !bad.is_empty(), "{outcomes:?}");
-    assert!(
-        bad.is_empty(),
-        "{} failures:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_no_failures(&bad);
 }
 
 /// The prefill sizes of the sweep cover a rollup that opens a new block.
@@ -596,18 +613,7 @@ fn replaced_messages_never_come_back() {
                 let mut m = NewMessage::new(subject, &payload);
                 m.rollup = r;
                 let seq = db.stream().append_msg(&m).unwrap().seq;
-                match r {
-                    None => {}
-                    Some(Rollup::Subject) => want.retain(|w| w.subject != subject),
-                    Some(Rollup::All) => want.clear(),
-                }
-                want.push(Msg {
-                    seq,
-                    subject: subject.into(),
-                    payload,
-                    rollup: r,
-                    ttl: None,
-                });
+                add_expected(want, seq, subject, payload, r);
                 seq
             };
             // Older messages under the checkpoint, newer ones replayed after it.
@@ -765,12 +771,7 @@ fn erasing_a_rollup_never_resurrects_under_crashes() {
             }
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} failures:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_no_failures(&bad);
 }
 
 /// `truncate` below a rollup (replication rollback) drops the rollup message; whatever it
@@ -938,6 +939,15 @@ fn dseqs(d: &[tidelog::Delivery]) -> Vec<u64> {
     d.iter().map(|x| x.message.seq).collect()
 }
 
+/// (num_pending, num_ack_pending, num_waiting_redelivery) of a consumer.
+fn pending_counts(st: &tidelog::ConsumerState) -> (u64, u64, u64) {
+    (
+        st.num_pending,
+        st.num_ack_pending,
+        st.num_waiting_redelivery,
+    )
+}
+
 #[test]
 fn rolled_up_messages_leave_consumers_pending_at_once() {
     for storage in [Storage::File, Storage::Memory] {
@@ -964,14 +974,7 @@ fn rolled_up_messages_leave_consumers_pending_at_once() {
         assert_eq!(c.nak(2, None).unwrap(), AckOutcome::Done);
         assert_eq!(only_a.nak(4, None).unwrap(), AckOutcome::Done);
         let st = c.state().unwrap();
-        assert_eq!(
-            (
-                st.num_pending,
-                st.num_ack_pending,
-                st.num_waiting_redelivery
-            ),
-            (2, 3, 1)
-        );
+        assert_eq!(pending_counts(&st), (2, 3, 1));
         // Removes 1, 2, 4, 5: c's delivered 1, its nak'd 2 and its undelivered 4, 5.
         let r = roll(&s, "a", Rollup::Subject);
         assert_eq!(r, 6);
@@ -983,15 +986,7 @@ fn rolled_up_messages_leave_consumers_pending_at_once() {
         assert_eq!(st.delivered.stream_seq, 3, "{st:?}");
         assert_eq!(st.ack_floor.stream_seq, 2, "1 and 2 are gone: {st:?}");
         let st = only_a.state().unwrap();
-        assert_eq!(
-            (
-                st.num_pending,
-                st.num_ack_pending,
-                st.num_waiting_redelivery
-            ),
-            (1, 0, 0),
-            "{st:?}"
-        );
+        assert_eq!(pending_counts(&st), (1, 0, 0), "{st:?}");
         for q in [1, 2] {
             assert_eq!(c.ack(q).unwrap(), AckOutcome::NotPending, "ack {q}");
             assert_eq!(c.nak(q, None).unwrap(), AckOutcome::NotPending, "nak {q}");
@@ -1021,15 +1016,7 @@ fn rolled_up_messages_leave_consumers_pending_at_once() {
         c.nak(8, None).unwrap();
         let r = roll(&s, "z", Rollup::All);
         let st = c.state().unwrap();
-        assert_eq!(
-            (
-                st.num_pending,
-                st.num_ack_pending,
-                st.num_waiting_redelivery
-            ),
-            (1, 0, 0),
-            "{st:?}"
-        );
+        assert_eq!(pending_counts(&st), (1, 0, 0), "{st:?}");
         assert_eq!(c.ack(7).unwrap(), AckOutcome::NotPending);
         assert_eq!(c.ack(8).unwrap(), AckOutcome::NotPending);
         assert_eq!(dseqs(&c.fetch(10, 0).unwrap()), vec![r]);
@@ -1273,7 +1260,15 @@ fn readers_never_see_half_a_rollup() {
 fn refused(s: &Stream, m: NewMessage<'_>, want: &AppendError, ctx: &str) {
     let (before, st) = (live(s), s.state());
     let got = s.append_msg(&m);
-    let same = match (&got, want) {
+    let same = same_error(&got, want);
+    assert!(same, "{ctx}: {m:?}: got {got:?}, want {want:?}");
+    assert_eq!(live(s), before, "{ctx}: {m:?} changed the messages");
+    assert_eq!(s.state(), st, "{ctx}: {m:?} changed the state");
+}
+
+/// Whether `got` is the failed expectation `want` (the same sequences; any invalid filter).
+fn same_error<T>(got: &Result<T, AppendError>, want: &AppendError) -> bool {
+    match (got, want) {
         (
             Err(AppendError::WrongLastSequence { expected, current }),
             AppendError::WrongLastSequence {
@@ -1290,10 +1285,7 @@ fn refused(s: &Stream, m: NewMessage<'_>, want: &AppendError, ctx: &str) {
         ) => (expected, current) == (e, c),
         (Err(AppendError::InvalidFilter(_)), AppendError::InvalidFilter(_)) => true,
         _ => false,
-    };
-    assert!(same, "{ctx}: {m:?}: got {got:?}, want {want:?}");
-    assert_eq!(live(s), before, "{ctx}: {m:?} changed the messages");
-    assert_eq!(s.state(), st, "{ctx}: {m:?} changed the state");
+    }
 }
 
 fn wrong_seq(expected: u64, current: u64) -> AppendError {
@@ -1470,24 +1462,7 @@ fn expectations_on_single_appends() {
 fn batch_refused(s: &Stream, msgs: &[NewMessage<'_>], want: &AppendError, ctx: &str) {
     let (before, st) = (live(s), s.state());
     let got = s.append_batch(msgs);
-    let same = match (&got, want) {
-        (
-            Err(AppendError::WrongLastSequence { expected, current }),
-            AppendError::WrongLastSequence {
-                expected: e,
-                current: c,
-            },
-        ) => (expected, current) == (e, c),
-        (
-            Err(AppendError::WrongLastSubjectSequence { expected, current }),
-            AppendError::WrongLastSubjectSequence {
-                expected: e,
-                current: c,
-            },
-        ) => (expected, current) == (e, c),
-        (Err(AppendError::InvalidFilter(_)), AppendError::InvalidFilter(_)) => true,
-        _ => false,
-    };
+    let same = same_error(&got, want);
     assert!(same, "{ctx}: {msgs:?}: got {got:?}, want {want:?}");
     assert_eq!(live(s), before, "{ctx}");
     assert_eq!(s.state(), st, "{ctx}");

@@ -4,13 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tidelog::io::{CrashKind, Fault, FaultPlan, FaultyVfs, MemVfs, Vfs};
 use tidelog::{
-    Clock, LoadError, ManualClock, Storage, Store, StoreOptions, StoredMessage, Stream,
-    StreamConfig, StreamState,
+    Clock, ConsumerConfig, ConsumerError, LoadError, ManualClock, Storage, Store, StoreOptions,
+    StoredMessage, Stream, StreamConfig, StreamState,
 };
+
+// Used by the consumer model files only.
+#[allow(dead_code)]
+pub mod consumer_model;
 
 pub const DIR: &str = "/db";
 
@@ -32,6 +37,66 @@ pub struct Pick {
 
 pub fn pick() -> impl Strategy<Value = Pick> {
     (prop::bool::weighted(0.7), any::<u32>()).prop_map(|(live, idx)| Pick { live, idx })
+}
+
+/// A message on a subject index from `subject`, with headers (up to `max_headers` bytes) in a
+/// `headers` share of them, and a payload of up to `max_payload` bytes (`model_ttl.rs` makes its
+/// own, with TTLs).
+#[allow(dead_code)]
+pub fn gen_msg(
+    subject: impl Strategy<Value = usize>,
+    headers: f64,
+    max_headers: usize,
+    max_payload: usize,
+) -> impl Strategy<Value = GenMsg> {
+    (
+        subject,
+        proptest::option::weighted(headers, vec(any::<u8>(), 0..max_headers)),
+        vec(any::<u8>(), 0..max_payload),
+    )
+        .prop_map(|(subject, h, payload)| GenMsg {
+            subject,
+            headers: h.unwrap_or_default(),
+            payload,
+        })
+}
+
+/// A small deterministic generator (xorshift; runs must be reproducible from their seed, which
+/// must not be 0). Not every file that includes this module uses it.
+#[allow(dead_code)]
+pub struct Rng(pub u64);
+
+#[allow(dead_code)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+/// `s` refuses every config of `cfgs` with `ConsumerError::Config`, and has no consumer after.
+#[allow(dead_code)]
+pub fn assert_configs_refused(s: &Stream, cfgs: impl IntoIterator<Item = ConsumerConfig>) {
+    for cfg in cfgs {
+        assert!(
+            matches!(
+                s.create_consumer(cfg.clone()),
+                Err(ConsumerError::Config(_))
+            ),
+            "{cfg:?}"
+        );
+    }
+    assert!(s.consumer_names().is_empty());
 }
 
 /// First live sequence of a model log (`last_seq + 1` when empty).
