@@ -9,6 +9,9 @@
 //!   deleting a consumer leaves its work for the next. Consumers may not overlap, acknowledge
 //!   explicitly and deliver from the start.
 //!
+//! While a consumer's file cannot be read (`Stream::damaged_consumers`) its interest is
+//! unknown, so the stream releases nothing until that consumer is deleted.
+//!
 //! Reads, browsing and creating consumers never remove anything (field failure 2). A release
 //! is logged after the acknowledgement or deletion that caused it, so a crash in between could
 //! leave it undone: every open re-checks the stream ([`Stream::recheck_retention`]).
@@ -28,7 +31,7 @@ impl Stream {
     /// Removes those of `seqs` (sorted) that no consumer needs any more, after consumers
     /// acknowledged, terminated or (without acks) received them.
     pub(crate) fn retain_check(&self, seqs: &[u64]) {
-        if self.retention() == Retention::Limits || seqs.is_empty() {
+        if self.retention() == Retention::Limits || seqs.is_empty() || self.interest_unknown() {
             return;
         }
         let consumers = self.consumer_list();
@@ -90,7 +93,7 @@ impl Stream {
 
     /// After appends to an interest stream: messages no consumer is interested in are not kept.
     pub(crate) fn drop_if_uninteresting(&self, first: u64, subjects: &[&str]) {
-        if self.retention() != Retention::Interest {
+        if self.retention() != Retention::Interest || self.interest_unknown() {
             return;
         }
         let gone: Vec<u64> = {
@@ -125,7 +128,9 @@ impl Stream {
     /// subject no consumer matches), so the work is a pass over the subjects plus the
     /// delivered, unacknowledged messages, not over the stream.
     pub(crate) fn recheck_retention(&self) {
-        if self.retention() == Retention::Limits {
+        // A consumer whose file could not be read may hold messages no one else does: nothing
+        // is released on the word of the others.
+        if self.retention() == Retention::Limits || self.interest_unknown() {
             return;
         }
         let consumers = self.consumer_list();

@@ -1183,25 +1183,52 @@ impl Stream {
             .ok_or_else(|| crate::ConsumerError::NotFound(name.to_owned()))
     }
 
-    /// Deletes a consumer; its handles then return `Deleted`.
+    /// Deletes a consumer; its handles then return `Deleted`. The name of a consumer whose
+    /// file could not be read ([`Stream::damaged_consumers`]) deletes that file.
     pub fn delete_consumer(&self, name: &str) -> Result<(), crate::ConsumerError> {
-        let c = self
-            .s
-            .consumers
-            .lock()
-            .remove(name)
-            .ok_or_else(|| crate::ConsumerError::NotFound(name.to_owned()))?;
+        let removed = self.s.consumers.lock().remove(name);
+        let Some(c) = removed else {
+            return self.delete_damaged_consumer(name);
+        };
         c.mark_deleted();
-        if self.s.persistent {
-            let io = |e| crate::ConsumerError::Durability(DurabilityError::from_io(e));
-            let path = self.s.dir.join(crate::consumer::file_name(name));
-            if self.s.vfs.exists(&path) {
-                self.s.vfs.remove_file(&path).map_err(io)?;
-            }
-            self.s.vfs.sync_dir(&self.s.dir).map_err(io)?;
-        }
+        self.remove_consumer_file(name)?;
         self.release(&c);
         Ok(())
+    }
+
+    fn delete_damaged_consumer(&self, name: &str) -> Result<(), crate::ConsumerError> {
+        let known = self
+            .s
+            .damaged_consumers
+            .lock()
+            .iter()
+            .any(|(n, _)| n == name);
+        if !known {
+            return Err(crate::ConsumerError::NotFound(name.to_owned()));
+        }
+        self.remove_consumer_file(name)?;
+        self.s.damaged_consumers.lock().retain(|(n, _)| n != name);
+        // Releases held back while its interest was unknown go now.
+        self.recheck_retention();
+        Ok(())
+    }
+
+    fn remove_consumer_file(&self, name: &str) -> Result<(), crate::ConsumerError> {
+        if !self.s.persistent {
+            return Ok(());
+        }
+        let io = |e| crate::ConsumerError::Durability(DurabilityError::from_io(e));
+        let path = self.s.dir.join(crate::consumer::file_name(name));
+        if self.s.vfs.exists(&path) {
+            self.s.vfs.remove_file(&path).map_err(io)?;
+        }
+        self.s.vfs.sync_dir(&self.s.dir).map_err(io)
+    }
+
+    /// Whether a consumer's file could not be read: its interest is unknown, so retention
+    /// releases nothing until it is deleted.
+    pub(crate) fn interest_unknown(&self) -> bool {
+        !self.s.damaged_consumers.lock().is_empty()
     }
 
     /// Saves every changed consumer (all of them with `force`).

@@ -539,3 +539,43 @@ fn a_damaged_message_is_passed_over_and_the_rest_delivered() {
     assert_eq!(seqs(&c.fetch(10, 0).unwrap()), vec![1, 2, 4, 5]);
     assert_eq!(c.fetch(10, 0).unwrap().len(), 0, "nothing stalls on it");
 }
+
+#[test]
+fn a_damaged_consumer_file_releases_nothing_at_open() {
+    let mem = MemVfs::new();
+    let opts = || StoreOptions {
+        manual_maintenance: true,
+        ..Default::default()
+    };
+    let store = Store::open_with_vfs("/c", Arc::new(mem.clone()), opts()).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new("s").retention(tidelog::Retention::Interest))
+        .unwrap();
+    s.create_consumer(ConsumerConfig::new("c")).unwrap();
+    for _ in 0..3 {
+        s.append("a", b"", b"x").unwrap();
+    }
+    store.close().unwrap();
+    drop((s, store));
+    mem.corrupt(std::path::Path::new("/c/streams/s/consumer.c"), 20, 0xff)
+        .unwrap();
+    let store = Store::open_with_vfs("/c", Arc::new(mem.clone()), opts()).unwrap();
+    let s = store.stream("s").unwrap();
+    assert_eq!(s.damaged_consumers().len(), 1);
+    assert_eq!(
+        s.state().messages,
+        3,
+        "kept: the unreadable consumer may need them"
+    );
+    // Nor on appends and acks while its interest is unknown.
+    s.append("b", b"", b"y").unwrap();
+    assert_eq!(s.state().messages, 4);
+    // Deleting it (by name) removes its file and lets retention go on.
+    s.delete_consumer("c").unwrap();
+    assert!(s.damaged_consumers().is_empty());
+    assert_eq!(s.state().messages, 0);
+    assert!(matches!(
+        s.delete_consumer("c"),
+        Err(ConsumerError::NotFound(_))
+    ));
+}
