@@ -138,10 +138,18 @@ impl Iterator for Seqs<'_> {
 /// Drops the first delta of `deltas` (moving `first` by it) and shifts the rest to the front;
 /// returns how many bytes went. The caller knows a delta is there (at least two sequences).
 fn shift_first(first: &mut u64, deltas: &mut [u8]) -> usize {
+    shift_prefix(first, deltas, 1)
+}
+
+/// Drops the first `k` deltas of `deltas` (moving `first` past them) and shifts the rest to
+/// the front once; returns how many bytes went. The caller knows `k` deltas are there.
+fn shift_prefix(first: &mut u64, deltas: &mut [u8], k: usize) -> usize {
     let mut at = 0;
-    let d = varint::get(deltas, &mut at).unwrap_or(0);
-    debug_assert!(d > 0 && at > 0, "no delta after {first}");
-    *first += d;
+    for _ in 0..k {
+        let d = varint::get(deltas, &mut at).unwrap_or(0);
+        debug_assert!(d > 0, "fewer than {k} deltas after {first}");
+        *first += d;
+    }
     deltas.copy_within(at.., 0);
     at
 }
@@ -677,6 +685,9 @@ impl SeqList {
     pub fn remove_sorted(&mut self, seqs: &[u64]) -> u64 {
         debug_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let before = self.len();
+        if self.drop_prefix(seqs) {
+            return before - self.len();
+        }
         match &mut self.repr {
             Repr::Inline { .. } | Repr::Heap { .. } => {
                 let mut v = self.to_vec();
@@ -769,6 +780,40 @@ impl SeqList {
         }
     }
 
+    /// When `seqs` are exactly the first sequences of a list kept in one piece (inline or heap),
+    /// removes them by shifting out their deltas at once: expiry and limits remove the oldest
+    /// messages, batch after batch, and re-encoding the list each time cost more than the rest
+    /// of the removal. False (nothing done) otherwise.
+    fn drop_prefix(&mut self, seqs: &[u64]) -> bool {
+        let k = seqs.len();
+        if k == 0 || matches!(self.repr, Repr::Chunked(_)) {
+            return false;
+        }
+        let is_prefix = Seqs::new(self.first, self.repr.small_deltas())
+            .take(k)
+            .eq(seqs.iter().copied());
+        if !is_prefix {
+            return false;
+        }
+        if k as u64 >= self.len() {
+            self.clear();
+            return true;
+        }
+        let first = &mut self.first;
+        match &mut self.repr {
+            Repr::Inline { n, len, buf } => {
+                *len -= shift_prefix(first, &mut buf[..*len as usize], k) as u8;
+                *n -= k as u8;
+            }
+            Repr::Heap { n, len, buf } => {
+                *len -= shift_prefix(first, &mut buf[..*len as usize], k) as u16;
+                *n -= k as u32;
+            }
+            Repr::Chunked(_) => return false,
+        }
+        true
+    }
+
     /// Removes the first sequence by shifting out its delta instead of re-encoding: removals
     /// mostly take a subject's oldest message.
     fn pop_first(&mut self) {
@@ -847,6 +892,8 @@ mod tests {
         Push(u64),
         Remove(usize),
         RemoveFirst,
+        /// The first `k` (a prefix, as expiry removes).
+        RemovePrefix(usize),
         Below(usize),
         Above(usize),
         /// Every `step`-th present sequence from index `at`, plus absent neighbours.
@@ -858,6 +905,7 @@ mod tests {
             6 => prop_oneof![1u64..3, 1u64..300, 1u64..1_000_000_000].prop_map(Op::Push),
             2 => any::<usize>().prop_map(Op::Remove),
             1 => Just(Op::RemoveFirst),
+            1 => (1usize..20).prop_map(Op::RemovePrefix),
             1 => any::<usize>().prop_map(Op::Below),
             1 => any::<usize>().prop_map(Op::Above),
             1 => (any::<usize>(), 1usize..40).prop_map(|(a, s)| Op::Many(a, s)),
@@ -890,6 +938,11 @@ mod tests {
                     Op::RemoveFirst => if let (Some(s), Some(l)) = (pick(0), &mut list) {
                         model.remove(0);
                         prop_assert!(l.remove(s));
+                    },
+                    Op::RemovePrefix(k) => if let Some(l) = &mut list {
+                        let k = k.min(model.len());
+                        let gone: Vec<u64> = model.drain(..k).collect();
+                        prop_assert_eq!(l.remove_sorted(&gone), k as u64);
                     },
                     Op::Below(i) => if let (Some(s), Some(l)) = (pick(i), &mut list) {
                         let n = model.iter().filter(|&&x| x < s).count() as u64;
