@@ -639,24 +639,26 @@ fn sequences_reused_after_truncate_are_new_deliveries() {
         "c: only 1 is pending, the new 3 is yet to deliver"
     );
     clock.advance_ns(SEC);
-    let d = cs[0].fetch(10, 0).unwrap();
-    let got: Vec<(u64, u64, &[u8])> = d
-        .iter()
-        .map(|x| (x.message.seq, x.delivery_count, x.message.payload()))
-        .collect();
+    // (sequence, delivery count, payload) of each delivery.
+    let seen = |d: Vec<Delivery>| -> Vec<(u64, u64, Vec<u8>)> {
+        d.iter()
+            .map(|x| {
+                (
+                    x.message.seq,
+                    x.delivery_count,
+                    x.message.payload().to_vec(),
+                )
+            })
+            .collect()
+    };
     assert_eq!(
-        got,
-        vec![(1, 2, &b"old"[..]), (3, 1, &b"new"[..])],
+        seen(cs[0].fetch(10, 0).unwrap()),
+        vec![(1, 2, b"old".to_vec()), (3, 1, b"new".to_vec())],
         "c redelivers 1 and delivers the new 3 for the first time"
     );
-    let d = l.fetch(10, 0).unwrap();
-    let got: Vec<(u64, u64, &[u8])> = d
-        .iter()
-        .map(|x| (x.message.seq, x.delivery_count, x.message.payload()))
-        .collect();
     assert_eq!(
-        got,
-        vec![(1, 1, &b"old"[..]), (3, 1, &b"new"[..])],
+        seen(l.fetch(10, 0).unwrap()),
+        vec![(1, 1, b"old".to_vec()), (3, 1, b"new".to_vec())],
         "l delivers its live starter 1 and the new 3, not x at 2"
     );
 }
