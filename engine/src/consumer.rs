@@ -858,6 +858,11 @@ impl Consumer {
         !undelivered && !self.c.table.contains(seq) && !inner.max_delivered.contains_key(&seq)
     }
 
+    /// Where new deliveries continue from, and the filters (retention's re-check at open).
+    pub(crate) fn next_new_from(&self) -> (u64, &[String]) {
+        (self.c.inner.lock().next, &self.c.filters)
+    }
+
     /// The messages this consumer still holds back: pending, past max_deliver, and those it
     /// is interested in but has not delivered (`first` onwards, matching). For retention when
     /// the consumer is deleted.

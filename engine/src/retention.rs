@@ -134,13 +134,7 @@ impl Stream {
             return;
         }
         let consumers = self.consumer_list();
-        let nexts: Vec<(u64, Vec<String>)> = consumers
-            .iter()
-            .map(|c| {
-                let (_, next, filters) = c.held();
-                (next, filters)
-            })
-            .collect();
+        let nexts: Vec<(u64, &[String])> = consumers.iter().map(Consumer::next_new_from).collect();
         let candidates = self.subject_seqs_below(|subject| {
             let matching = nexts
                 .iter()

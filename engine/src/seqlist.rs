@@ -135,12 +135,6 @@ impl Iterator for Seqs<'_> {
     }
 }
 
-/// Drops the first delta of `deltas` (moving `first` by it) and shifts the rest to the front;
-/// returns how many bytes went. The caller knows a delta is there (at least two sequences).
-fn shift_first(first: &mut u64, deltas: &mut [u8]) -> usize {
-    shift_prefix(first, deltas, 1)
-}
-
 /// Drops the first `k` deltas of `deltas` (moving `first` past them) and shifts the rest to
 /// the front once; returns how many bytes went. The caller knows `k` deltas are there.
 fn shift_prefix(first: &mut u64, deltas: &mut [u8], k: usize) -> usize {
@@ -312,7 +306,7 @@ impl Chunks {
         self.count -= 1;
         let Some(ch) = self.full.front_mut() else {
             let t = &mut self.tail;
-            let k = shift_first(&mut t.first, &mut t.buf[..t.len as usize]);
+            let k = shift_prefix(&mut t.first, &mut t.buf[..t.len as usize], 1);
             t.len -= k as u16;
             t.n -= 1;
             return;
@@ -724,10 +718,11 @@ impl SeqList {
         }
         let before = self.len();
         match &mut self.repr {
-            Repr::Inline { .. } | Repr::Heap { .. } => {
-                let mut v = self.to_vec();
-                v.retain(|&s| s >= floor);
-                self.replace(&v);
+            r @ (Repr::Inline { .. } | Repr::Heap { .. }) => {
+                let k = Seqs::new(self.first, r.small_deltas())
+                    .take_while(|&s| s < floor)
+                    .count();
+                self.shift_out_small(k);
             }
             Repr::Chunked(c) => {
                 while c.len() > 0 && c.view(0).last < floor {
@@ -795,9 +790,18 @@ impl SeqList {
         if !is_prefix {
             return false;
         }
+        self.shift_out_small(k);
+        true
+    }
+
+    /// Removes the first `k` sequences of an inline or heap list by shifting out their deltas
+    /// at once (all of them: the list is cleared).
+    fn shift_out_small(&mut self, k: usize) {
+        if k == 0 {
+            return;
+        }
         if k as u64 >= self.len() {
-            self.clear();
-            return true;
+            return self.clear();
         }
         let first = &mut self.first;
         match &mut self.repr {
@@ -809,33 +813,19 @@ impl SeqList {
                 *len -= shift_prefix(first, &mut buf[..*len as usize], k) as u16;
                 *n -= k as u32;
             }
-            Repr::Chunked(_) => return false,
+            Repr::Chunked(_) => debug_assert!(false, "shift_out_small on a chunked list"),
         }
-        true
     }
 
     /// Removes the first sequence by shifting out its delta instead of re-encoding: removals
     /// mostly take a subject's oldest message.
     fn pop_first(&mut self) {
-        if self.len() <= 1 {
-            return self.clear();
-        }
-        let first = &mut self.first;
         match &mut self.repr {
-            Repr::Inline { n, len, buf } => {
-                let k = shift_first(first, &mut buf[..*len as usize]);
-                *len -= k as u8;
-                *n -= 1;
-            }
-            Repr::Heap { n, len, buf } => {
-                let k = shift_first(first, &mut buf[..*len as usize]);
-                *len -= k as u16;
-                *n -= 1;
-            }
             Repr::Chunked(c) => {
                 c.pop_first();
                 self.settle();
             }
+            _ => self.shift_out_small(1),
         }
     }
 

@@ -327,6 +327,8 @@ impl Store {
         if fresh_consumers {
             s.restore_consumers(&consumers)?;
         }
+        // An interest stream keeps only what its restored consumers still need.
+        s.recheck_retention();
         s.enforce_limits()?;
         Ok((
             s,

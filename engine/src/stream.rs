@@ -111,40 +111,6 @@ impl<'a> NewMessage<'a> {
     }
 }
 
-/// Checks the expectations of a batch's messages, each against the stream as the messages
-/// before it in the batch leave it (first at `last_seq + 1`).
-fn check_batch_expects(st: &LogState, msgs: &[NewMessage<'_>]) -> Result<(), AppendError> {
-    let first = st.last_seq + 1;
-    for (i, m) in msgs.iter().enumerate() {
-        if m.expect.is_none() {
-            continue;
-        }
-        let earlier = &msgs[..i];
-        if let Some(expected) = m.expect.last_seq {
-            let current = first + i as u64 - 1;
-            if expected != current {
-                return Err(AppendError::WrongLastSequence { expected, current });
-            }
-        }
-        if let Some(expected) = m.expect.last_subject_seq {
-            let of = m.expect.subject_filter.unwrap_or(m.subject);
-            let in_batch = earlier
-                .iter()
-                .rposition(|e| subject::matches(of, e.subject));
-            let current = match in_batch {
-                Some(j) => first + j as u64,
-                None => crate::query::last_match(st, of)
-                    .map_err(AppendError::InvalidFilter)?
-                    .unwrap_or(0),
-            };
-            if expected != current {
-                return Err(AppendError::WrongLastSubjectSequence { expected, current });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A message read from a stream (one allocation holding subject, headers and payload).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -272,6 +238,9 @@ pub(crate) struct Shared {
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     pub(crate) consumers: Mutex<std::collections::BTreeMap<String, crate::consumer::Consumer>>,
     pub(crate) damaged_consumers: Mutex<Vec<(String, String)>>,
+    /// `damaged_consumers` is not empty: read by every append and acknowledgement on an
+    /// interest or work-queue stream, so kept apart from the list's lock.
+    interest_unknown: AtomicBool,
     /// The state's removal counter, readable without the state lock.
     pub(crate) removals: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -341,6 +310,7 @@ impl Stream {
                 watchers: std::sync::atomic::AtomicUsize::new(0),
                 consumers: Mutex::new(std::collections::BTreeMap::new()),
                 damaged_consumers: Mutex::new(Vec::new()),
+                interest_unknown: AtomicBool::new(false),
                 removals,
             }),
         }
@@ -612,7 +582,7 @@ impl Stream {
                     last: st.last_seq,
                 });
             }
-            check_batch_expects(&st, msgs)?;
+            crate::expect::check_batch(&st, msgs)?;
             let ts = self.s.clock.now_ns().max(st.last_ts);
             let sized: Vec<(&[u8], usize)> = msgs
                 .iter()
@@ -1207,7 +1177,12 @@ impl Stream {
             return Err(crate::ConsumerError::NotFound(name.to_owned()));
         }
         self.remove_consumer_file(name)?;
-        self.s.damaged_consumers.lock().retain(|(n, _)| n != name);
+        let mut damaged = self.s.damaged_consumers.lock();
+        damaged.retain(|(n, _)| n != name);
+        self.s
+            .interest_unknown
+            .store(!damaged.is_empty(), Ordering::Release);
+        drop(damaged);
         // Releases held back while its interest was unknown go now.
         self.recheck_retention();
         Ok(())
@@ -1228,7 +1203,7 @@ impl Stream {
     /// Whether a consumer's file could not be read: its interest is unknown, so retention
     /// releases nothing until it is deleted.
     pub(crate) fn interest_unknown(&self) -> bool {
-        !self.s.damaged_consumers.lock().is_empty()
+        self.s.interest_unknown.load(Ordering::Acquire)
     }
 
     /// Saves every changed consumer (all of them with `force`).
@@ -1261,7 +1236,10 @@ impl Stream {
                     let c = crate::Consumer::restore(self, saved);
                     self.s.consumers.lock().insert(c.name().to_owned(), c);
                 }
-                Err(why) => self.s.damaged_consumers.lock().push((name.to_owned(), why)),
+                Err(why) => {
+                    self.s.damaged_consumers.lock().push((name.to_owned(), why));
+                    self.s.interest_unknown.store(true, Ordering::Release);
+                }
             }
         }
         Ok(())
