@@ -164,6 +164,57 @@ pub struct StreamConfig {
     /// What `append_raw` (a mirror or follower applying another stream's messages) applies.
     #[serde(default)]
     pub replica: ReplicaOptions,
+    /// Message-id deduplication; `None` (the default) keeps no ids.
+    #[serde(default)]
+    pub dedup: Option<Dedup>,
+}
+
+/// The duplicate window: an append whose message id was appended within it stores nothing
+/// and returns the first message's sequence. Each id in the window costs about 5.6 bytes of
+/// index (sized for `max_ids` when the stream opens); see `docs/architecture.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dedup {
+    /// How long an id is remembered after its message's timestamp.
+    pub window: Duration,
+    /// How many of the newest ids are remembered at most (a few hundred more may be).
+    pub max_ids: u64,
+    /// A purge (or compact) also forgets the ids of the messages it removes; otherwise
+    /// removed messages' ids stay until they leave the window, like every other id.
+    #[serde(default)]
+    pub forget_on_purge: bool,
+}
+
+/// Largest `Dedup::max_ids` (an index of about 1.4 GiB).
+pub const MAX_DEDUP_IDS: u64 = 1 << 28;
+
+impl Dedup {
+    /// A window of `window`, bounded to `max_ids` ids.
+    pub fn new(window: Duration, max_ids: u64) -> Self {
+        Dedup {
+            window,
+            max_ids,
+            forget_on_purge: false,
+        }
+    }
+    pub fn forget_on_purge(mut self, yes: bool) -> Self {
+        self.forget_on_purge = yes;
+        self
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.window.is_zero() || self.window > Duration::from_secs(crate::ttl::MAX_TTL_SECS) {
+            return Err(ConfigError::InvalidLimit {
+                name: "dedup window",
+                why: "must be between 1 ns and 100 years".into(),
+            });
+        }
+        if !(1..=MAX_DEDUP_IDS).contains(&self.max_ids) {
+            return Err(ConfigError::InvalidLimit {
+                name: "dedup max_ids",
+                why: format!("must be between 1 and {MAX_DEDUP_IDS}"),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a stream fed by `append_raw` applies of the origin's messages.
@@ -204,7 +255,13 @@ impl StreamConfig {
             retention: Retention::Limits,
             allow_rollup: false,
             replica: ReplicaOptions::default(),
+            dedup: None,
         }
+    }
+    /// Deduplicates appends by message id within `d`'s window.
+    pub fn dedup(mut self, d: Dedup) -> Self {
+        self.dedup = Some(d);
+        self
     }
     pub fn allow_rollup(mut self, yes: bool) -> Self {
         self.allow_rollup = yes;
@@ -295,6 +352,9 @@ impl StreamConfig {
         }
         self.limits.validate()?;
         self.validate_markers()?;
+        if let Some(d) = &self.dedup {
+            d.validate()?;
+        }
         if let Durability::Interval(d) = self.durability {
             if d.is_zero() || d > Duration::from_secs(3600) {
                 return Err(ConfigError::InvalidLimit {

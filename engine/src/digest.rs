@@ -2,7 +2,8 @@
 //! with their origin (and with each other) without shipping the data.
 //!
 //! Covered, in sequence order: the stream's first and last sequence and message count, and
-//! per live message its sequence, timestamp, subject, headers, payload, TTL and rollup. Not
+//! per live message its sequence, timestamp, subject, headers, payload, message id, TTL and
+//! rollup. Not
 //! covered: how the log stores them (blocks, batches, checkpoints) and the `marker` flag, since
 //! a replica receives an origin's markers as the messages they are (their headers say what
 //! they are). Two streams with the same digest answer every read the same way.
@@ -15,7 +16,7 @@ use crate::state::LogState;
 use crate::stream::Stream;
 
 /// Version of what the digest covers, hashed first: a change of coverage changes every digest.
-const DIGEST_VERSION: u64 = 1;
+const DIGEST_VERSION: u64 = 2;
 
 fn digest(st: &LogState) -> u64 {
     let mut h = Xxh3::new();
@@ -39,7 +40,7 @@ fn digest(st: &LogState) -> u64 {
             ] {
                 h.update(&v.to_le_bytes());
             }
-            for part in [r.subject, r.headers, r.payload] {
+            for part in [r.subject, r.headers, r.payload, r.msg_id] {
                 h.update(&(part.len() as u64).to_le_bytes());
                 h.update(part);
             }

@@ -53,6 +53,7 @@ struct OwnedMessage {
     last_seq: Option<u64>,
     last_subject_seq: Option<u64>,
     subject_filter: Option<String>,
+    msg_id: Option<Vec<u8>>,
 }
 
 impl OwnedMessage {
@@ -66,6 +67,7 @@ impl OwnedMessage {
             last_seq: m.expect.last_seq,
             last_subject_seq: m.expect.last_subject_seq,
             subject_filter: m.expect.subject_filter.map(str::to_owned),
+            msg_id: m.msg_id.map(<[u8]>::to_vec),
         }
     }
 
@@ -81,6 +83,7 @@ impl OwnedMessage {
                 last_subject_seq: self.last_subject_seq,
                 subject_filter: self.subject_filter.as_deref(),
             },
+            msg_id: self.msg_id.as_deref(),
         }
     }
 }
@@ -155,10 +158,12 @@ impl Stream {
                 let seq = st.last_seq + 1;
                 let ts = self.s.clock.now_ns().max(st.last_ts);
                 let m = r.msg.as_new();
-                results.push(
-                    self.put(&mut st, seq, ts, 0, &m)
-                        .map(|()| Appended { seq, ts }),
-                );
+                results.push(match self.duplicate_of(&mut st, &m) {
+                    Some(first) => Ok(first),
+                    None => self
+                        .put(&mut st, seq, ts, 0, &m)
+                        .map(|()| Appended::stored(seq, ts)),
+                });
             }
             st.lsn
         };

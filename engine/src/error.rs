@@ -133,6 +133,17 @@ pub enum AppendError {
     /// Rollups go in single appends, not batches.
     #[error("a rollup cannot be part of a batch")]
     RollupInBatch,
+    /// A message id that is empty or longer than 255 bytes.
+    #[error("invalid message id of {len} bytes: must be between 1 and 255")]
+    InvalidMsgId { len: usize },
+    /// The message at `index` of a batch has the id of message `seq`, appended within the
+    /// duplicate window; nothing was stored. (A single append returns the first message.)
+    #[error("message {index} of the batch duplicates message {seq}")]
+    Duplicate { index: usize, seq: u64 },
+    /// The message at `index` of a batch has the same id as the one at `first`; nothing was
+    /// stored.
+    #[error("message {index} of the batch has the id of message {first} of the batch")]
+    DuplicateInBatch { index: usize, first: usize },
     /// The message has a TTL but the stream's config does not allow them.
     #[error("this stream does not allow per-message TTLs")]
     TtlNotAllowed,

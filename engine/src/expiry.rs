@@ -342,7 +342,7 @@ impl Stream {
         let h = marker_headers(reason, ttl.as_secs()).len();
         subjects
             .iter()
-            .map(|s| record::msg_len(s.len(), h, 0, true))
+            .map(|s| record::msg_len(s.len(), h, 0, &record::Extras::ttl(Some(0))))
             .sum()
     }
 

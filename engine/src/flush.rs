@@ -15,7 +15,7 @@ use crate::durability::LEASE_SPAN;
 use crate::error::DurabilityError;
 use crate::io::{self, VFile};
 use crate::record;
-use crate::state::{Block, Data};
+use crate::state::{keep_ids, Block, Data};
 use crate::stream::{Stream, CHECKPOINT_FILE, CHECKPOINT_PREV_FILE};
 
 /// Log bytes between checkpoints.
@@ -397,6 +397,11 @@ impl Stream {
                 .into_iter()
                 .partition(covered);
             st.retired = keep;
+            if let Some(d) = st.dedup.as_mut() {
+                for b in &gone {
+                    keep_ids(d, b, |_| true);
+                }
+            }
             gone
         };
         if gone.is_empty() {
@@ -482,6 +487,14 @@ impl Stream {
         let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
         let map = Arc::new(file.map()?);
         let mut st = self.s.state.write();
+        let st = &mut *st;
+        if let (Some(d), Some(b)) = (st.dedup.as_mut(), st.blocks.iter().find(|b| b.id == id)) {
+            // The records left behind may hold ids the window still needs.
+            keep_ids(d, b, |seq| {
+                let kept = new_offsets.get((seq - first_seq) as usize);
+                !matches!(kept, Some(&o) if o != crate::block::NO_RECORD)
+            });
+        }
         if let Some(b) = st.block_mut(id) {
             // The new table keeps the checkpoint's slot count (a later truncate that is not yet
             // durable must not shorten a trailer); readers see the current count.

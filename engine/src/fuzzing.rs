@@ -16,7 +16,18 @@ pub fn record_decoder(data: &[u8]) {
     if let Ok(r) = record::decode(data) {
         let mut again = vec![0u8; r.len];
         record::encode_into(
-            &mut again, r.kind, r.flags, r.seq, r.ts, r.subject, r.headers, r.payload, r.ttl,
+            &mut again,
+            r.kind,
+            r.flags,
+            r.seq,
+            r.ts,
+            r.subject,
+            r.headers,
+            r.payload,
+            record::Extras {
+                ttl: r.ttl,
+                msg_id: r.msg_id,
+            },
         );
         assert_eq!(&again[..], &data[..r.len], "decode/encode round trip");
     }

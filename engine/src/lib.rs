@@ -20,6 +20,7 @@ mod checkpoint;
 pub mod clock;
 mod config;
 mod consumer;
+mod dedup;
 mod deletes;
 mod digest;
 mod durability;
@@ -53,13 +54,14 @@ pub mod fuzzing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions, StreamConfig,
-    DEFAULT_BLOCK_SIZE,
+    Dedup, Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions,
+    StreamConfig, DEFAULT_BLOCK_SIZE,
 };
 pub use consumer::{
     AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,
     SeqPair, MAX_ACK_PENDING,
 };
+pub use dedup::DedupStats;
 pub use error::{
     AppendError, ConfigError, ConsumerError, DurabilityError, LoadError, Poisoned, QueryError,
     SnapshotError, StoreError, StreamError, WriteError,

@@ -96,7 +96,7 @@ pub(crate) fn log_control(
 ) -> io::Result<()> {
     let len = record::encoded_len(0, 0, payload.len());
     st.ensure_room(vfs, None, len, now)?;
-    st.encode(kind, flags, seq, now, &[], &[], payload, None);
+    st.encode(kind, flags, seq, now, &[], &[], payload, Default::default());
     let r = record::RecordRef {
         kind,
         flags,
@@ -106,6 +106,7 @@ pub(crate) fn log_control(
         headers: &[],
         payload,
         ttl: None,
+        msg_id: &[],
         len,
     };
     st.apply_record(&r, 0);

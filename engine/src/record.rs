@@ -15,8 +15,10 @@ pub const MAX_SEQ: u64 = 1 << 62;
 pub const MAX_SUBJECT_LEN: usize = 4096;
 /// Largest headers + payload of one message, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 32 << 20;
-/// Largest record the decoder accepts; anything longer is damage, not data.
+/// Largest record without extras; anything longer is damage, not data.
 pub const MAX_RECORD_LEN: usize = MIN_RECORD_LEN + MAX_SUBJECT_LEN + MAX_MESSAGE_LEN;
+/// Largest record the decoder accepts: `MAX_RECORD_LEN` with the largest id and a TTL.
+pub const MAX_ENCODED_LEN: usize = MAX_RECORD_LEN + MAX_MSG_ID_LEN + 1 + TTL_LEN;
 
 /// What a record does when replayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +70,11 @@ pub const FLAG_MARKER: u8 = 8;
 pub const FLAG_ROLLUP_SUB: u8 = 16;
 /// A message that replaced every earlier message of the stream (`Rollup::All`).
 pub const FLAG_ROLLUP_ALL: u8 = 32;
+/// Flag bit: the message carries a message id (deduplication): the id's bytes, then its length
+/// as one byte, between the payload and the TTL field (or the checksum).
+pub const FLAG_MSG_ID: u8 = 64;
+/// Longest message id, in bytes (its length is stored in one byte).
+pub const MAX_MSG_ID_LEN: usize = 255;
 /// Bytes of the TTL field of a message with [`FLAG_TTL`]: whole seconds as a `u32`, with
 /// `u32::MAX` for "never" (100 years fit).
 pub const TTL_LEN: usize = 4;
@@ -84,6 +91,8 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
     /// The raw TTL field (`FLAG_TTL`): seconds, or `u64::MAX` for "never".
     pub ttl: Option<u64>,
+    /// The message id (`FLAG_MSG_ID`); empty without one.
+    pub msg_id: &'a [u8],
     /// Whole encoded length.
     pub len: usize,
 }
@@ -139,13 +148,43 @@ fn head_check(b: &[u8]) -> u32 {
     h as u32
 }
 
-/// Encoded size of a message record with or without a TTL field.
-pub fn msg_len(subject: usize, headers: usize, payload: usize, ttl: bool) -> usize {
-    encoded_len(subject, headers, payload) + if ttl { TTL_LEN } else { 0 }
+/// What a message record may carry after its payload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras<'a> {
+    /// The raw TTL field's value (`FLAG_TTL`).
+    pub ttl: Option<u64>,
+    /// The message id (`FLAG_MSG_ID` when not empty), at most [`MAX_MSG_ID_LEN`] bytes.
+    pub msg_id: &'a [u8],
 }
 
-/// Encodes a record into `out[..len]` (`msg_len` with a TTL, else `encoded_len`). `out` must
-/// be at least that long; returns the length written. `FLAG_TTL` is set exactly when `ttl` is.
+impl Extras<'_> {
+    /// A TTL alone.
+    pub fn ttl(ttl: Option<u64>) -> Extras<'static> {
+        Extras { ttl, msg_id: &[] }
+    }
+    /// Bytes they take in the record.
+    pub fn len(&self) -> usize {
+        id_field_len(self.msg_id.len()) + if self.ttl.is_some() { TTL_LEN } else { 0 }
+    }
+}
+
+/// Bytes of the id field for an id of `n` bytes (none for no id).
+fn id_field_len(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n + 1
+    }
+}
+
+/// Encoded size of a message record with these extras.
+pub fn msg_len(subject: usize, headers: usize, payload: usize, x: &Extras<'_>) -> usize {
+    encoded_len(subject, headers, payload) + x.len()
+}
+
+/// Encodes a record into `out[..len]` (`msg_len`). `out` must be at least that long; returns
+/// the length written. `FLAG_TTL` and `FLAG_MSG_ID` are set exactly when `x` has a TTL and an
+/// id.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_into(
     out: &mut [u8],
@@ -156,15 +195,19 @@ pub fn encode_into(
     subject: &[u8],
     headers: &[u8],
     payload: &[u8],
-    ttl: Option<u64>,
+    x: Extras<'_>,
 ) -> usize {
-    let len = msg_len(subject.len(), headers.len(), payload.len(), ttl.is_some());
-    let flags = match ttl {
-        Some(_) => flags | FLAG_TTL,
-        None => flags & !FLAG_TTL,
-    };
+    let len = msg_len(subject.len(), headers.len(), payload.len(), &x);
+    let mut flags = flags & !(FLAG_TTL | FLAG_MSG_ID);
+    if x.ttl.is_some() {
+        flags |= FLAG_TTL;
+    }
+    if !x.msg_id.is_empty() {
+        flags |= FLAG_MSG_ID;
+    }
     debug_assert!(out.len() >= len, "encode_into: buffer too small");
-    debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_RECORD_LEN + TTL_LEN);
+    debug_assert!(x.msg_id.len() <= MAX_MSG_ID_LEN);
+    debug_assert!(subject.len() <= MAX_SUBJECT_LEN && len <= MAX_ENCODED_LEN);
     let out = &mut out[..len];
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[4] = kind as u8;
@@ -180,7 +223,13 @@ pub fn encode_into(
         out[p..p + part.len()].copy_from_slice(part);
         p += part.len();
     }
-    if let Some(t) = ttl {
+    if !x.msg_id.is_empty() {
+        out[p..p + x.msg_id.len()].copy_from_slice(x.msg_id);
+        p += x.msg_id.len();
+        out[p] = x.msg_id.len() as u8;
+        p += 1;
+    }
+    if let Some(t) = x.ttl {
         out[p..p + TTL_LEN].copy_from_slice(&ttl_field(t).to_le_bytes());
         p += TTL_LEN;
     }
@@ -201,7 +250,17 @@ pub fn encode(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut v = vec![0u8; encoded_len(subject.len(), headers.len(), payload.len())];
-    encode_into(&mut v, kind, 0, seq, ts, subject, headers, payload, None);
+    encode_into(
+        &mut v,
+        kind,
+        0,
+        seq,
+        ts,
+        subject,
+        headers,
+        payload,
+        Extras::default(),
+    );
     v
 }
 
@@ -235,9 +294,11 @@ pub fn decode_head(b: &[u8]) -> Result<Head, DecodeError> {
     let subject_len = u16::from_le_bytes([b[6], b[7]]) as usize;
     let headers_len = u32_at(b, 24) as usize;
     let ttl_len = if b[5] & FLAG_TTL != 0 { TTL_LEN } else { 0 };
-    if !(MIN_RECORD_LEN..=MAX_RECORD_LEN + TTL_LEN).contains(&len)
+    // An id takes at least two bytes (one of id, its length).
+    let id_len = if b[5] & FLAG_MSG_ID != 0 { 2 } else { 0 };
+    if !(MIN_RECORD_LEN..=MAX_ENCODED_LEN).contains(&len)
         || subject_len > MAX_SUBJECT_LEN
-        || MIN_RECORD_LEN + ttl_len + subject_len + headers_len > len
+        || MIN_RECORD_LEN + ttl_len + id_len + subject_len + headers_len > len
     {
         return Err(DecodeError::BadHeader);
     }
@@ -279,6 +340,16 @@ pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeErr
     let s = HEADER_LEN;
     let hd = s + h.subject_len;
     let pl = hd + h.headers_len;
+    let (pl_end, msg_id) = match h.flags & FLAG_MSG_ID {
+        0 => (pl_end, &b[pl_end..pl_end]),
+        // The header check left room for the length byte and one id byte.
+        _ => {
+            let n = b[pl_end - 1] as usize;
+            let at = (pl_end - 1).checked_sub(n).filter(|&at| n > 0 && at >= pl);
+            let at = at.ok_or(DecodeError::BadBody(h))?;
+            (at, &b[at..pl_end - 1])
+        }
+    };
     Ok(RecordRef {
         kind: h.kind,
         flags: h.flags,
@@ -288,6 +359,7 @@ pub fn decode_checked(b: &[u8], verify: bool) -> Result<RecordRef<'_>, DecodeErr
         headers: &b[hd..pl],
         payload: &b[pl..pl_end],
         ttl,
+        msg_id,
         len: h.len,
     })
 }
@@ -343,6 +415,7 @@ pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let ttl = ttl_at(b, 0).map(|(_, t)| t);
+    // The id goes too: its bytes become part of the zeroed payload.
     let body = h.len - MIN_RECORD_LEN - if ttl.is_some() { TTL_LEN } else { 0 };
     let zeros = vec![0u8; body];
     let (subject, rest) = zeros.split_at(h.subject_len);
@@ -357,7 +430,7 @@ pub fn erased_copy(b: &[u8]) -> Option<Vec<u8>> {
         subject,
         headers,
         payload,
-        ttl,
+        Extras::ttl(ttl),
     );
     Some(out)
 }
@@ -389,6 +462,52 @@ mod tests {
             (&b"a.b"[..], &b"h"[..], &b"payload"[..])
         );
         assert_eq!(r.len, v.len());
+    }
+
+    fn encode_with(id: &[u8], ttl: Option<u64>) -> Vec<u8> {
+        let x = Extras { ttl, msg_id: id };
+        let mut v = vec![0u8; msg_len(3, 1, 5, &x)];
+        encode_into(&mut v, Kind::Msg, 0, 9, 1, b"a.b", b"h", b"hello", x);
+        v
+    }
+
+    #[test]
+    fn message_ids_round_trip_with_and_without_a_ttl() {
+        for ttl in [None, Some(60)] {
+            for id in [&b""[..], b"x", b"order-42", &[7u8; MAX_MSG_ID_LEN]] {
+                let v = encode_with(id, ttl);
+                let r = decode(&v).unwrap();
+                assert_eq!((r.payload, r.msg_id, r.ttl), (&b"hello"[..], id, ttl));
+                assert_eq!(r.flags & FLAG_MSG_ID != 0, !id.is_empty());
+                assert_eq!(ttl_at(&v, 0).map(|(_, t)| t), ttl);
+                for i in 0..v.len() {
+                    let mut c = v.clone();
+                    c[i] ^= 0x10;
+                    assert!(decode(&c).is_err(), "flip at {i} not detected");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn erasing_drops_the_id_with_the_payload() {
+        let v = encode_with(b"order-42", Some(60));
+        let e = erased_copy(&v).unwrap();
+        let r = decode(&e).unwrap();
+        assert_eq!((r.msg_id, r.ttl, e.len()), (&b""[..], Some(60), v.len()));
+        assert!(r.payload.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn an_id_length_past_the_payload_start_is_damage() {
+        let mut v = encode_with(b"id", None);
+        let n = v.len();
+        // The length byte claims more id than the body holds; fix the checksum so only the
+        // field is wrong.
+        v[n - 9] = 200;
+        let sum = xxh3_64(&v[..n - 8]);
+        v[n - 8..].copy_from_slice(&sum.to_le_bytes());
+        assert!(matches!(decode(&v), Err(DecodeError::BadBody(_))));
     }
 
     #[test]

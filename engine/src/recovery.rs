@@ -513,6 +513,7 @@ impl BlockScan<'_> {
             headers: &[],
             payload: &[],
             ttl: None,
+            msg_id: &[],
             len: h.len,
         };
         self.st.apply_record(&r, 0);

@@ -30,7 +30,7 @@ const TAG_END: u8 = 3;
 /// Bytes of records per frame (a restore applies a frame per hold of the write lock).
 const FRAME: usize = 1 << 20;
 /// Largest frame accepted: a frame holds at least one record, of any size.
-const MAX_FRAME: usize = FRAME + record::MAX_RECORD_LEN + record::TTL_LEN;
+const MAX_FRAME: usize = FRAME + record::MAX_ENCODED_LEN;
 /// Largest config or consumer frame accepted (a corrupt length must not allocate wildly).
 const MAX_META: usize = 64 << 20;
 
@@ -209,6 +209,7 @@ impl Stream {
                     .map_err(|_| SnapshotError::Corrupt(format!("subject of {}", r.seq)))?;
                 let mut m = NewMessage::new(subject, r.payload).with_headers(r.headers);
                 m.ttl = r.ttl.and_then(Ttl::from_raw);
+                m.msg_id = Some(r.msg_id).filter(|id| !id.is_empty());
                 let flags = r.flags & (FLAG_MARKER | FLAG_ROLLUP_SUB | FLAG_ROLLUP_ALL);
                 self.put_unlimited(&mut st, r.seq, r.ts, flags, &m)?;
             }

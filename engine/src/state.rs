@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::block::{AppendBuf, BlockHeader, Offsets, Writer, HEADER_LEN, MAX_PAD, NO_RECORD};
+use crate::dedup::{Dedup, Found};
 use crate::deletes::DeleteSet;
 use crate::io::{Mapping, OpenMode, VFile, Vfs};
 use crate::record::{self, Kind};
@@ -186,6 +187,54 @@ pub(crate) struct LogState {
     /// Counts operations that removed messages: consumers compare it with the value they saw
     /// to learn, cheaply, that pending messages may have gone.
     pub removals: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The message ids in the duplicate window, if the stream deduplicates.
+    pub dedup: Option<Dedup>,
+}
+
+/// The message id and timestamp of the record of `seq` in a block the stream still holds
+/// (live or retired), whether the message is live or removed.
+fn id_record<'a>(blocks: &'a [Block], retired: &'a [Block], seq: u64) -> Option<Found<'a>> {
+    let i = blocks
+        .partition_point(|b| b.first_seq <= seq)
+        .checked_sub(1);
+    let b = i
+        .map(|i| &blocks[i])
+        .filter(|b| b.offset_of(seq).is_some())
+        .or_else(|| retired.iter().rev().find(|b| b.offset_of(seq).is_some()))?;
+    let r = b.record_at(b.offset_of(seq)?).ok()?;
+    (r.seq == seq && r.kind == Kind::Msg).then_some(Found {
+        ts: r.ts,
+        msg_id: r.msg_id,
+    })
+}
+
+/// The timestamp of the last record `b` has a slot for.
+fn last_ts(b: &Block) -> Option<i64> {
+    let seq = (b.first_seq..b.end_seq())
+        .rev()
+        .find(|&s| b.offset_of(s).is_some())?;
+    let off = b.offset_of(seq)?;
+    record::decode_head(b.bytes().get(off..)?)
+        .ok()
+        .map(|h| h.ts)
+}
+
+/// Hands `d` the ids in `b`'s records that the window still needs and that `going` says
+/// are about to be freed.
+pub(crate) fn keep_ids(d: &mut Dedup, b: &Block, going: impl Fn(u64) -> bool) {
+    if !d.wants(b.end_seq().saturating_sub(1)) {
+        return;
+    }
+    for seq in b.first_seq..b.end_seq() {
+        let Some(off) = b.offset_of(seq).filter(|_| d.wants(seq) && going(seq)) else {
+            continue;
+        };
+        if let Ok(r) = b.record_at(off) {
+            if r.seq == seq && r.kind == Kind::Msg {
+                d.keep(seq, r.ts, r.msg_id);
+            }
+        }
+    }
 }
 
 impl LogState {
@@ -211,7 +260,40 @@ impl LogState {
             timers: crate::ttl::Timers::default(),
             age_from: 0,
             removals: Default::default(),
+            dedup: None,
         }
+    }
+
+    /// The sequence and timestamp of the message that `id` was appended as within the
+    /// duplicate window at `now`.
+    pub fn find_duplicate(&mut self, id: &[u8], now: i64) -> Option<(u64, i64)> {
+        let d = self.dedup.as_mut()?;
+        let (blocks, retired) = (&self.blocks, &self.retired);
+        d.find(id, now, |s| id_record(blocks, retired, s))
+    }
+
+    /// Starts deduplicating with `cfg`, learning the ids in the window from the records the
+    /// stream holds (newest blocks first, back to the first one wholly out of the window).
+    pub fn start_dedup(&mut self, cfg: &crate::config::Dedup, now: i64) {
+        let mut d = Dedup::new(cfg);
+        let oldest = now.saturating_sub(i64::try_from(cfg.window.as_nanos()).unwrap_or(i64::MAX));
+        let from = self
+            .blocks
+            .iter()
+            .rposition(|b| last_ts(b).is_some_and(|ts| ts < oldest))
+            .unwrap_or(0);
+        for b in &self.blocks[from..] {
+            for seq in b.first_seq..b.end_seq() {
+                let Some(r) = b.offset_of(seq).and_then(|o| b.record_at(o).ok()) else {
+                    continue;
+                };
+                if r.seq == seq && r.kind == Kind::Msg && !r.msg_id.is_empty() && r.ts >= oldest {
+                    d.insert(r.msg_id, seq, r.ts);
+                }
+            }
+        }
+        d.expire(now);
+        self.dedup = Some(d);
     }
 
     pub fn set_limits(&mut self, l: crate::config::Limits) {
@@ -546,9 +628,9 @@ impl LogState {
         subject: &[u8],
         headers: &[u8],
         payload: &[u8],
-        ttl: Option<u64>,
+        x: record::Extras<'_>,
     ) -> (usize, usize) {
-        let len = record::msg_len(subject.len(), headers.len(), payload.len(), ttl.is_some());
+        let len = record::msg_len(subject.len(), headers.len(), payload.len(), &x);
         let Some(Block {
             data: Data::Active(w),
             ..
@@ -559,7 +641,7 @@ impl LogState {
         };
         let off = w.buf().len();
         w.append_with(len, |buf| {
-            record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload, ttl)
+            record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload, x)
         });
         self.lsn += len as u64;
         (off, len)
@@ -818,6 +900,15 @@ impl LogState {
         before - self.messages()
     }
 
+    /// `apply_purge` by `purge` or `compact`, which may also forget message ids.
+    pub fn apply_purge_ids(&mut self, floor: u64) -> u64 {
+        let n = self.apply_purge(floor);
+        if let Some(d) = &mut self.dedup {
+            d.purged_below(floor);
+        }
+        n
+    }
+
     /// Removes every message above `last`; `last` becomes the last sequence.
     pub fn apply_truncate(&mut self, last: u64) -> u64 {
         if last >= self.last_seq {
@@ -841,6 +932,9 @@ impl LogState {
             b.offsets.clip(keep as usize);
         }
         self.deletes.remove_above(last);
+        if let Some(d) = &mut self.dedup {
+            d.truncate(last);
+        }
         self.age_from = self.age_from.min(last + 1);
         self.last_seq = last;
         self.floor = self.floor.min(last + 1);
@@ -903,6 +997,9 @@ impl LogState {
     /// A block with no live message leaves the lookup. A file stream keeps it until a
     /// checkpoint makes its tombstones redundant; a memory stream frees it at once.
     fn retire(&mut self, b: Block) {
+        if let Some(d) = self.dedup.as_mut().filter(|_| !self.persistent) {
+            keep_ids(d, &b, |_| true);
+        }
         if self.persistent {
             self.retired.push(b);
         }

@@ -33,6 +33,19 @@ const MAX_BATCH_BYTES: usize = 1 << 30;
 pub struct Appended {
     pub seq: u64,
     pub ts: i64,
+    /// The message's id was appended within the duplicate window: nothing was stored, and
+    /// `seq` and `ts` are the first message's.
+    pub duplicate: bool,
+}
+
+impl Appended {
+    pub(crate) fn stored(seq: u64, ts: i64) -> Self {
+        Appended {
+            seq,
+            ts,
+            duplicate: false,
+        }
+    }
 }
 
 /// The result of a batch append: sequences `first_seq..=last_seq`, all with timestamp `ts`.
@@ -59,6 +72,9 @@ pub struct NewMessage<'a> {
     pub rollup: Option<Rollup>,
     /// Conditions checked atomically with the append; see [`Expect`].
     pub expect: Expect<'a>,
+    /// Its id for deduplication (1 to 255 bytes), if the stream deduplicates; see
+    /// [`crate::Dedup`].
+    pub msg_id: Option<&'a [u8]>,
 }
 
 impl<'a> NewMessage<'a> {
@@ -70,7 +86,13 @@ impl<'a> NewMessage<'a> {
             ttl: None,
             rollup: None,
             expect: Expect::default(),
+            msg_id: None,
         }
+    }
+    /// Deduplicate by `id` within the stream's duplicate window.
+    pub fn with_msg_id(mut self, id: &'a [u8]) -> Self {
+        self.msg_id = Some(id);
+        self
     }
     pub fn with_rollup(mut self, r: Rollup) -> Self {
         self.rollup = Some(r);
@@ -102,11 +124,16 @@ impl<'a> NewMessage<'a> {
     }
     /// Size of its record.
     pub(crate) fn record_len(&self) -> usize {
+        let x = record::Extras {
+            // Only whether there is one matters for the length.
+            ttl: self.ttl.map(|_| 0),
+            msg_id: self.msg_id.unwrap_or_default(),
+        };
         record::msg_len(
             self.subject.len(),
             self.headers.len(),
             self.payload.len(),
-            self.ttl.is_some(),
+            &x,
         )
     }
 }
@@ -125,14 +152,16 @@ pub struct StoredMessage {
     data: Box<[u8]>,
     subject_len: usize,
     headers_len: usize,
+    payload_len: usize,
 }
 
 impl StoredMessage {
     pub(crate) fn from_record(r: &record::RecordRef<'_>) -> Self {
-        let mut data = Vec::with_capacity(r.subject.len() + r.headers.len() + r.payload.len());
-        data.extend_from_slice(r.subject);
-        data.extend_from_slice(r.headers);
-        data.extend_from_slice(r.payload);
+        let n = r.subject.len() + r.headers.len() + r.payload.len() + r.msg_id.len();
+        let mut data = Vec::with_capacity(n);
+        for part in [r.subject, r.headers, r.payload, r.msg_id] {
+            data.extend_from_slice(part);
+        }
         StoredMessage {
             seq: r.seq,
             ts: r.ts,
@@ -142,6 +171,7 @@ impl StoredMessage {
             data: data.into_boxed_slice(),
             subject_len: r.subject.len(),
             headers_len: r.headers.len(),
+            payload_len: r.payload.len(),
         }
     }
     pub fn subject(&self) -> &str {
@@ -151,7 +181,13 @@ impl StoredMessage {
         &self.data[self.subject_len..self.subject_len + self.headers_len]
     }
     pub fn payload(&self) -> &[u8] {
-        &self.data[self.subject_len + self.headers_len..]
+        let at = self.subject_len + self.headers_len;
+        &self.data[at..at + self.payload_len]
+    }
+    /// Its message id, if it was appended with one.
+    pub fn msg_id(&self) -> Option<&[u8]> {
+        let at = self.subject_len + self.headers_len + self.payload_len;
+        Some(&self.data[at..]).filter(|id| !id.is_empty())
     }
 }
 
@@ -276,6 +312,9 @@ impl Stream {
         let removals = state.removals.clone();
         let mut state = state;
         state.set_limits(cfg.limits);
+        if let Some(d) = &cfg.dedup {
+            state.start_dedup(d, clock.now_ns());
+        }
         Stream {
             s: Arc::new(Shared {
                 name: cfg.name.clone(),
@@ -406,6 +445,9 @@ impl Stream {
             let now = self.s.clock.now_ns();
             let mark = self.s.cfg.removal_markers;
             self.remove_marked(&mut st, &seqs, mark, Reason::Purge, now)?;
+            if let Some(d) = &mut st.dedup {
+                d.purged(&seqs);
+            }
             (seqs.len() as u64, st.lsn, st.last_seq)
         };
         self.after_write(lsn, last)?;
@@ -499,6 +541,11 @@ impl Stream {
 
     /// Headers and payload fit `max_msg_size`, and the TTL is acceptable.
     fn check_size(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
+        if let Some(id) = m.msg_id {
+            if id.is_empty() || id.len() > record::MAX_MSG_ID_LEN {
+                return Err(AppendError::InvalidMsgId { len: id.len() });
+            }
+        }
         let size = m.headers.len() + m.payload.len();
         let max = self.s.cfg.max_msg_size as usize;
         if size > max {
@@ -521,8 +568,45 @@ impl Stream {
     /// Appends one message with everything [`NewMessage`] can say (a TTL).
     pub fn append_msg(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
         let a = self.append_one(m)?;
-        self.drop_if_uninteresting(a.seq, &[m.subject]);
+        if !a.duplicate {
+            self.drop_if_uninteresting(a.seq, &[m.subject]);
+        }
         Ok(a)
+    }
+
+    /// The first message `m` duplicates (same id, within the duplicate window), if any.
+    pub(crate) fn duplicate_of(&self, st: &mut LogState, m: &NewMessage<'_>) -> Option<Appended> {
+        let id = m.msg_id?;
+        let (seq, ts) = st.find_duplicate(id, self.s.clock.now_ns())?;
+        Some(Appended {
+            seq,
+            ts,
+            duplicate: true,
+        })
+    }
+
+    /// A batch whose messages are all new: none has an id in the window or repeats an
+    /// earlier message's id.
+    fn check_batch_ids(
+        &self,
+        st: &mut LogState,
+        msgs: &[NewMessage<'_>],
+    ) -> Result<(), AppendError> {
+        if st.dedup.is_none() {
+            return Ok(());
+        }
+        let mut seen: std::collections::HashMap<&[u8], usize> = Default::default();
+        for (index, m) in msgs.iter().enumerate() {
+            let Some(id) = m.msg_id else { continue };
+            if let Some(&first) = seen.get(id) {
+                return Err(AppendError::DuplicateInBatch { index, first });
+            }
+            seen.insert(id, index);
+            if let Some(a) = self.duplicate_of(st, m) {
+                return Err(AppendError::Duplicate { index, seq: a.seq });
+            }
+        }
+        Ok(())
     }
 
     fn append_one(&self, m: &NewMessage<'_>) -> Result<Appended, AppendError> {
@@ -542,8 +626,14 @@ impl Stream {
             }
             let seq = st.last_seq + 1;
             let ts = self.s.clock.now_ns().max(st.last_ts);
-            self.put(&mut st, seq, ts, 0, m)?;
-            (Appended { seq, ts }, st.lsn)
+            let a = match self.duplicate_of(&mut st, m) {
+                Some(first) => first,
+                None => {
+                    self.put(&mut st, seq, ts, 0, m)?;
+                    Appended::stored(seq, ts)
+                }
+            };
+            (a, st.lsn)
         };
         self.after_write(lsn, a.seq)?;
         Ok(a)
@@ -582,6 +672,7 @@ impl Stream {
                     last: st.last_seq,
                 });
             }
+            self.check_batch_ids(&mut st, msgs)?;
             crate::expect::check_batch(&st, msgs)?;
             let ts = self.s.clock.now_ns().max(st.last_ts);
             let sized: Vec<(&[u8], usize)> = msgs
@@ -736,6 +827,8 @@ impl Stream {
         st.ensure_room(&*self.s.vfs, Some(seq), len, ts)
             .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
         let ttl = m.ttl.map(|t| self.effective_ttl(st, t));
+        let msg_id = m.msg_id.unwrap_or_default();
+        let x = record::Extras { ttl, msg_id };
         let (off, len) = st.encode(
             Kind::Msg,
             flags,
@@ -744,9 +837,12 @@ impl Stream {
             m.subject.as_bytes(),
             m.headers,
             m.payload,
-            ttl,
+            x,
         );
         st.apply_msg(seq, ts, off, len, m.subject.as_bytes(), ttl);
+        if let Some(d) = st.dedup.as_mut().filter(|_| !msg_id.is_empty()) {
+            d.insert(msg_id, seq, ts);
+        }
         Ok(())
     }
 
@@ -780,7 +876,7 @@ impl Stream {
             let len = record::encoded_len(0, 0, payload.len());
             st.ensure_room(&*self.s.vfs, None, len, now)
                 .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
-            st.encode(kind, 0, seq, now, &[], &[], &payload, None);
+            st.encode(kind, 0, seq, now, &[], &[], &payload, Default::default());
             let out = apply(&mut st, seq);
             Ok((out, st.lsn, st.last_seq))
         }
@@ -944,13 +1040,13 @@ impl Stream {
         if self.s.cfg.removal_markers {
             return self.locked_write(|this, st, now| {
                 let floor = st.last_seq + 1;
-                this.purge_marked(st, floor, true, now)
+                this.purge_ids_marked(st, floor, now)
             });
         }
         self.control(
             Kind::Purge,
             |st| Ok((st.last_seq + 1, Vec::new())),
-            |st, floor| st.apply_purge(floor),
+            LogState::apply_purge_ids,
         )
     }
 
@@ -963,13 +1059,22 @@ impl Stream {
             });
         }
         if self.s.cfg.removal_markers {
-            return self.locked_write(|this, st, now| this.purge_marked(st, seq, true, now));
+            return self.locked_write(|this, st, now| this.purge_ids_marked(st, seq, now));
         }
         self.control(
             Kind::Purge,
             |_| Ok((seq, Vec::new())),
-            |st, floor| st.apply_purge(floor),
+            LogState::apply_purge_ids,
         )
+    }
+
+    /// `purge_marked` by `purge` or `compact`, which may forget message ids.
+    fn purge_ids_marked(&self, st: &mut LogState, floor: u64, now: i64) -> Result<u64, WriteError> {
+        let n = self.purge_marked(st, floor, true, now)?;
+        if let Some(d) = &mut st.dedup {
+            d.purged_below(floor);
+        }
+        Ok(n)
     }
 
     /// Removes every message above `seq` and makes `seq` the last sequence (replication
@@ -1305,5 +1410,12 @@ impl Stream {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.s.dir
+    }
+}
+
+impl Stream {
+    /// The duplicate window's index, if the stream deduplicates.
+    pub fn dedup_stats(&self) -> Option<crate::DedupStats> {
+        self.s.state.read().dedup.as_ref().map(|d| d.stats())
     }
 }
