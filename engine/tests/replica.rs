@@ -6,7 +6,9 @@
 //! rollups, mirrored, served old values from the mirror. Here, after every message the mirror
 //! applies, `load_last` of every subject and `state_digest()` equal the origin's as they were
 //! when the origin's last sequence was that message's (its state at that sequence), and
-//! whenever the mirror has caught up they equal the origin's current ones.
+//! whenever the mirror has caught up they equal the origin's current ones. The origin's
+//! messages carry ids and its producer retries some of them: retries store nothing on the
+//! origin, so the mirror never sees them, and the ids the mirror stores are the origin's.
 
 #[allow(dead_code)]
 mod common;
@@ -15,10 +17,11 @@ use common::Rng;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidelog::io::MemVfs;
 use tidelog::{
-    Clock, ManualClock, NewMessage, Rollup, Store, StoreOptions, Stream, StreamConfig, Ttl,
+    Clock, Dedup, ManualClock, NewMessage, Rollup, Store, StoreOptions, Stream, StreamConfig, Ttl,
 };
 
 const SEC: i64 = 1_000_000_000;
@@ -101,6 +104,7 @@ fn catch_up(origin: &Stream, mirror: &Stream, upto: u64, hist: &History) -> usiz
         let mut msg = NewMessage::new(m.subject(), m.payload()).with_headers(m.headers());
         msg.ttl = m.ttl;
         msg.rollup = m.rollup;
+        msg.msg_id = m.msg_id();
         mirror.append_raw_msg(m.seq, m.ts, &msg).unwrap();
         from = m.seq + 1;
         if let Some((want, true)) = hist.at.get(&m.seq) {
@@ -117,6 +121,7 @@ fn run(seed: u64, ops: usize) -> (usize, usize) {
         StreamConfig::new(name)
             .allow_rollup(true)
             .allow_msg_ttl(true)
+            .dedup(Dedup::new(Duration::from_secs(3600), 100_000))
     };
     let (ov, mv) = (MemVfs::new(), MemVfs::new());
     let origin = open("/origin", &ov, &clock, cfg("kv"));
@@ -124,8 +129,22 @@ fn run(seed: u64, ops: usize) -> (usize, usize) {
     let mut rng = Rng(seed);
     let mut hist = History::default();
     let (mut checked, mut caught_up) = (0, 0);
+    // The last update sent: a producer that lost the reply sends it again, with its id.
+    let mut sent: Option<(String, String, String)> = None;
     for step in 0..ops {
         match rng.below(100) {
+            // A retry: the origin stores nothing and returns the first sequence, so the
+            // mirror has nothing to apply.
+            0..=4 if sent.is_some() => {
+                let Some((s, payload, id)) = &sent else {
+                    continue;
+                };
+                let before = origin.state().last_seq;
+                let m = NewMessage::new(s, payload.as_bytes()).with_msg_id(id.as_bytes());
+                let a = origin.append_msg(&m).unwrap();
+                assert!(a.duplicate, "retry of {id} at step {step}");
+                assert_eq!(origin.state().last_seq, before);
+            }
             // An update of a key: mostly a `sub` rollup (a KV put), sometimes with a TTL.
             0..=59 => {
                 let last = origin.state().last_seq;
@@ -134,7 +153,8 @@ fn run(seed: u64, ops: usize) -> (usize, usize) {
                 }
                 let s = subject(rng.below(SUBJECTS as u64) as usize);
                 let payload = format!("{s}={step}");
-                let mut m = NewMessage::new(&s, payload.as_bytes());
+                let id = format!("{seed}-{step}");
+                let mut m = NewMessage::new(&s, payload.as_bytes()).with_msg_id(id.as_bytes());
                 // A rollup removed before a replica reads it cannot take effect there (see
                 // docs/architecture.md, "Rollups, conditional appends and replicas"): rollups here carry no TTL and are not
                 // deleted, plain messages may be both. A later `sub` rollup removes an earlier
@@ -151,7 +171,8 @@ fn run(seed: u64, ops: usize) -> (usize, usize) {
                     _ => {}
                 }
                 let before = live(&origin);
-                origin.append_msg(&m).unwrap();
+                assert!(!origin.append_msg(&m).unwrap().duplicate);
+                sent = Some((s.clone(), payload.clone(), id.clone()));
                 // What the rollup replaced and the mirror has not read is a gap for it.
                 let after = live(&origin);
                 let unread = mirror.state().last_seq;
