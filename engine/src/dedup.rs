@@ -397,6 +397,13 @@ impl Dedup {
         }
     }
 
+    /// Message `seq` was erased: its id goes with its bytes.
+    pub fn erased(&mut self, seq: u64) {
+        if let Some((_, id)) = self.kept.remove(&seq) {
+            self.kept_bytes -= id.len() + KEPT_OVERHEAD;
+        }
+    }
+
     /// Whether ids at `seq` are still remembered (so a freed record's id must be kept).
     pub fn wants(&self, seq: u64) -> bool {
         seq >= self.floor && self.count > 0
@@ -414,8 +421,9 @@ impl Dedup {
         }
     }
 
-    /// Forgets ids above `last` (a truncate hands those sequences out again; their entries
-    /// stay in the table, where reading the new records at them tells them apart).
+    /// Forgets ids above `last`: a truncate hands those sequences out again, and new ids
+    /// there must be remembered even below the old floor. One pass over the table clears
+    /// the entries above `last` and those already forgotten, so the floor can come down.
     pub fn truncate(&mut self, last: u64) {
         while let Some(g) = self.groups.back().copied() {
             if g.first <= last {
@@ -425,6 +433,25 @@ impl Dedup {
             self.count -= u64::from(g.n);
         }
         self.last = self.last.min(last);
+        let floor = self.floor.min(last + 1);
+        let base = self.base.min(floor);
+        for b in 0..self.buckets.n {
+            for i in 0..WAYS {
+                let (tag, s) = (
+                    self.buckets.tag(b, i),
+                    self.base + u64::from(self.buckets.off(b, i)),
+                );
+                if tag == 0 {
+                    continue;
+                }
+                if s > last || s < self.floor {
+                    self.buckets.clear(b, i);
+                } else {
+                    self.buckets.set(b, i, tag, (s - base) as u32);
+                }
+            }
+        }
+        (self.floor, self.base) = (floor, base);
         while let Some(e) = self.kept.last_entry() {
             if *e.key() <= last {
                 break;

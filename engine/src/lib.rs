@@ -55,7 +55,7 @@ pub mod fuzzing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     Dedup, Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions,
-    StreamConfig, DEFAULT_BLOCK_SIZE,
+    StreamConfig, DEFAULT_BLOCK_SIZE, MAX_DEDUP_IDS,
 };
 pub use consumer::{
     AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,

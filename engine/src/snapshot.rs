@@ -154,13 +154,15 @@ impl Stream {
         let mut frame = Vec::with_capacity(FRAME + 4096);
         for b in &st.blocks {
             let bytes = b.bytes();
-            for seq in b.first_seq.max(from_seq)..b.end_seq() {
-                let Some((bi, off)) = st.find(seq) else {
-                    continue;
-                };
-                if st.blocks[bi].id != b.id {
+            for seq in b.first_seq.max(from_seq).max(st.floor)..b.end_seq() {
+                // The block's own slots, not a search per sequence: `find` without the
+                // block lookup.
+                if seq > st.last_seq || st.deletes.contains(seq) {
                     continue;
                 }
+                let Some(off) = b.offset_of(seq) else {
+                    continue;
+                };
                 // A damaged record is left out: the snapshot carries only what reads return.
                 let Ok(r) = b.record_at(off) else { continue };
                 if r.kind != Kind::Msg || r.seq != seq {

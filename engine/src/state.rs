@@ -275,17 +275,23 @@ impl LogState {
     }
 
     /// Starts deduplicating with `cfg`, learning the ids in the window from the records the
-    /// stream holds (newest blocks first, back to the first one wholly out of the window).
+    /// stream holds, in live or retired blocks (back to the newest one wholly out of the
+    /// window). Removed messages' ids count too, unless purges forget ids: then only live
+    /// messages' do (the log does not say which removals were purges).
     pub fn start_dedup(&mut self, cfg: &crate::config::Dedup, now: i64) {
         let mut d = Dedup::new(cfg);
         let oldest = now.saturating_sub(i64::try_from(cfg.window.as_nanos()).unwrap_or(i64::MAX));
-        let from = self
-            .blocks
+        let mut all: Vec<&Block> = self.blocks.iter().chain(self.retired.iter()).collect();
+        all.sort_by_key(|b| b.first_seq);
+        let from = all
             .iter()
             .rposition(|b| last_ts(b).is_some_and(|ts| ts < oldest))
             .unwrap_or(0);
-        for b in &self.blocks[from..] {
+        for b in &all[from..] {
             for seq in b.first_seq..b.end_seq() {
+                if cfg.forget_on_purge && self.find(seq).is_none() {
+                    continue;
+                }
                 let Some(r) = b.offset_of(seq).and_then(|o| b.record_at(o).ok()) else {
                     continue;
                 };

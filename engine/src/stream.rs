@@ -959,6 +959,9 @@ impl Stream {
                     false => Vec::new(),
                 };
                 st.apply_remove(seq);
+                if let Some(d) = &mut st.dedup {
+                    d.erased(seq);
+                }
                 // In the same hold, so the marker is made durable with the tombstone below.
                 self.append_markers(st, &marks, Reason::Remove)
             },
