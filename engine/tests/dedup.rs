@@ -19,7 +19,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{pick, Db, Pick};
+use common::{pick, variants, Db, Pick};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -114,17 +114,6 @@ impl Env {
     }
 }
 
-/// (storage, durability) of every write path: group commit (`Always` on files), the inline
-/// paths of `Interval` and `None`, and memory streams.
-fn variants() -> Vec<(Storage, Durability)> {
-    vec![
-        (Storage::File, Durability::Always),
-        (Storage::File, Durability::Interval(Duration::from_secs(60))),
-        (Storage::File, Durability::None),
-        (Storage::Memory, Durability::None),
-    ]
-}
-
 /// Runs `f` on every case, and fails with every case's failure (not just the first one's).
 fn on_each<T: Copy + std::fmt::Debug>(cases: impl IntoIterator<Item = T>, f: impl Fn(T)) {
     let mut failed = Vec::new();
@@ -146,6 +135,53 @@ fn on_each<T: Copy + std::fmt::Debug>(cases: impl IntoIterator<Item = T>, f: imp
     );
 }
 
+/// The write paths without a sync on every append, on memory and on files.
+const UNSYNCED: [(Storage, Durability); 2] = [
+    (Storage::Memory, Durability::None),
+    (Storage::File, Durability::None),
+];
+
+/// The write paths whose blocks a test fills and frees: memory, and files with and without
+/// group commit.
+const FREEING: [(Storage, Durability); 3] = [
+    (Storage::Memory, Durability::None),
+    (Storage::File, Durability::None),
+    (Storage::File, Durability::Always),
+];
+
+/// Runs `f` on every write path (`variants()`) with a new store and in it a stream "s" with
+/// dedup `d`; `f` gets the case's label, the store and the stream.
+fn each_stream(d: Dedup, f: impl Fn(&str, &Env, Stream)) {
+    each_stream_on(variants(), d, f)
+}
+
+/// `each_stream` on the write paths `cases`.
+fn each_stream_on(
+    cases: impl IntoIterator<Item = (Storage, Durability)>,
+    d: Dedup,
+    f: impl Fn(&str, &Env, Stream),
+) {
+    each_stream_with(cases, |c| c.dedup(d), f)
+}
+
+/// `each_stream` on the write paths `cases`, the stream's config (its storage and durability
+/// set, no dedup) as `config` makes it.
+fn each_stream_with(
+    cases: impl IntoIterator<Item = (Storage, Durability)>,
+    config: impl Fn(StreamConfig) -> StreamConfig,
+    f: impl Fn(&str, &Env, Stream),
+) {
+    on_each(cases, |(storage, durability)| {
+        let env = Env::new();
+        let s = env.create(config(
+            StreamConfig::new("s")
+                .storage(storage)
+                .durability(durability),
+        ));
+        f(&label(storage, durability), &env, s);
+    });
+}
+
 fn dedup(window: Duration, max_ids: u64) -> Dedup {
     Dedup::new(window, max_ids)
 }
@@ -155,6 +191,20 @@ fn cfg(name: &str, storage: Storage, durability: Durability, d: Dedup) -> Stream
         .storage(storage)
         .durability(durability)
         .dedup(d)
+}
+
+/// A new store with a memory stream "s" of dedup `d`.
+fn memory_stream(d: Dedup) -> (Env, Stream) {
+    let env = Env::new();
+    let s = env.create(cfg("s", Storage::Memory, Durability::None, d));
+    (env, s)
+}
+
+/// A new store with a file stream `name` (`Durability::Always`) of dedup `d`.
+fn file_stream(name: &str, d: Dedup) -> (Env, Stream) {
+    let env = Env::new();
+    let s = env.create(cfg(name, Storage::File, Durability::Always, d));
+    (env, s)
 }
 
 fn msg<'a>(subject: &'a str, id: &'a [u8]) -> NewMessage<'a> {
@@ -258,18 +308,12 @@ fn invalid_dedup_configs_are_refused_and_create_nothing() {
 
 #[test]
 fn invalid_msg_ids_are_refused_and_store_nothing() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 100)));
+    each_stream(dedup(HOUR, 100), |l, _, s| {
         let long = [7u8; 256];
         for bad in [&b""[..], &long[..]] {
             match s.append_msg(&msg("x", bad)) {
                 Err(AppendError::InvalidMsgId { len }) => assert_eq!(len, bad.len()),
-                other => panic!(
-                    "{}: id of {} bytes: {other:?}",
-                    label(storage, durability),
-                    bad.len()
-                ),
+                other => panic!("{l}: id of {} bytes: {other:?}", bad.len()),
             }
             let batch = [NewMessage::new("x", b"ok"), msg("x", bad)];
             match s.append_batch(&batch) {
@@ -300,10 +344,7 @@ fn invalid_msg_ids_are_refused_and_store_nothing() {
 
 #[test]
 fn a_repeated_id_stores_nothing_and_returns_the_first_message() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |l, env, s| {
         let mut w = s.watch(">", WatchFrom::New).unwrap();
         let c = s.create_consumer(ConsumerConfig::new("c")).unwrap();
         let first = s
@@ -367,9 +408,7 @@ fn a_repeated_id_stores_nothing_and_returns_the_first_message() {
 
 #[test]
 fn messages_without_an_id_are_never_duplicates_and_read_back_without_one() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |_, _, s| {
         for i in 1..=3u64 {
             let a = s.append("a", b"", b"same").unwrap();
             assert_eq!((a.seq, a.duplicate), (i, false));
@@ -403,13 +442,8 @@ fn messages_without_an_id_are_never_duplicates_and_read_back_without_one() {
 
 #[test]
 fn a_stream_without_dedup_stores_every_message_and_keeps_their_ids() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(
-            StreamConfig::new("s")
-                .storage(storage)
-                .durability(durability),
-        );
+    // No dedup: the config as it is.
+    each_stream_with(variants(), std::convert::identity, |_, _, s| {
         assert_eq!(s.dedup_stats(), None);
         let a = put_new(&s, "x", b"k");
         let b = put_new(&s, "x", b"k");
@@ -429,12 +463,9 @@ fn a_stream_without_dedup_stores_every_message_and_keeps_their_ids() {
 
 #[test]
 fn an_id_is_a_duplicate_until_exactly_the_window_after_its_timestamp() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let window = Duration::from_secs(10);
+    let window = Duration::from_secs(10);
+    each_stream(dedup(window, 1000), |l, env, s| {
         let w = 10 * SEC;
-        let s = env.create(cfg("s", storage, durability, dedup(window, 1000)));
         let a = put_new(&s, "x", b"a");
         env.advance(3 * SEC);
         let b = put_new(&s, "x", b"b");
@@ -464,13 +495,7 @@ fn an_id_is_a_duplicate_until_exactly_the_window_after_its_timestamp() {
 
 #[test]
 fn a_one_nanosecond_window_remembers_an_id_only_at_its_own_timestamp() {
-    let env = Env::new();
-    let s = env.create(cfg(
-        "s",
-        Storage::Memory,
-        Durability::None,
-        dedup(Duration::from_nanos(1), 10),
-    ));
+    let (env, s) = memory_stream(dedup(Duration::from_nanos(1), 10));
     let a = put_new(&s, "x", b"k");
     assert_dup(&s, b"k", a);
     env.advance(1);
@@ -481,12 +506,11 @@ fn a_one_nanosecond_window_remembers_an_id_only_at_its_own_timestamp() {
 
 #[test]
 fn the_newest_max_ids_are_always_remembered_and_none_older_than_a_group_past_them() {
-    on_each([Storage::Memory, Storage::File], |storage| {
-        let env = Env::new();
-        let max_ids = 300u64;
+    let max_ids = 300u64;
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, max_ids)).block_size(64 << 10);
+    each_stream_with(UNSYNCED, config, |_, env, s| {
+        let storage = s.config().storage;
         let n = 2000usize;
-        let s = env
-            .create(cfg("s", storage, Durability::None, dedup(HOUR, max_ids)).block_size(64 << 10));
         let mut first = Vec::new();
         for i in 1..=n {
             env.advance(MS);
@@ -522,9 +546,7 @@ fn the_newest_max_ids_are_always_remembered_and_none_older_than_a_group_past_the
 
 #[test]
 fn a_window_of_one_id_always_remembers_the_last_one() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1)));
+    each_stream(dedup(HOUR, 1), |_, _, s| {
         let mut prev: Option<(Vec<u8>, Appended)> = None;
         for i in 0..700 {
             let a = put_new(&s, "x", &id(i));
@@ -550,9 +572,7 @@ fn a_window_of_one_id_always_remembers_the_last_one() {
 /// move the base. Ids less than 2^31 sequences apart are kept; older ones may go.
 #[test]
 fn ids_are_remembered_across_sequence_gaps_of_billions() {
-    on_each([Storage::Memory, Storage::File], |storage| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, Durability::None, dedup(HOUR, 1000)));
+    each_stream_on(UNSYNCED, dedup(HOUR, 1000), |_, _, s| {
         let a = put_new(&s, "x", b"a");
         s.skip(u64::from(u32::MAX) + 5).unwrap();
         let b = put_new(&s, "x", b"b");
@@ -589,14 +609,8 @@ fn ids_are_remembered_across_sequence_gaps_of_billions() {
 
 #[test]
 fn dedup_stats_count_the_window_within_about_six_bytes_per_id() {
-    let env = Env::new();
     let max_ids = 20_000u64;
-    let s = env.create(cfg(
-        "s",
-        Storage::Memory,
-        Durability::None,
-        dedup(Duration::from_secs(60), max_ids),
-    ));
+    let (env, s) = memory_stream(dedup(Duration::from_secs(60), max_ids));
     let bound = 6 * max_ids + 16 * 1024;
     let fresh = s.dedup_stats().unwrap();
     assert_eq!((fresh.ids, fresh.kept_ids, fresh.kept_bytes), (0, 0, 0));
@@ -634,9 +648,7 @@ fn dedup_stats_count_the_window_within_about_six_bytes_per_id() {
 
 #[test]
 fn a_removed_messages_id_is_still_a_duplicate() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |_, env, s| {
         let a = put_new(&s, "x", b"a");
         env.advance(SEC);
         let b = put_new(&s, "x", b"b");
@@ -689,47 +701,34 @@ fn assert_blocks_freed(env: &Env, s: &Stream, storage: Storage, before: usize) {
 
 #[test]
 fn a_removed_messages_id_is_still_a_duplicate_after_its_block_is_freed() {
-    on_each(
-        [
-            (Storage::Memory, Durability::None),
-            (Storage::File, Durability::None),
-            (Storage::File, Durability::Always),
-        ],
-        |(storage, durability)| {
-            let env = Env::new();
-            let s = env.create(cfg("s", storage, durability, dedup(HOUR, 10_000)).block_size(4096));
-            let all = fill(&env, &s, 600);
-            let before = s.block_counts().0;
-            assert!(before > 10, "{before} blocks");
-            for a in &all {
-                s.remove(a.seq).unwrap();
-            }
-            settle(&s);
-            assert_eq!(s.state().messages, 0);
-            assert_blocks_freed(&env, &s, storage, before);
-            for (i, a) in all.iter().enumerate() {
-                assert_dup(&s, &id(i), *a);
-            }
-            assert_eq!(s.state().last_seq, 600);
-        },
-    );
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 10_000)).block_size(4096);
+    each_stream_with(FREEING, config, |_, env, s| {
+        let storage = s.config().storage;
+        let all = fill(env, &s, 600);
+        let before = s.block_counts().0;
+        assert!(before > 10, "{before} blocks");
+        for a in &all {
+            s.remove(a.seq).unwrap();
+        }
+        settle(&s);
+        assert_eq!(s.state().messages, 0);
+        assert_blocks_freed(env, &s, storage, before);
+        for (i, a) in all.iter().enumerate() {
+            assert_dup(&s, &id(i), *a);
+        }
+        assert_eq!(s.state().last_seq, 600);
+    });
 }
 
 #[test]
 fn kept_ids_of_freed_blocks_leave_with_the_window() {
-    on_each([Storage::Memory, Storage::File], |storage| {
-        let env = Env::new();
-        let max_ids = 100;
-        let s = env.create(
-            cfg(
-                "s",
-                storage,
-                Durability::None,
-                dedup(Duration::from_secs(60), max_ids),
-            )
-            .block_size(4096),
-        );
-        let all = fill(&env, &s, 2000);
+    let max_ids = 100;
+    let config = |c: StreamConfig| {
+        c.dedup(dedup(Duration::from_secs(60), max_ids))
+            .block_size(4096)
+    };
+    each_stream_with(UNSYNCED, config, |_, env, s| {
+        let all = fill(env, &s, 2000);
         for a in &all {
             s.remove(a.seq).unwrap();
         }
@@ -755,18 +754,16 @@ fn kept_ids_of_freed_blocks_leave_with_the_window() {
 
 #[test]
 fn an_id_stays_a_duplicate_after_a_work_queue_ack_removes_its_message() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(
-            cfg("s", storage, durability, dedup(HOUR, 10_000))
-                .retention(Retention::WorkQueue)
-                .block_size(4096),
-        );
+    let config = |c: StreamConfig| {
+        c.dedup(dedup(HOUR, 10_000))
+            .retention(Retention::WorkQueue)
+            .block_size(4096)
+    };
+    each_stream_with(variants(), config, |l, env, s| {
         let c = s
             .create_consumer(ConsumerConfig::new("worker").filters(["jobs.>"]))
             .unwrap();
-        let all = fill(&env, &s, 300);
+        let all = fill(env, &s, 300);
         let mut acked = 0;
         while acked < all.len() {
             let d = c.fetch(100, 0).unwrap();
@@ -777,7 +774,7 @@ fn an_id_stays_a_duplicate_after_a_work_queue_ack_removes_its_message() {
             }
         }
         assert_eq!(s.state().messages, 0, "{l}");
-        if storage == Storage::File {
+        if s.config().storage == Storage::File {
             settle(&s);
         }
         for (i, a) in all.iter().enumerate() {
@@ -790,28 +787,20 @@ fn an_id_stays_a_duplicate_after_a_work_queue_ack_removes_its_message() {
 
 #[test]
 fn an_id_replaced_by_a_rollup_is_still_a_duplicate() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)).allow_rollup(true));
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 1000)).allow_rollup(true);
+    each_stream_with(variants(), config, |_, _, s| {
+        // Appends a rollup message of `subject` and `payload` with the id `k`.
+        let roll = |subject, payload: &[u8], k: &[u8], r| {
+            let m = NewMessage::new(subject, payload).with_msg_id(k);
+            s.append_msg(&m.with_rollup(r)).unwrap()
+        };
         let v1 = put_new(&s, "kv.a", b"v1");
         let other = put_new(&s, "kv.b", b"other");
-        let v2 = s
-            .append_msg(
-                &NewMessage::new("kv.a", b"v2")
-                    .with_msg_id(b"v2")
-                    .with_rollup(Rollup::Subject),
-            )
-            .unwrap();
+        let v2 = roll("kv.a", b"v2", b"v2", Rollup::Subject);
         assert!(!v2.duplicate);
         assert!(s.load(v1.seq).is_err());
         assert_dup(&s, b"v1", v1);
-        let all = s
-            .append_msg(
-                &NewMessage::new("kv.c", b"all")
-                    .with_msg_id(b"all")
-                    .with_rollup(Rollup::All),
-            )
-            .unwrap();
+        let all = roll("kv.c", b"all", b"all", Rollup::All);
         assert_eq!(s.state().messages, 1);
         for (k, a) in [
             (&b"v1"[..], v1),
@@ -822,13 +811,7 @@ fn an_id_replaced_by_a_rollup_is_still_a_duplicate() {
             assert_dup(&s, k, a);
         }
         // A rollup with a duplicate id is a duplicate: it replaces nothing.
-        let again = s
-            .append_msg(
-                &NewMessage::new("kv.c", b"all")
-                    .with_msg_id(b"v1")
-                    .with_rollup(Rollup::All),
-            )
-            .unwrap();
+        let again = roll("kv.c", b"all", b"v1", Rollup::All);
         assert_eq!((again.seq, again.duplicate), (v1.seq, true));
         assert_eq!(s.state().messages, 1);
     });
@@ -836,20 +819,15 @@ fn an_id_replaced_by_a_rollup_is_still_a_duplicate() {
 
 #[test]
 fn an_id_dropped_by_max_msgs_is_still_a_duplicate() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let limits = Limits {
-            max_msgs: Some(5),
-            ..Limits::default()
-        };
-        let s = env.create(
-            cfg("s", storage, durability, dedup(HOUR, 10_000))
-                .limits(limits)
-                .block_size(4096),
-        );
-        let all = fill(&env, &s, 400);
+    let limits = Limits {
+        max_msgs: Some(5),
+        ..Limits::default()
+    };
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 10_000)).limits(limits).block_size(4096);
+    each_stream_with(variants(), config, |_, env, s| {
+        let all = fill(env, &s, 400);
         assert_eq!(s.state().messages, 5);
-        if storage == Storage::File {
+        if s.config().storage == Storage::File {
             settle(&s);
         }
         for (i, a) in all.iter().enumerate() {
@@ -862,13 +840,12 @@ fn an_id_dropped_by_max_msgs_is_still_a_duplicate() {
 
 #[test]
 fn an_id_expired_by_max_age_is_still_a_duplicate() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let limits = Limits {
-            max_age: Some(Duration::from_secs(1)),
-            ..Limits::default()
-        };
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)).limits(limits));
+    let limits = Limits {
+        max_age: Some(Duration::from_secs(1)),
+        ..Limits::default()
+    };
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 1000)).limits(limits);
+    each_stream_with(variants(), config, |_, env, s| {
         let a = put_new(&s, "x", b"a");
         env.advance(2 * SEC);
         s.enforce_limits().unwrap();
@@ -879,11 +856,8 @@ fn an_id_expired_by_max_age_is_still_a_duplicate() {
 
 #[test]
 fn an_id_dropped_at_once_by_interest_retention_is_still_a_duplicate() {
-    on_each(variants(), |(storage, durability)| {
-        let env = Env::new();
-        let s = env.create(
-            cfg("s", storage, durability, dedup(HOUR, 1000)).retention(Retention::Interest),
-        );
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 1000)).retention(Retention::Interest);
+    each_stream_with(variants(), config, |_, _, s| {
         // No consumer: nothing is kept, but the id was appended.
         let a = put_new(&s, "x", b"a");
         assert_eq!(s.state().messages, 0);
@@ -893,11 +867,9 @@ fn an_id_dropped_at_once_by_interest_retention_is_still_a_duplicate() {
 
 #[test]
 fn removed_ids_stay_duplicates_when_reclaim_rewrites_their_blocks() {
-    on_each([Storage::File], |storage| {
-        let env = Env::new();
-        let s =
-            env.create(cfg("s", storage, Durability::None, dedup(HOUR, 10_000)).block_size(4096));
-        let all = fill(&env, &s, 300);
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 10_000)).block_size(4096);
+    each_stream_with([(Storage::File, Durability::None)], config, |_, env, s| {
+        let all = fill(env, &s, 300);
         // Two of every three go: blocks less than half live are rewritten without them.
         for (i, a) in all.iter().enumerate() {
             if i % 3 != 0 {
@@ -915,15 +887,13 @@ fn removed_ids_stay_duplicates_when_reclaim_rewrites_their_blocks() {
 
 #[test]
 fn a_refused_append_leaves_its_id_unremembered() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let limits = Limits {
-            max_msgs: Some(1),
-            discard: Discard::New,
-            ..Limits::default()
-        };
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)).limits(limits));
+    let limits = Limits {
+        max_msgs: Some(1),
+        discard: Discard::New,
+        ..Limits::default()
+    };
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 1000)).limits(limits);
+    each_stream_with(variants(), config, |l, _, s| {
         let a = put_new(&s, "x", b"a");
         match s.append_msg(&msg("x", b"full")) {
             Err(AppendError::LimitReached(_)) => {}
@@ -964,6 +934,18 @@ fn purge_configs(forget: bool) -> Vec<(String, StreamConfig)> {
     v
 }
 
+/// Runs `f` on a new store with a stream "s" of every purge config, with and without
+/// `forget_on_purge`; `f` gets the case's label, whether purges forget, and the stream.
+fn each_purge_stream(f: impl Fn(&str, bool, Stream)) {
+    for forget in [false, true] {
+        for (l, c) in purge_configs(forget) {
+            let what = format!("{l} forget={forget}");
+            let env = Env::new();
+            f(&what, forget, env.create(c));
+        }
+    }
+}
+
 /// Re-appends `id`: a duplicate of `first` unless `forgotten`, then a new message.
 fn check_after_purge(s: &Stream, id: &[u8], first: Appended, forgotten: bool, what: &str) {
     let a = put(s, "again", id);
@@ -986,71 +968,56 @@ fn check_after_purge(s: &Stream, id: &[u8], first: Appended, forgotten: bool, wh
 
 #[test]
 fn purge_forgets_ids_only_with_forget_on_purge() {
-    for forget in [false, true] {
-        for (l, c) in purge_configs(forget) {
-            let what = format!("{l} forget={forget}");
-            let env = Env::new();
-            let s = env.create(c);
-            let a = put_new(&s, "x.1", b"a");
-            let b = put_new(&s, "y.1", b"b");
-            assert_eq!(s.purge().unwrap(), 2, "{what}");
-            check_after_purge(&s, b"a", a, forget, &what);
-            check_after_purge(&s, b"b", b, forget, &what);
-            // Whatever was appended after the purge is remembered.
-            let c = put_new(&s, "x.1", b"c");
-            assert_dup(&s, b"c", c);
-        }
-    }
+    each_purge_stream(|what, forget, s| {
+        let a = put_new(&s, "x.1", b"a");
+        let b = put_new(&s, "y.1", b"b");
+        assert_eq!(s.purge().unwrap(), 2, "{what}");
+        check_after_purge(&s, b"a", a, forget, what);
+        check_after_purge(&s, b"b", b, forget, what);
+        // Whatever was appended after the purge is remembered.
+        let c = put_new(&s, "x.1", b"c");
+        assert_dup(&s, b"c", c);
+    });
 }
 
 #[test]
 fn compact_forgets_the_ids_below_its_sequence_only_with_forget_on_purge() {
-    for forget in [false, true] {
-        for (l, c) in purge_configs(forget) {
-            let what = format!("{l} forget={forget}");
-            let env = Env::new();
-            let s = env.create(c);
-            let all: Vec<Appended> = (0..6).map(|i| put_new(&s, "x.1", &id(i))).collect();
-            assert_eq!(s.compact(all[3].seq).unwrap(), 3, "{what}");
-            for (i, a) in all.iter().enumerate() {
-                if i < 3 {
-                    check_after_purge(&s, &id(i), *a, forget, &what);
-                } else {
-                    assert_dup(&s, &id(i), *a);
-                }
+    each_purge_stream(|what, forget, s| {
+        let all: Vec<Appended> = (0..6).map(|i| put_new(&s, "x.1", &id(i))).collect();
+        assert_eq!(s.compact(all[3].seq).unwrap(), 3, "{what}");
+        for (i, a) in all.iter().enumerate() {
+            if i < 3 {
+                check_after_purge(&s, &id(i), *a, forget, what);
+            } else {
+                assert_dup(&s, &id(i), *a);
             }
         }
-    }
+    });
 }
 
 #[test]
 fn purge_filtered_forgets_only_the_purged_messages_ids_with_forget_on_purge() {
-    for forget in [false, true] {
-        for (l, c) in purge_configs(forget) {
-            let what = format!("{l} forget={forget}");
-            let env = Env::new();
-            let s = env.create(c);
-            let x1 = put_new(&s, "x.1", b"x1");
-            let y1 = put_new(&s, "y.1", b"y1");
-            let x2 = put_new(&s, "x.2", b"x2");
-            let x1b = put_new(&s, "x.1", b"x1b");
-            let y2 = put_new(&s, "y.1", b"y2");
-            // x.* keeping the newest of each subject: x1 goes, x2 and x1b stay.
-            assert_eq!(s.purge_filtered("x.*", None, 1).unwrap(), 1, "{what}");
-            check_after_purge(&s, b"x1", x1, forget, &what);
-            for (k, a) in [(&b"y1"[..], y1), (b"x2", x2), (b"x1b", x1b), (b"y2", y2)] {
-                assert_dup(&s, k, a);
-            }
-            // y.1 below y2's sequence: y1 goes, y2 stays.
-            assert_eq!(
-                s.purge_filtered("y.1", Some(y2.seq), 0).unwrap(),
-                1,
-                "{what}"
-            );
-            check_after_purge(&s, b"y1", y1, forget, &what);
-            assert_dup(&s, b"y2", y2);
+    each_purge_stream(|what, forget, s| {
+        let x1 = put_new(&s, "x.1", b"x1");
+        let y1 = put_new(&s, "y.1", b"y1");
+        let x2 = put_new(&s, "x.2", b"x2");
+        let x1b = put_new(&s, "x.1", b"x1b");
+        let y2 = put_new(&s, "y.1", b"y2");
+        // x.* keeping the newest of each subject: x1 goes, x2 and x1b stay.
+        assert_eq!(s.purge_filtered("x.*", None, 1).unwrap(), 1, "{what}");
+        check_after_purge(&s, b"x1", x1, forget, what);
+        for (k, a) in [(&b"y1"[..], y1), (b"x2", x2), (b"x1b", x1b), (b"y2", y2)] {
+            assert_dup(&s, k, a);
         }
-    }
+        // y.1 below y2's sequence: y1 goes, y2 stays.
+        assert_eq!(
+            s.purge_filtered("y.1", Some(y2.seq), 0).unwrap(),
+            1,
+            "{what}"
+        );
+        check_after_purge(&s, b"y1", y1, forget, what);
+        assert_dup(&s, b"y2", y2);
+    });
 }
 
 #[test]
@@ -1074,10 +1041,7 @@ fn purged_ids_are_remembered_without_forget_on_purge_after_their_blocks_are_free
 
 #[test]
 fn an_erased_messages_id_is_forgotten() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |l, _, s| {
         let a = put_new(&s, "x", b"a");
         let b = put_new(&s, "x", b"b");
         s.erase(a.seq).unwrap();
@@ -1094,48 +1058,36 @@ fn an_erased_messages_id_is_forgotten() {
 
 #[test]
 fn an_erased_messages_id_is_forgotten_when_the_erase_frees_its_block() {
-    on_each(
-        [
-            (Storage::Memory, Durability::None),
-            (Storage::File, Durability::None),
-            (Storage::File, Durability::Always),
-        ],
-        |(storage, durability)| {
-            let l = label(storage, durability);
-            let env = Env::new();
-            let s = env.create(cfg("s", storage, durability, dedup(HOUR, 10_000)).block_size(4096));
-            let all = fill(&env, &s, 200);
-            let blocks = s.block_counts().0;
-            // Erase the oldest 60 messages: the first blocks are emptied (and freed).
-            for a in &all[..60] {
-                s.erase(a.seq).unwrap();
+    let config = |c: StreamConfig| c.dedup(dedup(HOUR, 10_000)).block_size(4096);
+    each_stream_with(FREEING, config, |l, env, s| {
+        let all = fill(env, &s, 200);
+        let blocks = s.block_counts().0;
+        // Erase the oldest 60 messages: the first blocks are emptied (and freed).
+        for a in &all[..60] {
+            s.erase(a.seq).unwrap();
+        }
+        if s.config().storage == Storage::File {
+            settle(&s);
+        }
+        assert!(s.block_counts().0 < blocks, "{l}: no block was freed");
+        for (i, first) in all.iter().enumerate() {
+            if i >= 60 {
+                assert_dup(&s, &id(i), *first);
+                continue;
             }
-            if storage == Storage::File {
-                settle(&s);
-            }
-            assert!(s.block_counts().0 < blocks, "{l}: no block was freed");
-            for (i, first) in all.iter().enumerate() {
-                if i >= 60 {
-                    assert_dup(&s, &id(i), *first);
-                    continue;
-                }
-                let a = put(&s, "x", &id(i));
-                assert!(
-                    !a.duplicate,
-                    "{l}: the erased message {}'s id is still a duplicate: {a:?}",
-                    first.seq
-                );
-            }
-        },
-    );
+            let a = put(&s, "x", &id(i));
+            assert!(
+                !a.duplicate,
+                "{l}: the erased message {}'s id is still a duplicate: {a:?}",
+                first.seq
+            );
+        }
+    });
 }
 
 #[test]
 fn truncate_forgets_the_truncated_ids_and_a_reused_sequence_dedups_as_its_new_message() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |l, env, s| {
         let a = put_new(&s, "x", b"a");
         put_new(&s, "x", b"b");
         put_new(&s, "x", b"c");
@@ -1162,15 +1114,7 @@ fn truncate_forgets_the_truncated_ids_and_a_reused_sequence_dedups_as_its_new_me
 /// hands lower sequences out again, and their ids must be remembered.
 #[test]
 fn an_id_appended_after_a_truncate_below_a_forget_on_purge_purge_is_remembered() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg(
-            "s",
-            storage,
-            durability,
-            dedup(HOUR, 1000).forget_on_purge(true),
-        ));
+    each_stream(dedup(HOUR, 1000).forget_on_purge(true), |l, _, s| {
         for i in 0..3 {
             put_new(&s, "x", &id(i));
         }
@@ -1193,11 +1137,8 @@ fn an_id_appended_after_a_truncate_below_a_forget_on_purge_purge_is_remembered()
 /// again, and the newest `max_ids` ids must still be remembered.
 #[test]
 fn the_newest_ids_are_remembered_after_a_truncate_below_ids_the_window_dropped() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let max_ids = 10;
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, max_ids)));
+    let max_ids = 10;
+    each_stream(dedup(HOUR, max_ids), |l, _, s| {
         for i in 0..600 {
             put_new(&s, "x", &id(i));
         }
@@ -1223,15 +1164,7 @@ fn the_newest_ids_are_remembered_after_a_truncate_below_ids_the_window_dropped()
 /// The same, with the floor moved by time: ids that left the window, then a truncate into them.
 #[test]
 fn an_id_appended_after_a_truncate_below_ids_that_left_the_window_by_time_is_remembered() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg(
-            "s",
-            storage,
-            durability,
-            dedup(Duration::from_secs(10), 100_000),
-        ));
+    each_stream(dedup(Duration::from_secs(10), 100_000), |l, env, s| {
         for i in 0..300 {
             put_new(&s, "x", &id(i));
         }
@@ -1253,41 +1186,32 @@ fn an_id_appended_after_a_truncate_below_ids_that_left_the_window_by_time_is_rem
 /// must not crowd the ids in the window out of it.
 #[test]
 fn ids_stay_remembered_across_repeated_truncates_of_the_same_sequences() {
-    on_each(
-        [
-            (Storage::Memory, Durability::None),
-            (Storage::File, Durability::None),
-        ],
-        |(storage, durability)| {
-            let l = label(storage, durability);
-            let env = Env::new();
-            let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
-            put_new(&s, "x", b"base");
-            for round in 0..6 {
-                let ids: Vec<Vec<u8>> = (0..600)
-                    .map(|i| format!("r{round}-{i}").into_bytes())
-                    .collect();
-                let firsts: Vec<Appended> = ids.iter().map(|k| put_new(&s, "x", k)).collect();
-                let missed: Vec<u64> = ids
-                    .iter()
-                    .zip(&firsts)
-                    .filter(|(k, a)| {
-                        let b = put(&s, "x", k);
-                        !(b.duplicate && b.seq == a.seq)
-                    })
-                    .map(|(_, a)| a.seq)
-                    .collect();
-                assert!(
-                    missed.is_empty(),
-                    "{l}: round {round}: {} of 600 ids in the window (max_ids 1000) not \
-                 remembered after {round} truncates, e.g. seqs {:?}",
-                    missed.len(),
-                    &missed[..missed.len().min(5)]
-                );
-                s.truncate(1).unwrap();
-            }
-        },
-    );
+    each_stream_on(UNSYNCED, dedup(HOUR, 1000), |l, _, s| {
+        put_new(&s, "x", b"base");
+        for round in 0..6 {
+            let ids: Vec<Vec<u8>> = (0..600)
+                .map(|i| format!("r{round}-{i}").into_bytes())
+                .collect();
+            let firsts: Vec<Appended> = ids.iter().map(|k| put_new(&s, "x", k)).collect();
+            let missed: Vec<u64> = ids
+                .iter()
+                .zip(&firsts)
+                .filter(|(k, a)| {
+                    let b = put(&s, "x", k);
+                    !(b.duplicate && b.seq == a.seq)
+                })
+                .map(|(_, a)| a.seq)
+                .collect();
+            assert!(
+                missed.is_empty(),
+                "{l}: round {round}: {} of 600 ids in the window (max_ids 1000) not \
+             remembered after {round} truncates, e.g. seqs {:?}",
+                missed.len(),
+                &missed[..missed.len().min(5)]
+            );
+            s.truncate(1).unwrap();
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1341,19 +1265,27 @@ fn ids_in_the_window_are_still_duplicates_after_a_restart() {
     });
 }
 
-#[test]
-fn removed_ids_in_block_files_that_still_exist_are_duplicates_after_a_crash() {
+/// A store that can crash, with a file stream "s" (`Always`, 4 KiB blocks) and `n` messages
+/// appended 1 ms apart, the `i`th by `append(stream, i)`.
+fn crash_db(n: usize, append: impl Fn(&Stream, usize) -> Appended) -> (Db, Vec<Appended>) {
     let clock = Arc::new(ManualClock::new(T0));
     let c = cfg("s", Storage::File, Durability::Always, dedup(HOUR, 10_000)).block_size(4096);
-    let mut db = Db::create(common::store_options(Some(clock.clone())), c, false);
-    let all: Vec<Appended> = (0..300)
+    let db = Db::create(common::store_options(Some(clock.clone())), c, false);
+    let all = (0..n)
         .map(|i| {
             clock.advance_ns(MS);
-            db.stream()
-                .append_msg(&NewMessage::new("x", &[1u8; 100]).with_msg_id(&id(i)))
-                .unwrap()
+            append(db.stream(), i)
         })
         .collect();
+    (db, all)
+}
+
+#[test]
+fn removed_ids_in_block_files_that_still_exist_are_duplicates_after_a_crash() {
+    let (mut db, all) = crash_db(300, |s, i| {
+        s.append_msg(&NewMessage::new("x", &[1u8; 100]).with_msg_id(&id(i)))
+            .unwrap()
+    });
     for a in &all[..100] {
         db.stream().remove(a.seq).unwrap();
     }
@@ -1383,13 +1315,7 @@ fn removed_ids_in_block_files_that_still_exist_are_duplicates_after_a_crash() {
 
 #[test]
 fn a_restart_keeps_the_window_exact_to_the_nanosecond() {
-    let mut env = Env::new();
-    let s = env.create(cfg(
-        "s",
-        Storage::File,
-        Durability::Always,
-        dedup(Duration::from_secs(10), 1000),
-    ));
+    let (mut env, s) = file_stream("s", dedup(Duration::from_secs(10), 1000));
     let a = put_new(&s, "x", b"a");
     env.clock.set_ns(T0 + 10 * SEC);
     let s = env.reopen("s");
@@ -1401,9 +1327,7 @@ fn a_restart_keeps_the_window_exact_to_the_nanosecond() {
 
 #[test]
 fn ids_forgotten_by_a_purge_stay_forgotten_after_a_restart() {
-    let mut env = Env::new();
-    let d = dedup(HOUR, 1000).forget_on_purge(true);
-    let s = env.create(cfg("s", Storage::File, Durability::Always, d));
+    let (mut env, s) = file_stream("s", dedup(HOUR, 1000).forget_on_purge(true));
     let a = put_new(&s, "x", b"a");
     put_new(&s, "x", b"keep");
     s.compact(2).unwrap();
@@ -1426,13 +1350,7 @@ fn ids_forgotten_by_a_purge_stay_forgotten_after_a_restart() {
 
 #[test]
 fn erased_and_truncated_ids_stay_forgotten_after_a_restart() {
-    let mut env = Env::new();
-    let s = env.create(cfg(
-        "s",
-        Storage::File,
-        Durability::Always,
-        dedup(HOUR, 1000),
-    ));
+    let (mut env, s) = file_stream("s", dedup(HOUR, 1000));
     let a = put_new(&s, "x", b"a");
     put_new(&s, "x", b"erased");
     put_new(&s, "x", b"truncated");
@@ -1448,15 +1366,7 @@ fn erased_and_truncated_ids_stay_forgotten_after_a_restart() {
 
 #[test]
 fn acknowledged_ids_are_duplicates_after_a_power_loss() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let c = cfg("s", Storage::File, Durability::Always, dedup(HOUR, 10_000)).block_size(4096);
-    let mut db = Db::create(common::store_options(Some(clock.clone())), c, false);
-    let all: Vec<Appended> = (0..200)
-        .map(|i| {
-            clock.advance_ns(MS);
-            put_new(db.stream(), "x", &id(i))
-        })
-        .collect();
+    let (mut db, all) = crash_db(200, |s, i| put_new(s, "x", &id(i)));
     for a in all.iter().step_by(3) {
         db.stream().remove(a.seq).unwrap();
     }
@@ -1476,10 +1386,7 @@ fn acknowledged_ids_are_duplicates_after_a_power_loss() {
 
 #[test]
 fn a_batch_with_an_id_in_the_window_is_refused_whole() {
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 1000)));
+    each_stream(dedup(HOUR, 1000), |l, _, s| {
         let mut w = s.watch(">", WatchFrom::New).unwrap();
         let a = put_new(&s, "x", b"a");
         let removed = put_new(&s, "x", b"removed");
@@ -1559,10 +1466,7 @@ fn a_batch_with_an_id_in_the_window_is_refused_whole() {
 fn concurrent_appends_of_the_same_ids_store_each_id_once() {
     const THREADS: usize = 8;
     const IDS: usize = 500;
-    on_each(variants(), |(storage, durability)| {
-        let l = label(storage, durability);
-        let env = Env::new();
-        let s = env.create(cfg("s", storage, durability, dedup(HOUR, 10_000)));
+    each_stream(dedup(HOUR, 10_000), |l, _, s| {
         let start = Barrier::new(THREADS);
         let results: Vec<Vec<(usize, Appended)>> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..THREADS)
@@ -1666,13 +1570,7 @@ fn a_replica_stores_and_indexes_the_origins_ids() {
 
 #[test]
 fn a_replicas_raw_ids_survive_its_restart() {
-    let mut env = Env::new();
-    let r = env.create(cfg(
-        "r",
-        Storage::File,
-        Durability::Always,
-        dedup(HOUR, 1000),
-    ));
+    let (mut env, r) = file_stream("r", dedup(HOUR, 1000));
     r.append_raw_msg(10, T0 - SEC, &msg("x", b"a")).unwrap();
     r.append_raw_msg(20, T0, &msg("x", b"b")).unwrap();
     let r = env.reopen("r");

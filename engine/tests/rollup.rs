@@ -19,7 +19,7 @@ use tidelog::{
 
 #[allow(dead_code)]
 mod common;
-use common::Db;
+use common::{variants, Db};
 
 const SEC: i64 = 1_000_000_000;
 const T0: i64 = 1_700_000_000 * SEC;
@@ -148,17 +148,6 @@ fn store_with(vfs: MemVfs, clock: Option<Arc<ManualClock>>) -> Store {
 
 fn mem_store() -> Store {
     store_with(MemVfs::new(), None)
-}
-
-/// (storage, durability) of every write path: group commit (`Always` on files), the
-/// inline paths of `Interval` and `None`, and memory streams.
-fn variants() -> Vec<(Storage, Durability)> {
-    vec![
-        (Storage::File, Durability::Always),
-        (Storage::File, Durability::Interval(Duration::from_secs(60))),
-        (Storage::File, Durability::None),
-        (Storage::Memory, Durability::None),
-    ]
 }
 
 fn cfg(name: &str, storage: Storage, durability: Durability) -> StreamConfig {

@@ -3,14 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tidelog::io::{CrashKind, Fault, FaultPlan, FaultyVfs, MemVfs, Vfs};
 use tidelog::{
-    Clock, ConsumerConfig, ConsumerError, LoadError, ManualClock, Storage, Store, StoreOptions,
-    StoredMessage, Stream, StreamConfig, StreamState,
+    Clock, ConsumerConfig, ConsumerError, Durability, LoadError, ManualClock, Storage, Store,
+    StoreOptions, StoredMessage, Stream, StreamConfig, StreamState,
 };
 
 // Used by the consumer model files only.
@@ -217,6 +218,18 @@ pub fn first_not_absent<T>(
         }
     }
     None
+}
+
+/// (storage, durability) of every write path: group commit (`Always` on files), the inline
+/// paths of `Interval` and `None`, and memory streams.
+#[allow(dead_code)]
+pub fn variants() -> Vec<(Storage, Durability)> {
+    vec![
+        (Storage::File, Durability::Always),
+        (Storage::File, Durability::Interval(Duration::from_secs(60))),
+        (Storage::File, Durability::None),
+        (Storage::Memory, Durability::None),
+    ]
 }
 
 /// Store options of the model tests: the test drives all upkeep by hand; `clock` is the time
