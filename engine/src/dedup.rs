@@ -122,9 +122,8 @@ pub(crate) struct Dedup {
     last: u64,
     groups: VecDeque<Group>,
     count: u64,
-    /// Ids (and timestamps) in the window whose blocks were freed.
-    kept: BTreeMap<u64, (i64, Box<[u8]>)>,
-    kept_bytes: usize,
+    /// Ids in the window whose blocks were freed.
+    kept: Kept,
     /// Victim choice for displacements (any rotation works; this one is deterministic).
     kick: usize,
     /// Entries given up because no slot could be made (a full table; not expected).
@@ -166,8 +165,7 @@ impl Dedup {
             last: 0,
             groups: VecDeque::new(),
             count: 0,
-            kept: BTreeMap::new(),
-            kept_bytes: 0,
+            kept: Kept::default(),
             kick: 0,
             lost: 0,
         }
@@ -214,13 +212,7 @@ impl Dedup {
     }
 
     fn prune_kept(&mut self) {
-        while let Some(e) = self.kept.first_entry() {
-            if *e.key() >= self.floor {
-                break;
-            }
-            self.kept_bytes -= e.get().1.len() + KEPT_OVERHEAD;
-            e.remove();
-        }
+        self.kept.retain(self.floor..=u64::MAX);
     }
 
     /// The sequence and timestamp of `id`'s message if it was appended within the window at
@@ -251,7 +243,7 @@ impl Dedup {
                 let seq = self.base + u64::from(off);
                 let found = match record(seq) {
                     Some(f) => Some((f.ts, f.msg_id == id)),
-                    None => self.kept.get(&seq).map(|(ts, k)| (*ts, &k[..] == id)),
+                    None => self.kept.ids.get(&seq).map(|(ts, k)| (*ts, &k[..] == id)),
                 };
                 if let Some((ts, true)) = found {
                     if ts >= oldest {
@@ -305,21 +297,29 @@ impl Dedup {
         }
         self.floor = self.floor.max(seq.saturating_sub(1 << 31));
         let new_base = self.floor;
+        self.rewrite(new_base, |s| s >= new_base);
+        self.forget_below(new_base);
+    }
+
+    /// One pass over the table: clears the entries whose sequence `keep` refuses and moves
+    /// the others' offsets to `new_base` (which must not be above any kept sequence).
+    fn rewrite(&mut self, new_base: u64, keep: impl Fn(u64) -> bool) {
         for b in 0..self.buckets.n {
             for i in 0..WAYS {
-                let (tag, s) = (
-                    self.buckets.tag(b, i),
-                    self.base + u64::from(self.buckets.off(b, i)),
-                );
-                if tag == 0 || s < new_base {
-                    self.buckets.clear(b, i);
-                } else {
+                let tag = self.buckets.tag(b, i);
+                let s = self.base + u64::from(self.buckets.off(b, i));
+                if tag == 0 {
+                    continue;
+                }
+                if keep(s) {
+                    debug_assert!(s >= new_base && s - new_base < 1 << 32);
                     self.buckets.set(b, i, tag, (s - new_base) as u32);
+                } else {
+                    self.buckets.clear(b, i);
                 }
             }
         }
         self.base = new_base;
-        self.forget_below(new_base);
     }
 
     /// Puts an entry into bucket `b` or its other bucket, displacing others as cuckoo hashing
@@ -382,26 +382,15 @@ impl Dedup {
         if seqs.is_empty() {
             return;
         }
-        for b in 0..self.buckets.n {
-            for i in 0..WAYS {
-                let s = self.base + u64::from(self.buckets.off(b, i));
-                if self.buckets.tag(b, i) != 0 && seqs.binary_search(&s).is_ok() {
-                    self.buckets.clear(b, i);
-                }
-            }
-        }
-        for s in seqs {
-            if let Some((_, id)) = self.kept.remove(s) {
-                self.kept_bytes -= id.len() + KEPT_OVERHEAD;
-            }
+        self.rewrite(self.base, |s| seqs.binary_search(&s).is_err());
+        for &s in seqs {
+            self.kept.remove(s);
         }
     }
 
     /// Message `seq` was erased: its id goes with its bytes.
     pub fn erased(&mut self, seq: u64) {
-        if let Some((_, id)) = self.kept.remove(&seq) {
-            self.kept_bytes -= id.len() + KEPT_OVERHEAD;
-        }
+        self.kept.remove(seq);
     }
 
     /// Whether ids at `seq` are still remembered (so a freed record's id must be kept).
@@ -411,13 +400,8 @@ impl Dedup {
 
     /// Keeps the id of a record whose block is being freed.
     pub fn keep(&mut self, seq: u64, ts: i64, id: &[u8]) {
-        if !self.wants(seq) || id.is_empty() {
-            return;
-        }
-        let old = self.kept.insert(seq, (ts, id.into()));
-        self.kept_bytes += id.len() + KEPT_OVERHEAD;
-        if let Some((_, o)) = old {
-            self.kept_bytes -= o.len() + KEPT_OVERHEAD;
+        if self.wants(seq) && !id.is_empty() {
+            self.kept.insert(seq, ts, id);
         }
     }
 
@@ -433,32 +417,10 @@ impl Dedup {
             self.count -= u64::from(g.n);
         }
         self.last = self.last.min(last);
-        let floor = self.floor.min(last + 1);
-        let base = self.base.min(floor);
-        for b in 0..self.buckets.n {
-            for i in 0..WAYS {
-                let (tag, s) = (
-                    self.buckets.tag(b, i),
-                    self.base + u64::from(self.buckets.off(b, i)),
-                );
-                if tag == 0 {
-                    continue;
-                }
-                if s > last || s < self.floor {
-                    self.buckets.clear(b, i);
-                } else {
-                    self.buckets.set(b, i, tag, (s - base) as u32);
-                }
-            }
-        }
-        (self.floor, self.base) = (floor, base);
-        while let Some(e) = self.kept.last_entry() {
-            if *e.key() <= last {
-                break;
-            }
-            self.kept_bytes -= e.get().1.len() + KEPT_OVERHEAD;
-            e.remove();
-        }
+        let old_floor = self.floor;
+        self.floor = old_floor.min(last + 1);
+        self.rewrite(self.base.min(self.floor), |s| s <= last && s >= old_floor);
+        self.kept.retain(0..=last);
     }
 
     pub fn stats(&self) -> DedupStats {
@@ -466,8 +428,8 @@ impl Dedup {
         DedupStats {
             ids: self.count,
             index_bytes: index as u64,
-            kept_ids: self.kept.len() as u64,
-            kept_bytes: self.kept_bytes as u64,
+            kept_ids: self.kept.ids.len() as u64,
+            kept_bytes: self.kept.bytes as u64,
         }
     }
 
@@ -480,6 +442,38 @@ impl Dedup {
 
 /// Bytes a kept id costs beyond its own: the map node's share, sequence, timestamp and box.
 const KEPT_OVERHEAD: usize = 48;
+
+/// Ids (and timestamps) by sequence, with the bytes they take.
+#[derive(Default)]
+struct Kept {
+    ids: BTreeMap<u64, (i64, Box<[u8]>)>,
+    bytes: usize,
+}
+
+impl Kept {
+    fn insert(&mut self, seq: u64, ts: i64, id: &[u8]) {
+        self.bytes += id.len() + KEPT_OVERHEAD;
+        if let Some((_, old)) = self.ids.insert(seq, (ts, id.into())) {
+            self.bytes -= old.len() + KEPT_OVERHEAD;
+        }
+    }
+    fn remove(&mut self, seq: u64) {
+        if let Some((_, id)) = self.ids.remove(&seq) {
+            self.bytes -= id.len() + KEPT_OVERHEAD;
+        }
+    }
+    /// Drops every id outside `keep`.
+    fn retain(&mut self, keep: std::ops::RangeInclusive<u64>) {
+        while let Some(e) = self.ids.first_entry().filter(|e| e.key() < keep.start()) {
+            self.bytes -= e.get().1.len() + KEPT_OVERHEAD;
+            e.remove();
+        }
+        while let Some(e) = self.ids.last_entry().filter(|e| e.key() > keep.end()) {
+            self.bytes -= e.get().1.len() + KEPT_OVERHEAD;
+            e.remove();
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

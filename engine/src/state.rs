@@ -191,16 +191,33 @@ pub(crate) struct LogState {
     pub dedup: Option<Dedup>,
 }
 
-/// The message id and timestamp of the record of `seq` in a block the stream still holds
-/// (live or retired), whether the message is live or removed.
-fn id_record<'a>(blocks: &'a [Block], retired: &'a [Block], seq: u64) -> Option<Found<'a>> {
+/// Which block (live or retired) has a slot with a record for `seq`, whether or not the
+/// message is still live.
+enum Holder {
+    Live(usize),
+    Retired(usize),
+}
+
+fn holder(blocks: &[Block], retired: &[Block], seq: u64) -> Option<Holder> {
     let i = blocks
         .partition_point(|b| b.first_seq <= seq)
         .checked_sub(1);
-    let b = i
-        .map(|i| &blocks[i])
-        .filter(|b| b.offset_of(seq).is_some())
-        .or_else(|| retired.iter().rev().find(|b| b.offset_of(seq).is_some()))?;
+    match i.filter(|&i| blocks[i].offset_of(seq).is_some()) {
+        Some(i) => Some(Holder::Live(i)),
+        None => retired
+            .iter()
+            .rposition(|b| b.offset_of(seq).is_some())
+            .map(Holder::Retired),
+    }
+}
+
+/// The message id and timestamp of the record of `seq` in a block the stream still holds
+/// (live or retired), whether the message is live or removed.
+fn id_record<'a>(blocks: &'a [Block], retired: &'a [Block], seq: u64) -> Option<Found<'a>> {
+    let b = match holder(blocks, retired, seq)? {
+        Holder::Live(i) => &blocks[i],
+        Holder::Retired(i) => &retired[i],
+    };
     // The header is checked, the body checksum not: a damaged id can only fail to match
     // (an id damaged into exactly the one looked for is beyond any real odds).
     let r = record::decode_checked(b.bytes().get(b.offset_of(seq)?..)?, false).ok()?;
@@ -512,16 +529,9 @@ impl LogState {
     /// The block (live or retired) whose slots cover `seq`, whether or not the message is
     /// still live.
     pub fn locate_mut(&mut self, seq: u64) -> Option<&mut Block> {
-        let bi = self
-            .block_index(seq)
-            .filter(|&i| self.blocks[i].offset_of(seq).is_some());
-        match bi {
-            Some(i) => self.blocks.get_mut(i),
-            None => self
-                .retired
-                .iter_mut()
-                .rev()
-                .find(|b| b.offset_of(seq).is_some()),
+        match holder(&self.blocks, &self.retired, seq)? {
+            Holder::Live(i) => self.blocks.get_mut(i),
+            Holder::Retired(i) => self.retired.get_mut(i),
         }
     }
 

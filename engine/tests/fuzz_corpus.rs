@@ -52,6 +52,7 @@ const FLAG_ERASED: u8 = 1;
 const FLAG_BATCH: u8 = 2;
 const FLAG_TTL: u8 = 4;
 const FLAG_MARKER: u8 = 8;
+const FLAG_MSG_ID: u8 = 64;
 const NO_RECORD: u32 = u32::MAX;
 /// The stream and block the `block_recovery` harness recovers.
 const FUZZ_STREAM_ID: u64 = 7;
@@ -677,6 +678,19 @@ fn random_record(rng: &mut Rng, seq: u64) -> Vec<u8> {
             Vec::new()
         };
         let mut p = rng.bytes_upto(200);
+        if rng.one_in(3) {
+            // A message id and its length byte come after the payload (a length of 0 or one
+            // reaching past the payload's start is damage the decoder must reject).
+            flags |= FLAG_MSG_ID;
+            let id = rng.bytes_upto(40);
+            let len = if rng.one_in(8) {
+                rng.byte()
+            } else {
+                id.len() as u8
+            };
+            p.extend_from_slice(&id);
+            p.push(len);
+        }
         if rng.one_in(3) {
             // The TTL field sits where the payload ends, before the checksum.
             flags |= FLAG_TTL | if rng.one_in(3) { FLAG_MARKER } else { 0 };
