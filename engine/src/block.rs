@@ -17,6 +17,9 @@ use crate::record::{self, DecodeError, Head, RecordRef};
 
 pub const BLOCK_MAGIC: [u8; 8] = *b"TLBLOCK\0";
 pub const SEAL_MAGIC: [u8; 8] = *b"TLSEAL\0\0";
+/// Footer magic of a sparse trailer (a compacted block): tables list only the slots that
+/// have a record.
+pub const SPARSE_SEAL_MAGIC: [u8; 8] = *b"TLSEALSP";
 pub const BLOCK_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub const FOOTER_LEN: usize = 64;
@@ -72,9 +75,40 @@ impl BlockHeader {
 /// (so `open` rebuilds the subject index without reading records) and a footer. `body` is the
 /// file up to the end of its records.
 pub fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32]) -> Vec<u8> {
+    encode_any_trailer(block_id, first_seq, body, offsets, false)
+}
+
+/// A trailer whose tables list only the slots with a record (slot numbers, then offsets,
+/// then subject ids): what compaction writes, so a block with few records left does not
+/// keep 8 bytes for every removed one.
+pub fn encode_sparse_trailer(
+    block_id: u64,
+    first_seq: u64,
+    body: &[u8],
+    offsets: &[u32],
+) -> Vec<u8> {
+    encode_any_trailer(block_id, first_seq, body, offsets, true)
+}
+
+fn encode_any_trailer(
+    block_id: u64,
+    first_seq: u64,
+    body: &[u8],
+    all: &[u32],
+    sparse: bool,
+) -> Vec<u8> {
     let body_end = body.len() as u64;
-    let mut t = Vec::with_capacity(offsets.len() * 8 + FOOTER_LEN);
-    for o in offsets {
+    let present: Vec<u32> = (0..all.len() as u32)
+        .filter(|&i| !sparse || all[i as usize] != NO_RECORD)
+        .collect();
+    let offsets: Vec<u32> = present.iter().map(|&i| all[i as usize]).collect();
+    let mut t = Vec::with_capacity(offsets.len() * 12 + FOOTER_LEN);
+    if sparse {
+        for i in &present {
+            t.extend_from_slice(&i.to_le_bytes());
+        }
+    }
+    for o in &offsets {
         t.extend_from_slice(&o.to_le_bytes());
     }
     // Slot -> index into the block's own subject dictionary, in order of first use. This runs
@@ -83,7 +117,7 @@ pub fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32
     let mut dict: HashTable<u32> = HashTable::new();
     let mut names: Vec<(&[u8], u64)> = Vec::new();
     let mut prev: Option<(&[u8], u32)> = None;
-    for &o in offsets {
+    for &o in &offsets {
         let subject = (o != NO_RECORD)
             .then(|| record::subject_at(body, o as usize))
             .flatten();
@@ -112,16 +146,20 @@ pub fn encode_trailer(block_id: u64, first_seq: u64, body: &[u8], offsets: &[u32
         t.extend_from_slice(&(n.len() as u16).to_le_bytes());
         t.extend_from_slice(n);
     }
-    t.extend_from_slice(&SEAL_MAGIC);
+    t.extend_from_slice(if sparse {
+        &SPARSE_SEAL_MAGIC
+    } else {
+        &SEAL_MAGIC
+    });
     t.extend_from_slice(&block_id.to_le_bytes());
-    t.extend_from_slice(&(offsets.len() as u64).to_le_bytes());
+    t.extend_from_slice(&(all.len() as u64).to_le_bytes());
     t.extend_from_slice(&body_end.to_le_bytes());
     t.extend_from_slice(&first_seq.to_le_bytes());
     t.extend_from_slice(&dict_at.to_le_bytes());
     t.extend_from_slice(&(names.len() as u64).to_le_bytes());
     let sum = xxh3_64(&t);
     t.extend_from_slice(&sum.to_le_bytes());
-    debug_assert!(decode_trailer(&[body, &t].concat()).is_some_and(|d| d.slots == offsets.len()));
+    debug_assert!(decode_trailer(&[body, &t].concat()).is_some_and(|d| d.slots == all.len()));
     t
 }
 
@@ -136,6 +174,8 @@ pub struct Trailer {
     pub slots: usize,
     /// End of the records; the offset table starts here.
     pub body_end: usize,
+    /// Slots with a record, for a sparse trailer.
+    pub present: Option<usize>,
     dict_at: usize,
     dict_len: usize,
 }
@@ -147,14 +187,22 @@ pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
         return None;
     }
     let f = &file[n - FOOTER_LEN..];
-    if f[0..8] != SEAL_MAGIC {
-        return None;
-    }
+    let sparse = match f[0..8].try_into().ok()? {
+        SEAL_MAGIC => false,
+        SPARSE_SEAL_MAGIC => true,
+        _ => return None,
+    };
     let slots = usize::try_from(u64_at(f, 16)).ok()?;
     let body_end = usize::try_from(u64_at(f, 24)).ok()?;
     let dict_at = usize::try_from(u64_at(f, 40)).ok()?;
     let dict_len = usize::try_from(u64_at(f, 48)).ok()?;
-    let tables = slots.checked_mul(8)?;
+    let present = if sparse {
+        let bytes = dict_at.checked_sub(body_end)?;
+        (bytes % 12 == 0 && bytes / 12 <= slots).then_some(bytes / 12)?
+    } else {
+        slots
+    };
+    let tables = present.checked_mul(if sparse { 12 } else { 8 })?;
     if body_end.checked_add(tables)? != dict_at
         || dict_at.checked_add(FOOTER_LEN)? > n
         || body_end < HEADER_LEN
@@ -173,9 +221,17 @@ pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
         first_seq,
         slots,
         body_end,
+        present: sparse.then_some(present),
         dict_at,
         dict_len,
     };
+    if let Some(k) = t.present {
+        // Slot numbers strictly ascending and inside the block.
+        let at = |i: usize| u32_at(file, body_end + i * 4) as usize;
+        if (0..k).any(|i| at(i) >= slots || (i > 0 && at(i) <= at(i - 1))) {
+            return None;
+        }
+    }
     // The dictionary must fill exactly the space before the footer.
     t.subjects(file)?;
     Some(t)
@@ -198,13 +254,59 @@ impl Trailer {
         if at != end {
             return None;
         }
-        let ids = file.get(self.body_end + self.slots * 4..self.dict_at)?;
-        Some(SlotSubjects { ids, names })
+        let (slots, ids) = match self.present {
+            Some(k) => (
+                file.get(self.body_end..self.body_end + k * 4),
+                file.get(self.body_end + k * 8..self.dict_at)?,
+            ),
+            None => (
+                None,
+                file.get(self.body_end + self.slots * 4..self.dict_at)?,
+            ),
+        };
+        Some(SlotSubjects { slots, ids, names })
     }
+
+    /// The block's offset table (`logical` slots visible), read in place from a dense
+    /// trailer or expanded from a sparse one.
+    pub fn offsets(&self, map: &Arc<Mapping>, logical: usize) -> Offsets {
+        let Some(k) = self.present else {
+            return Offsets::mapped(map.clone(), self.body_end, self.slots, logical);
+        };
+        let at = |i: usize| u32_at(map, self.body_end + i * 4);
+        let slots = (0..k).map(at).collect();
+        let offs = (k..2 * k).map(at).collect();
+        Offsets {
+            table: Table::Sparse {
+                slots,
+                offs,
+                len: self.slots,
+            },
+            logical: logical.min(self.slots),
+        }
+    }
+}
+
+/// The position of `slot` in a sparse table's slot list (little-endian u32s, ascending).
+fn sparse_index(slots: &[u8], slot: usize) -> Option<usize> {
+    let n = slots.len() / 4;
+    let at = |i: usize| u32_at(slots, i * 4) as usize;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match at(mid).cmp(&slot) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
 }
 
 /// Slot -> subject, read from a sealed block's trailer.
 pub struct SlotSubjects<'a> {
+    /// A sparse trailer's slot list; `ids` then follows it, not the slot number.
+    slots: Option<&'a [u8]>,
     ids: &'a [u8],
     names: Vec<&'a [u8]>,
 }
@@ -212,7 +314,11 @@ pub struct SlotSubjects<'a> {
 impl<'a> SlotSubjects<'a> {
     /// The dictionary index of `slot`'s subject.
     pub fn id(&self, slot: usize) -> Option<u32> {
-        let b = self.ids.get(slot * 4..slot * 4 + 4)?;
+        let i = match self.slots {
+            Some(list) => sparse_index(list, slot)?,
+            None => slot,
+        };
+        let b = self.ids.get(i * 4..i * 4 + 4)?;
         // Only ids inside the dictionary: a checksummed but inconsistent trailer (a bug, or
         // crafted input) must not index out of bounds.
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -229,6 +335,12 @@ enum Table {
     Mapped {
         map: Arc<Mapping>,
         at: usize,
+        len: usize,
+    },
+    /// A compacted block's table: the slots with a record (ascending) and their offsets.
+    Sparse {
+        slots: Vec<u32>,
+        offs: Vec<u32>,
         len: usize,
     },
 }
@@ -262,6 +374,12 @@ impl Offsets {
         match &self.table {
             Table::Owned(v) => v.get(i).copied(),
             Table::Mapped { map, at, len } => (i < *len).then(|| u32_at(map, at + i * 4)),
+            Table::Sparse { slots, offs, len } => {
+                (i < *len).then(|| match slots.binary_search(&(i as u32)) {
+                    Ok(k) => offs[k],
+                    Err(_) => NO_RECORD,
+                })
+            }
         }
     }
     pub fn get(&self, i: usize) -> Option<u32> {
@@ -274,7 +392,7 @@ impl Offsets {
     fn physical_len(&self) -> usize {
         match &self.table {
             Table::Owned(v) => v.len(),
-            Table::Mapped { len, .. } => *len,
+            Table::Mapped { len, .. } | Table::Sparse { len, .. } => *len,
         }
     }
     /// The whole physical table, for a trailer.
@@ -298,7 +416,7 @@ impl Offsets {
     }
     /// Copies a mapped table to the heap (before the mapping is replaced or dropped).
     pub fn detach(&mut self) {
-        if let Table::Mapped { .. } = self.table {
+        if !matches!(self.table, Table::Owned(_)) {
             self.table = Table::Owned(self.physical());
         }
     }

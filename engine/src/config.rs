@@ -70,7 +70,10 @@ pub enum Discard {
 }
 
 /// Stream limits, enforced on every append and applied at once when changed. `None` means
-/// no limit of that kind.
+/// no limit of that kind *of the stream's own*: every stream is still bound by its store's
+/// byte budget ([`Budget`]), and `Stream::state()` shows the bound in force
+/// (`StreamState::max_bytes`). With `discard: Old` (the default) a stream at the store's
+/// budget drops its own oldest messages; with `New` its appends get `StorageFull`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     #[serde(default)]
@@ -408,9 +411,64 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// How many bytes a store may occupy. There is no unlimited setting: every stream, with or
+/// without limits of its own, is bound by its store's budget (see `docs/architecture.md`,
+/// "Space").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// This share (1-100 %) of the *size* of the file system holding the store (not of its
+    /// free space at the moment of opening, which would make the bound depend on when the
+    /// store happened to open), with the default reserve: 2% of the budget, at least 32 MiB,
+    /// at most 1 GiB and at most a quarter of it. The default is
+    /// `FileSystemPercent(DEFAULT_BUDGET_PERCENT)`.
+    FileSystemPercent(u8),
+    /// Exactly `max_bytes`, of which `reserve` is kept from appends.
+    Bytes { max_bytes: u64, reserve: u64 },
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::FileSystemPercent(crate::budget::DEFAULT_BUDGET_PERCENT as u8)
+    }
+}
+
+/// Smallest store budget.
+pub const MIN_BUDGET: u64 = 1 << 20;
+
+impl Budget {
+    /// `(max_bytes, reserve)` for a file system of `fs_size` bytes.
+    pub(crate) fn resolve(&self, fs_size: u64) -> Result<(u64, u64), ConfigError> {
+        let bad = |why: String| ConfigError::InvalidLimit {
+            name: "store budget",
+            why,
+        };
+        let (max, reserve) = match *self {
+            Budget::FileSystemPercent(p) if (1..=100).contains(&p) => {
+                let max = (fs_size as u128 * p as u128 / 100) as u64;
+                (max, crate::budget::default_reserve(max))
+            }
+            Budget::FileSystemPercent(p) => return Err(bad(format!("{p}% is not 1-100%"))),
+            Budget::Bytes { max_bytes, reserve } => (max_bytes, reserve),
+        };
+        if max < MIN_BUDGET {
+            return Err(bad(format!(
+                "{max} bytes is below the minimum of {MIN_BUDGET}"
+            )));
+        }
+        if reserve >= max / 2 {
+            return Err(bad(format!(
+                "the reserve ({reserve}) must be less than half of the budget ({max})"
+            )));
+        }
+        Ok((max, reserve))
+    }
+}
+
 /// Options for opening a store.
 #[derive(Clone)]
 pub struct StoreOptions {
+    /// The store's byte budget (default: 75% of the file system's size).
+    pub budget: Budget,
     /// Write path; `Auto` probes io_uring and falls back to pwrite. The default reads the
     /// `TIDELOG_IO` environment variable (`auto`, `io_uring`, `pwrite`) so operators can force
     /// the fallback without rebuilding, and the test suite can run on both paths.
@@ -421,9 +479,18 @@ pub struct StoreOptions {
     pub manual_maintenance: bool,
 }
 
+impl StoreOptions {
+    /// A budget of exactly `max_bytes`, of which `reserve` is kept from appends.
+    pub fn budget_bytes(mut self, max_bytes: u64, reserve: u64) -> Self {
+        self.budget = Budget::Bytes { max_bytes, reserve };
+        self
+    }
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
+            budget: Budget::default(),
             io_backend: IoBackendChoice::from_env(),
             clock: None,
             manual_maintenance: false,
@@ -434,6 +501,7 @@ impl Default for StoreOptions {
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
+            .field("budget", &self.budget)
             .field("io_backend", &self.io_backend)
             .field("manual_maintenance", &self.manual_maintenance)
             .finish_non_exhaustive()

@@ -173,11 +173,14 @@ impl Stream {
             let res = match (res, durable.take()) {
                 (Ok(_), Some(e)) => Err(AppendError::Durability(e)),
                 // Later members of a failed group get the poisoned stream's error.
-                (Ok(a), None) => match self.s.poison.get() {
+                (Ok(a), None) => match self.poison() {
                     Some(p) if self.s.synced_lsn.load(Ordering::Acquire) < lsn => {
                         Err(AppendError::Durability(p.to_durability()))
                     }
-                    _ => Ok(a),
+                    _ => match self.dropped_by_heal(lsn) {
+                        Some(e) => Err(AppendError::Durability(e)),
+                        None => Ok(a),
+                    },
                 },
                 (Err(e), d) => {
                     durable = d;
@@ -237,6 +240,15 @@ impl Stream {
     /// leader covers everything that arrived meanwhile. A mutex alone would let a returning
     /// leader barge ahead of parked waiters, so each fsync would cover one message.
     fn wait_durable(&self, lsn: u64) -> Result<(), DurabilityError> {
+        self.wait_synced(lsn)?;
+        // A heal may have dropped the record after a failed sync, then synced past it.
+        match self.dropped_by_heal(lsn) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn wait_synced(&self, lsn: u64) -> Result<(), DurabilityError> {
         loop {
             if self.s.synced_lsn.load(Ordering::Acquire) >= lsn {
                 return Ok(());
@@ -302,14 +314,25 @@ impl Stream {
             Some(code) => std::io::Error::from_raw_os_error(code),
             None => std::io::Error::new(kind, e.to_string()),
         };
-        let _ = self.s.poison.set(Poisoned {
-            cause: Arc::new(copy),
-        });
+        let mut p = self.s.poison.lock();
+        if p.is_none() {
+            *p = Some(Poisoned {
+                cause: Arc::new(copy),
+            });
+            self.s.poisoned.store(true, Ordering::Release);
+        }
         DurabilityError::from_io(e)
     }
 
+    pub(crate) fn poison(&self) -> Option<Poisoned> {
+        if !self.is_poisoned() {
+            return None;
+        }
+        self.s.poison.lock().clone()
+    }
+
     pub(crate) fn check_poison(&self) -> Result<(), DurabilityError> {
-        match self.s.poison.get() {
+        match self.poison() {
             Some(p) => Err(p.to_durability()),
             None => Ok(()),
         }

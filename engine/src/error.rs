@@ -81,6 +81,9 @@ pub enum StoreError {
         #[source]
         source: Box<StreamError>,
     },
+    /// An invalid option (a budget out of range).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("store is closed")]
     Closed,
 }
@@ -154,12 +157,31 @@ pub enum AppendError {
     /// the append; nothing changed.
     #[error("stream limit {0} reached")]
     LimitReached(crate::Limit),
+    /// The store's byte budget has no room for `need` more bytes and this stream could not
+    /// make room (it discards new messages, or its own oldest messages do not free enough);
+    /// nothing changed. Appends succeed again once deletes, expiry or other streams free
+    /// space. A real `ENOSPC` is `Durability(StorageFull)`; [`AppendError::is_storage_full`]
+    /// is true for both.
+    #[error("store budget is full: {need} more bytes do not fit ({used} of {limit} in use)")]
+    StorageFull { need: u64, used: u64, limit: u64 },
     #[error(transparent)]
     Durability(#[from] DurabilityError),
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
     #[error("stream is closed")]
     Closed,
+}
+
+impl AppendError {
+    /// The store's budget or the file system is full: the append may succeed once space is
+    /// freed, with no reopen.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            AppendError::StorageFull { .. }
+                | AppendError::Durability(DurabilityError::StorageFull(_))
+        )
+    }
 }
 
 /// Errors of consumer operations.

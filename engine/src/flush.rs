@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use crate::block::{encode_trailer, AppendBuf, Offsets};
+use crate::block::{encode_sparse_trailer, encode_trailer, AppendBuf, Offsets};
 use crate::checkpoint::{BlockEntry, Checkpoint};
 use crate::config::Durability;
 use crate::durability::LEASE_SPAN;
@@ -22,8 +22,54 @@ use crate::stream::{Stream, CHECKPOINT_FILE, CHECKPOINT_PREV_FILE};
 const CKPT_BYTES: u64 = 32 << 20;
 /// Time between checkpoints while the log changes.
 const CKPT_EVERY: Duration = Duration::from_secs(1);
-/// Blocks smaller than this are not worth rewriting.
+/// Savings smaller than this are not worth a rewrite (or an eighth of the block size).
 const COMPACT_MIN_BYTES: usize = 64 << 10;
+/// Share of the time (percent) compaction may spend rewriting blocks.
+const COMPACT_DUTY: u64 = 20;
+/// Time between checkpoints while space waits for them (retired blocks, compaction).
+const RECLAIM_CKPT_EVERY: Duration = Duration::from_millis(200);
+
+/// Bytes compacting a block of `file_len` bytes with `live` records of `live_bytes` would
+/// save, if worth it: at least a fifth of the file and at least `min_gain`. The new file holds
+/// the live records, 12 bytes of sparse trailer per record, a header and a footer.
+fn compaction_gain(file_len: u64, live: u64, live_bytes: u64, min_gain: u64) -> Option<u64> {
+    let keep =
+        live_bytes + 12 * live + (crate::block::HEADER_LEN + crate::block::FOOTER_LEN) as u64;
+    let gain = file_len.checked_sub(keep)?;
+    (gain >= min_gain && gain * 5 >= file_len).then_some(gain)
+}
+
+/// A block holding only the records at `offsets` (slots from `first_seq`) that `live`
+/// keeps, with a sparse trailer: (file bytes, new offset table, end of records).
+fn rewrite_block(
+    map: &[u8],
+    id: u64,
+    first_seq: u64,
+    offsets: &[u32],
+    live: impl Fn(u64) -> bool,
+) -> (Vec<u8>, Vec<u32>, usize) {
+    let mut out = Vec::with_capacity(map.len() / 2);
+    out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
+    let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
+    for (i, &off) in offsets.iter().enumerate() {
+        let rec = map.get(off as usize..).and_then(|b| {
+            record::decode_head(b)
+                .ok()
+                .map(|h| &b[..h.len.min(b.len())])
+        });
+        if let (Some(rec), true) = (
+            rec,
+            off != crate::block::NO_RECORD && live(first_seq + i as u64),
+        ) {
+            new_offsets[i] = out.len() as u32;
+            out.extend_from_slice(rec);
+        }
+    }
+    let body_end = out.len();
+    let trailer = encode_sparse_trailer(id, first_seq, &out, &new_offsets);
+    out.extend(trailer);
+    (out, new_offsets, body_end)
+}
 
 /// When the last checkpoint was written (guarded by the sync lock, which orders checkpoints).
 pub(crate) struct CkptTiming {
@@ -319,6 +365,7 @@ impl Stream {
                     b.offsets.detach();
                     b.data = Data::Sealed(Arc::new(map));
                 }
+                st.recharge_block(j.id);
             }
         }
     }
@@ -397,6 +444,7 @@ impl Stream {
                 .into_iter()
                 .partition(covered);
             st.retired = keep;
+            st.uncharge_dropped(&gone);
             if let Some(d) = st.dedup.as_mut() {
                 for b in &gone {
                     keep_ids(d, b, |_| true);
@@ -416,22 +464,24 @@ impl Stream {
         self.s.vfs.sync_dir(&self.s.dir)
     }
 
-    /// Rewrites the sparsest eligible sealed block, if any: write a new file with the records
-    /// the durable checkpoint calls live, fsync, rename over the old one, fsync the directory.
-    /// Never in place, so a crash leaves the old or the new file. Records deleted after that
-    /// checkpoint are kept, so replaying their tombstones and the checkpoint's per-block
-    /// counts stay valid (invariant `compaction-keeps-checkpoint-live`).
+    /// Rewrites the sealed block that compaction shrinks most, if any shrinks enough: a new
+    /// file with the records the older durable checkpoint calls live and a sparse trailer,
+    /// fsynced, renamed over the old one, then the directory fsynced. Never in place, so a
+    /// crash leaves the old or the new file. Records deleted after that checkpoint are kept,
+    /// so replaying their tombstones and the checkpoint's per-block counts stay valid
+    /// (invariant `compaction-keeps-checkpoint-live`). The new file is built and synced with
+    /// no lock that appends take; only the rename and the swap hold the state lock.
     pub(crate) fn compact_one_sparse(&self) -> std::io::Result<bool> {
         // Compact against the older checkpoint on disk: if the newest is damaged, recovery
         // falls back to it, and it must still find every record it counts as live.
         let Some(ck) = self.s.ckpts.lock().older.clone() else {
             return Ok(false);
         };
-        let _w = self.s.write_lock.lock();
-        if self.s.deleted.load(Ordering::Acquire) {
+        let _c = self.s.compact_lock.lock();
+        if self.s.deleted.load(Ordering::Acquire) || self.is_poisoned() {
             return Ok(false);
         }
-        let min_bytes = COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 2);
+        let min_gain = self.min_gain();
         let pick = {
             let st = self.s.state.read();
             let n = st.blocks.len();
@@ -439,82 +489,139 @@ impl Stream {
                 .iter()
                 .take(n.saturating_sub(1))
                 .filter(|b| b.id < ck.pos_block && matches!(b.data, Data::Sealed(_)))
-                .filter(|b| b.written >= min_bytes && (b.live_bytes as usize) * 2 < b.written)
-                .min_by_key(|b| b.live_bytes * 1000 / b.written.max(1) as u64)
-                .and_then(|b| match &b.data {
+                .filter_map(|b| {
+                    let e = ck.blocks.iter().find(|e| e.id == b.id)?;
+                    if b.compacted_live == Some(e.live) {
+                        return None;
+                    }
+                    let g = compaction_gain(b.file_len as u64, e.live, e.live_bytes, min_gain)?;
+                    Some((g, b, e))
+                })
+                .max_by_key(|(g, _, _)| *g)
+                .and_then(|(_, b, e)| match &b.data {
                     Data::Sealed(m) => {
-                        let ck_slots = ck.blocks.iter().find(|e| e.id == b.id)?.slots as usize;
                         let mut table = b.offsets.physical();
-                        table.truncate(ck_slots);
-                        Some((b.id, b.first_seq, m.clone(), table))
+                        table.truncate(e.slots as usize);
+                        Some((b.id, b.first_seq, m.clone(), table, e.live))
                     }
                     _ => None,
                 })
         };
-        let Some((id, first_seq, map, offsets)) = pick else {
+        let Some((id, first_seq, map, offsets, ck_live)) = pick else {
             return Ok(false);
         };
         let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
-        let mut out = Vec::with_capacity(map.len() / 2);
-        out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
-        let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
-        for (i, &off) in offsets.iter().enumerate() {
-            let rec = map.get(off as usize..).and_then(|b| {
-                record::decode_head(b)
-                    .ok()
-                    .map(|h| &b[..h.len.min(b.len())])
-            });
-            if let (Some(rec), true) = (
-                rec,
-                off != crate::block::NO_RECORD && live(first_seq + i as u64),
-            ) {
-                new_offsets[i] = out.len() as u32;
-                out.extend_from_slice(rec);
-            }
-        }
-        let body_end = out.len();
-        let trailer = encode_trailer(id, first_seq, &out, &new_offsets);
-        out.extend(trailer);
+        let (out, new_offsets, body_end) = rewrite_block(&map, id, first_seq, &offsets, live);
+        drop(map);
         let path = Block::path(&self.s.dir, id);
         let tmp = io::tmp_path(&path);
         if self.s.vfs.exists(&tmp) {
             self.s.vfs.remove_file(&tmp)?;
         }
         let f = self.s.vfs.open(&tmp, io::OpenMode::CreateNew)?;
-        f.write_and_sync(&[(&out, 0)])?;
-        self.s.vfs.rename(&tmp, &path)?;
+        if let Err(e) = f.write_and_sync(&[(&out, 0)]) {
+            drop(f);
+            let _ = self.s.vfs.remove_file(&tmp);
+            return Err(e);
+        }
+        drop(f);
+        {
+            let mut guard = self.s.state.write();
+            if !guard.blocks.iter().any(|b| b.id == id) {
+                // Retired meanwhile: its file goes with the next checkpoints.
+                drop(guard);
+                self.s.vfs.remove_file(&tmp)?;
+                return Ok(false);
+            }
+            let st = &mut *guard;
+            self.s.vfs.rename(&tmp, &path)?;
+            let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
+            let map = Arc::new(file.map()?);
+            if let (Some(d), Some(b)) = (st.dedup.as_mut(), st.blocks.iter().find(|b| b.id == id)) {
+                // The records left behind may hold ids the window still needs.
+                keep_ids(d, b, |seq| {
+                    let kept = new_offsets.get((seq - first_seq) as usize);
+                    !matches!(kept, Some(&o) if o != crate::block::NO_RECORD)
+                });
+            }
+            if let Some(b) = st.block_mut(id) {
+                // The new table keeps the checkpoint's slot count (a later truncate that is not
+                // yet durable must not shorten a trailer); readers see the current count.
+                let logical = b.offsets.len();
+                b.offsets = Offsets::owned(new_offsets);
+                b.offsets.clip(logical);
+                b.data = Data::Sealed(map);
+                b.file = Some(file);
+                b.written = body_end;
+                b.file_len = out.len();
+                b.synced = out.len();
+                b.compacted_live = Some(ck_live);
+            }
+            st.recharge_block(id);
+        }
         self.s.vfs.sync_dir(&self.s.dir)?;
-        let file = self.s.vfs.open(&path, io::OpenMode::Existing)?;
-        let map = Arc::new(file.map()?);
-        let mut st = self.s.state.write();
-        let st = &mut *st;
-        if let (Some(d), Some(b)) = (st.dedup.as_mut(), st.blocks.iter().find(|b| b.id == id)) {
-            // The records left behind may hold ids the window still needs.
-            keep_ids(d, b, |seq| {
-                let kept = new_offsets.get((seq - first_seq) as usize);
-                !matches!(kept, Some(&o) if o != crate::block::NO_RECORD)
-            });
-        }
-        if let Some(b) = st.block_mut(id) {
-            // The new table keeps the checkpoint's slot count (a later truncate that is not yet
-            // durable must not shorten a trailer); readers see the current count.
-            let logical = b.offsets.len();
-            b.offsets = Offsets::owned(new_offsets);
-            b.offsets.clip(logical);
-            b.data = Data::Sealed(map);
-            b.file = Some(file);
-            b.written = body_end;
-            b.file_len = out.len();
-            b.synced = out.len();
-        }
+        self.s
+            .compacted_bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Smallest saving worth a rewrite.
+    fn min_gain(&self) -> u64 {
+        COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 8) as u64
+    }
+
+    /// Compacts one block if the duty cycle allows: after a rewrite that took `t`, the next
+    /// waits `t * (100 - COMPACT_DUTY) / COMPACT_DUTY`, so compaction's reads, writes and
+    /// fsyncs take at most `COMPACT_DUTY`% of the time and appends keep the rest.
+    pub(crate) fn compact_throttled(&self) -> std::io::Result<()> {
+        let now = self.s.opened.elapsed().as_micros() as u64;
+        if now < self.s.compact_next_us.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        if self.compact_one_sparse()? {
+            let took = t0.elapsed().as_micros() as u64;
+            let wait = took * (100 - COMPACT_DUTY) / COMPACT_DUTY;
+            self.s
+                .compact_next_us
+                .store(now + took + wait, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Whether space waits for checkpoints: a retired block's file, or a block that enough
+    /// deletes made worth compacting, while the older checkpoint on disk does not yet cover
+    /// the log's end (both checkpoints must reflect a removal before its bytes can go).
+    fn reclaim_waits(&self) -> bool {
+        let older = self.s.ckpts.lock().older.clone();
+        let st = self.s.state.read();
+        let end = st
+            .blocks
+            .last()
+            .map(|b| (b.id, b.bytes().len() as u64))
+            .unwrap_or((0, 0));
+        if older.is_some_and(|o| (o.pos_block, o.pos_offset) == end) {
+            return false;
+        }
+        let min_gain = self.min_gain();
+        let n = st.blocks.len();
+        !st.retired.is_empty()
+            || st.blocks.iter().take(n.saturating_sub(1)).any(|b| {
+                matches!(b.data, Data::Sealed(_))
+                    && compaction_gain(b.file_len as u64, b.live, b.live_bytes, min_gain).is_some()
+            })
     }
 
     /// Background upkeep: write what is pending, sync on the interval, checkpoint when due,
     /// renew the sequence lease ahead of need.
     pub(crate) fn maintain(&self) -> Result<(), DurabilityError> {
-        if !self.s.persistent || self.s.closed.load(Ordering::Acquire) || self.is_poisoned() {
+        if !self.s.persistent || self.s.closed.load(Ordering::Acquire) {
             return Ok(());
+        }
+        if self.is_poisoned() {
+            // Writes resume by themselves once the cause (a full disk) is gone.
+            self.heal()?;
         }
         self.prepare_trailers();
         let (lsn, last_seq, sealing) = {
@@ -528,8 +635,9 @@ impl Stream {
         };
         let (ck_due, sync_due) = {
             let io = self.s.sync_lock.lock();
-            let ck_due = lsn > io.ckpt_lsn
-                && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY);
+            let ck_due = (lsn > io.ckpt_lsn
+                && (lsn - io.ckpt_lsn >= CKPT_BYTES || io.ckpt_at.elapsed() >= CKPT_EVERY))
+                || (io.ckpt_at.elapsed() >= RECLAIM_CKPT_EVERY && self.reclaim_waits());
             let unsynced = lsn > self.s.synced_lsn.load(Ordering::Acquire);
             let sync_due = unsynced
                 && match self.s.cfg.durability {
@@ -545,10 +653,9 @@ impl Stream {
             self.raise_lease(last_seq + LEASE_SPAN)?;
         }
         if ck_due {
-            // One block per checkpoint bounds the I/O spent on reclamation.
-            self.compact_one_sparse()
-                .map_err(DurabilityError::from_io)?;
+            self.refresh_meta_usage();
         }
+        self.compact_throttled().map_err(DurabilityError::from_io)?;
         Ok(())
     }
 }

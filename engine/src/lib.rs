@@ -16,6 +16,7 @@
 //! ```
 
 mod block;
+mod budget;
 mod checkpoint;
 pub mod clock;
 mod config;
@@ -28,6 +29,7 @@ mod error;
 mod expect;
 mod expiry;
 mod flush;
+mod heal;
 mod id_table;
 pub mod io;
 mod limits;
@@ -52,10 +54,11 @@ mod watch;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use budget::{BudgetInfo, DEFAULT_BUDGET_PERCENT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Dedup, Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions,
-    StreamConfig, DEFAULT_BLOCK_SIZE, MAX_DEDUP_IDS,
+    Budget, Dedup, Discard, Durability, Limits, ReplicaOptions, Retention, Storage, StoreOptions,
+    StreamConfig, DEFAULT_BLOCK_SIZE, MAX_DEDUP_IDS, MIN_BUDGET,
 };
 pub use consumer::{
     AckOutcome, AckPolicy, Consumer, ConsumerConfig, ConsumerState, DeliverPolicy, Delivery,
@@ -76,7 +79,7 @@ pub use rollup::Rollup;
 pub use snapshot::SnapshotInfo;
 pub use store::{DamagedStream, Store};
 pub use stream::{
-    Appended, BatchAppended, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,
+    Appended, BatchAppended, BoundBy, NewMessage, StoredMessage, Stream, StreamState, VerifyReport,
 };
 pub use ttl::{Ttl, MAX_TTL_SECS};
 pub use watch::{WatchFrom, Watcher};

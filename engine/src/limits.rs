@@ -246,6 +246,25 @@ pub(crate) fn enforce(
     Ok(())
 }
 
+/// The purge floor that empties the oldest sealed blocks whose files together hold at least
+/// `bytes`; `None` when the sealed blocks hold less.
+pub(crate) fn floor_freeing(st: &LogState, bytes: u64) -> Option<u64> {
+    let n = st.blocks.len();
+    let mut freed = 0;
+    for i in 0..n.saturating_sub(1) {
+        freed += st.blocks[i].charged;
+        if freed >= bytes {
+            return Some(st.blocks[i + 1].first_seq);
+        }
+    }
+    None
+}
+
+/// Whether removing every message, the active block's included, frees `bytes`.
+pub(crate) fn frees_with_active(st: &LogState, bytes: u64) -> bool {
+    st.messages() > 0 && st.blocks.iter().map(|b| b.charged).sum::<u64>() >= bytes
+}
+
 /// The first sequence to keep after removing the oldest messages that break max_msgs or
 /// max_bytes (discard-old streams). max_age is not a prefix (messages with a TTL of "never"
 /// stay): `expiry` applies it.

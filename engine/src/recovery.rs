@@ -196,7 +196,7 @@ pub(crate) fn recover(
             st.blocks.push(Block {
                 id,
                 first_seq: e.first_seq,
-                offsets: Offsets::mapped(map.clone(), t.body_end, t.slots, e.slots as usize),
+                offsets: t.offsets(&map, e.slots as usize),
                 live: e.live,
                 live_bytes: e.live_bytes,
                 data: Data::Sealed(map),
@@ -205,6 +205,8 @@ pub(crate) fn recover(
                 file_len,
                 synced: file_len,
                 dir_synced: true,
+                charged: 0,
+                compacted_live: None,
             });
             continue;
         }
@@ -231,9 +233,12 @@ pub(crate) fn recover(
             // The scan's extent; `finish_block` settles it.
             written: body_end,
             file_len,
-            // Found in the page cache; the next sync makes sure it is on disk.
-            synced: 0,
-            dir_synced: true,
+            // Found in the page cache: counted as synced (a heal never cuts it), but the
+            // unsynced directory entry makes the next sync fsync it too.
+            synced: file_len,
+            dir_synced: false,
+            charged: 0,
+            compacted_live: None,
         };
         if entry.is_some() {
             st.blocks.push(b);
@@ -244,7 +249,8 @@ pub(crate) fn recover(
         // In a sealed block the trailer names the sequence at every offset, so a damaged
         // record is identified exactly even when its header is gone.
         let seq_at: HashMap<usize, u64> = match trailer {
-            Some(t) => Offsets::mapped(map.clone(), t.body_end, t.slots, t.slots)
+            Some(t) => t
+                .offsets(&map, t.slots)
                 .physical()
                 .iter()
                 .enumerate()
@@ -637,6 +643,7 @@ fn finish_block(
     }
     b.written = body.len();
     b.file_len = body.len();
+    b.synced = b.synced.min(b.file_len);
     if is_last {
         b.data = Data::Active(w);
     } else {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::block::{AppendBuf, BlockHeader, Offsets, Writer, HEADER_LEN, MAX_PAD, NO_RECORD};
+use crate::budget::Usage;
 use crate::dedup::{Dedup, Found};
 use crate::deletes::DeleteSet;
 use crate::io::{Mapping, OpenMode, VFile, Vfs};
@@ -40,6 +41,12 @@ pub(crate) struct Block {
     pub synced: usize,
     /// The directory entry of the file is durable.
     pub dir_synced: bool,
+    /// Bytes counted for this block in the store's usage ([`Block::footprint`] when last
+    /// counted).
+    pub charged: u64,
+    /// The checkpoint's live count this block was last compacted for: until more of it is
+    /// removed, compacting it again would gain nothing.
+    pub compacted_live: Option<u64>,
 }
 
 impl Block {
@@ -97,6 +104,22 @@ impl Block {
         match record::decode_head(rest) {
             Ok(h) => h.len.min(rest.len()) as u64,
             Err(_) => record::resync(rest, 1).unwrap_or(rest.len()) as u64,
+        }
+    }
+
+    /// Bytes the block occupies: its file as the file system counts it (whole pages), or a
+    /// memory stream's buffer.
+    pub fn footprint(&self, persistent: bool) -> u64 {
+        let len = match &self.data {
+            Data::Active(w) => w.buf().len(),
+            Data::Sealing(buf, _) => buf.len(),
+            Data::Sealed(m) => m.len(),
+        };
+        let len = len.max(self.file_len) as u64;
+        if persistent {
+            crate::budget::on_disk(len)
+        } else {
+            len
         }
     }
 
@@ -189,6 +212,21 @@ pub(crate) struct LogState {
     pub removals: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The message ids in the duplicate window, if the stream deduplicates.
     pub dedup: Option<Dedup>,
+    /// The store's byte counters, which every block's footprint is added to.
+    pub usage: Arc<Usage>,
+    /// Bytes this stream's blocks add to `usage` (live and retired).
+    pub charged: u64,
+}
+
+/// Brings `b`'s share of the usage counters up to date.
+pub(crate) fn recharge(usage: &Usage, charged: &mut u64, b: &mut Block, persistent: bool) {
+    let now = b.footprint(persistent);
+    let delta = now as i64 - b.charged as i64;
+    if delta != 0 {
+        usage.add(delta);
+        *charged = charged.wrapping_add_signed(delta);
+        b.charged = now;
+    }
 }
 
 /// Which block (live or retired) has a slot with a record for `seq`, whether or not the
@@ -280,6 +318,79 @@ impl LogState {
             age_from: 0,
             removals: Default::default(),
             dedup: None,
+            usage: Usage::detached(),
+            charged: 0,
+        }
+    }
+
+    /// Moves this state's bytes onto `usage` (a store's counters), counting every block.
+    pub fn attach(&mut self, usage: Arc<Usage>) {
+        self.detach();
+        self.usage = usage;
+        let persistent = self.persistent;
+        for b in self.blocks.iter_mut() {
+            b.charged = 0;
+            recharge(&self.usage, &mut self.charged, b, persistent);
+        }
+        for b in self.retired.iter_mut() {
+            b.charged = 0;
+            recharge(&self.usage, &mut self.charged, b, persistent);
+            self.usage.retiring(b.charged as i64);
+        }
+    }
+
+    /// Takes this state's bytes off its usage counters (the stream is deleted or replaced).
+    pub fn detach(&mut self) {
+        let retiring: u64 = self.retired.iter().map(|b| b.charged).sum();
+        self.usage.retiring(-(retiring as i64));
+        self.usage.add(-(self.charged as i64));
+        self.charged = 0;
+        for b in self.blocks.iter_mut().chain(self.retired.iter_mut()) {
+            b.charged = 0;
+        }
+    }
+
+    /// Recounts the block with `id` (after its file changed).
+    pub fn recharge_block(&mut self, id: u64) {
+        let persistent = self.persistent;
+        let (usage, charged) = (self.usage.clone(), &mut self.charged);
+        let retired = self.retired.iter().any(|b| b.id == id);
+        let Some(b) = self
+            .blocks
+            .iter_mut()
+            .chain(self.retired.iter_mut())
+            .find(|b| b.id == id)
+        else {
+            return;
+        };
+        let before = b.charged;
+        recharge(&usage, charged, b, persistent);
+        if retired {
+            usage.retiring(b.charged as i64 - before as i64);
+        }
+    }
+
+    /// Recounts the active block after an encode: files grow a page at a time, so most
+    /// records change nothing.
+    fn recharge_active(&mut self) {
+        let persistent = self.persistent;
+        if let Some(b) = self.blocks.last_mut() {
+            let len = match &b.data {
+                Data::Active(w) => w.buf().len() as u64,
+                _ => return,
+            };
+            if !persistent || len > b.charged {
+                recharge(&self.usage, &mut self.charged, b, persistent);
+            }
+        }
+    }
+
+    /// Takes retired blocks whose files are being deleted off the counters.
+    pub fn uncharge_dropped(&mut self, gone: &[Block]) {
+        for b in gone {
+            self.usage.retiring(-(b.charged as i64));
+            self.usage.add(-(b.charged as i64));
+            self.charged -= b.charged;
         }
     }
 
@@ -614,7 +725,10 @@ impl LogState {
             file_len: 0,
             synced: 0,
             dir_synced: false,
+            charged: 0,
+            compacted_live: None,
         });
+        self.recharge_active();
         Ok(())
     }
 
@@ -662,6 +776,7 @@ impl LogState {
             record::encode_into(buf, kind, flags, seq, ts, subject, headers, payload, x)
         });
         self.lsn += len as u64;
+        self.recharge_active();
         (off, len)
     }
 
@@ -1014,12 +1129,19 @@ impl LogState {
 
     /// A block with no live message leaves the lookup. A file stream keeps it until a
     /// checkpoint makes its tombstones redundant; a memory stream frees it at once.
-    fn retire(&mut self, b: Block) {
+    fn retire(&mut self, mut b: Block) {
         if let Some(d) = self.dedup.as_mut().filter(|_| !self.persistent) {
             keep_ids(d, &b, |_| true);
         }
         if self.persistent {
+            // Counted as retiring: appends may use the space, which the next two
+            // checkpoints give back.
+            recharge(&self.usage, &mut self.charged, &mut b, true);
+            self.usage.retiring(b.charged as i64);
             self.retired.push(b);
+        } else {
+            self.usage.add(-(b.charged as i64));
+            self.charged -= b.charged;
         }
     }
 

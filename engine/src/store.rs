@@ -13,6 +13,7 @@ use crossbeam::channel::{self, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::budget::{BudgetInfo, Usage, PAGE};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Storage, StoreOptions, StreamConfig};
 use crate::error::{StoreError, StreamError};
@@ -46,6 +47,8 @@ struct Inner {
     maintainer: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
     damaged: Mutex<Vec<DamagedStream>>,
+    /// The byte budget and what every stream uses of it.
+    usage: Arc<Usage>,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -138,6 +141,10 @@ impl Store {
                 StoreError::Io(e)
             }
         })?;
+        let (max_bytes, reserve) = opts.budget.resolve(vfs.fs_size(&dir)?)?;
+        let usage = Usage::new(max_bytes, reserve);
+        // The store's own directories; each stream counts its own files.
+        usage.add(2 * PAGE as i64);
         let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
         let (wake_tx, wake_rx) = channel::bounded::<()>(1);
         let wake = (!opts.manual_maintenance).then_some(wake_tx);
@@ -151,7 +158,7 @@ impl Store {
                 vfs.remove_dir_all(&sdir.join(&name))?;
                 continue;
             }
-            match open_stream(&*vfs, &sdir.join(&name), vfs.clone(), clock.clone()) {
+            match open_stream(&sdir.join(&name), vfs.clone(), clock.clone(), &usage) {
                 Ok(s) => {
                     streams.lock().insert(name, s);
                 }
@@ -181,6 +188,7 @@ impl Store {
                 maintainer: Mutex::new(maintainer),
                 closed: AtomicBool::new(false),
                 damaged: Mutex::new(damaged),
+                usage,
                 _lock: lock,
             }),
         })
@@ -188,6 +196,11 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The byte budget and how much of it is in use.
+    pub fn budget(&self) -> BudgetInfo {
+        self.inner.usage.info()
     }
 
     /// The write path in use.
@@ -237,7 +250,9 @@ impl Store {
             vfs.rename(&tmp, &dir)?;
             vfs.sync_dir(&sdir)?;
         }
-        let state = LogState::empty(stream_id, dir.clone(), cfg.block_size as usize, persistent);
+        let mut state =
+            LogState::empty(stream_id, dir.clone(), cfg.block_size as usize, persistent);
+        state.attach(self.inner.usage.clone());
         let s = Stream::from_parts(
             cfg.clone(),
             self.inner.vfs.clone(),
@@ -248,6 +263,7 @@ impl Store {
             0,
             RecoveryReport::default(),
         );
+        s.refresh_meta_usage();
         streams.insert(cfg.name, s.clone());
         Ok(s)
     }
@@ -281,6 +297,7 @@ impl Store {
         let dir = match &s {
             Some(s) => {
                 s.mark_deleted();
+                s.release_usage();
                 s.s.persistent.then(|| s.dir().to_path_buf())
             }
             None => {
@@ -362,17 +379,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn open_stream(
-    vfs: &dyn Vfs,
     dir: &Path,
     vfs_arc: Arc<dyn Vfs>,
     clock: Arc<dyn Clock>,
+    usage: &Arc<Usage>,
 ) -> Result<Stream, StreamError> {
+    let vfs = &*vfs_arc;
     let bytes = read_file(vfs, &dir.join(CONFIG_FILE))?;
     let (stream_id, cfg) = decode_config(&bytes).map_err(|why| StreamError::Corrupt {
         what: format!("{}/config", dir.display()),
         why,
     })?;
-    let rec = recover(vfs, dir, stream_id, cfg.block_size as usize)?;
+    let mut rec = recover(vfs, dir, stream_id, cfg.block_size as usize)?;
+    rec.state.attach(usage.clone());
     let s = Stream::from_parts(
         cfg,
         vfs_arc,
@@ -384,6 +403,7 @@ fn open_stream(
         rec.report,
     );
     s.load_consumers()?;
+    s.refresh_meta_usage();
     // A crash between an append and the removals its limits caused, or limits lowered while
     // closed, leave too much: applied now. A failure poisons the stream; writers see it.
     let _ = s.enforce_limits();

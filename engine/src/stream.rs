@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{Durability, Limits, StreamConfig};
+use crate::config::{Discard, Durability, Limits, StreamConfig};
 use crate::durability::Request;
 use crate::error::{AppendError, DurabilityError, LoadError, Poisoned, WriteError};
 use crate::expect::Expect;
@@ -231,6 +231,24 @@ pub struct StreamState {
     /// Those sequences as inclusive ranges.
     pub deleted: Vec<(u64, u64)>,
     pub blocks: usize,
+    /// The bound on this stream's size in force: its own `max_bytes`, or the bytes the
+    /// store's budget leaves to appends (`BudgetInfo::append_limit`, shared with the other
+    /// streams), whichever is lower. Never unbounded.
+    pub max_bytes: u64,
+    /// Which of the two `max_bytes` is.
+    pub bound_by: BoundBy,
+}
+
+/// What bounds a stream's size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BoundBy {
+    /// Its own `Limits::max_bytes`.
+    Stream,
+    /// The store's byte budget (shared with the other streams).
+    #[default]
+    Store,
 }
 
 pub(crate) struct Shared {
@@ -264,7 +282,15 @@ pub(crate) struct Shared {
     pub(crate) ckpts: Mutex<Ckpts>,
     /// Set when the stream is deleted: no further I/O may touch its directory.
     pub(crate) deleted: AtomicBool,
-    pub(crate) poison: OnceLock<Poisoned>,
+    /// The failure that stopped writes, until a heal clears it (`docs/durability.md`).
+    pub(crate) poison: Mutex<Option<Poisoned>>,
+    /// `poison` is set: read on every write without the lock.
+    pub(crate) poisoned: AtomicBool,
+    /// Healing: log positions whose records a heal dropped, each with its cause, and when
+    /// the last attempt ran.
+    pub(crate) heal: Mutex<crate::heal::HealLog>,
+    /// Heals so far: appends look at `heal` only if one happened.
+    pub(crate) heals: AtomicU64,
     pub(crate) closed: AtomicBool,
     pub(crate) recovery: RecoveryReport,
     /// Watchers waiting for new messages wait on `feed` under `feed_lock`; `watchers` counts
@@ -279,6 +305,16 @@ pub(crate) struct Shared {
     interest_unknown: AtomicBool,
     /// The state's removal counter, readable without the state lock.
     pub(crate) removals: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes of the stream's directory and its files other than blocks (config, checkpoints,
+    /// lease, consumers), as last counted in the store's usage.
+    pub(crate) meta_bytes: AtomicU64,
+    /// Held by a compaction from its pick to its swap, and by `erase` (which overwrites a
+    /// record in place) and healing: never by appends.
+    pub(crate) compact_lock: Mutex<()>,
+    /// Microseconds after `opened` before which the next compaction waits (duty cycle).
+    pub(crate) compact_next_us: AtomicU64,
+    /// Bytes written by compaction since open (write amplification).
+    pub(crate) compacted_bytes: AtomicU64,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -341,7 +377,10 @@ impl Stream {
                 combining: AtomicBool::new(false),
                 deleted: AtomicBool::new(false),
                 committed: Condvar::new(),
-                poison: OnceLock::new(),
+                poison: Mutex::new(None),
+                poisoned: AtomicBool::new(false),
+                heal: Mutex::new(Default::default()),
+                heals: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 recovery,
                 feed_lock: Mutex::new(()),
@@ -351,6 +390,10 @@ impl Stream {
                 damaged_consumers: Mutex::new(Vec::new()),
                 interest_unknown: AtomicBool::new(false),
                 removals,
+                meta_bytes: AtomicU64::new(0),
+                compact_lock: Mutex::new(()),
+                compact_next_us: AtomicU64::new(0),
+                compacted_bytes: AtomicU64::new(0),
             }),
         }
     }
@@ -477,16 +520,17 @@ impl Stream {
     }
 
     /// True once a failed write or fsync has stopped this stream from accepting writes.
+    /// A write or fsync failed and the stream has not healed yet (see `docs/durability.md`).
     pub fn is_poisoned(&self) -> bool {
-        self.s.poison.get().is_some()
+        self.s.poisoned.load(Ordering::Acquire)
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), AppendError> {
         if self.s.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
-        if let Some(p) = self.s.poison.get() {
-            return Err(AppendError::Durability(p.to_durability()));
+        if self.is_poisoned() {
+            self.heal().map_err(AppendError::Durability)?;
         }
         Ok(())
     }
@@ -681,6 +725,7 @@ impl Stream {
                 .collect();
             let lim = st.limits;
             limits::check_append(&st, &lim, &sized, None).map_err(AppendError::LimitReached)?;
+            self.make_room(&mut st, total as u64)?;
             // The whole batch goes into one block so recovery can drop an incomplete batch by
             // cutting the tail of a single file.
             st.ensure_room(&*self.s.vfs, Some(first), total, ts)
@@ -764,6 +809,7 @@ impl Stream {
     ) -> Result<(), AppendError> {
         m.expect.check(st, m.subject)?;
         let len = m.record_len();
+        self.make_room(st, len as u64)?;
         let removal = m.rollup.map(|r| rollup::removal(st, r, m.subject));
         if st.limited {
             let lim = st.limits;
@@ -781,6 +827,39 @@ impl Stream {
         let flags = flags | m.rollup.map_or(0, Rollup::flag);
         self.put_unlimited(st, seq, ts, flags, m)?;
         self.enforce(st, Some(&[m.subject.as_bytes()]))
+    }
+
+    /// Checks the store's budget for `need` more bytes. A discard-old stream that would go
+    /// over removes its own oldest messages, whole blocks at a time (removing part of a block
+    /// gives nothing back), as one logged purge; a discard-new stream, or one whose own
+    /// messages cannot free enough, gets `StorageFull` and nothing changes.
+    pub(crate) fn make_room(&self, st: &mut LogState, need: u64) -> Result<(), AppendError> {
+        let usage = st.usage.clone();
+        let excess = usage.excess(need);
+        if excess == 0 {
+            return Ok(());
+        }
+        let full = || AppendError::StorageFull {
+            need,
+            used: usage.committed(),
+            limit: usage.append_limit(),
+        };
+        if st.limits.discard != Discard::Old {
+            return Err(full());
+        }
+        let now = self.s.clock.now_ns();
+        let floor = match crate::limits::floor_freeing(st, excess) {
+            Some(f) => f,
+            None if crate::limits::frees_with_active(st, excess) => {
+                // The active block's file goes too: the message starts a new one.
+                st.roll(&*self.s.vfs, 0, now)
+                    .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))?;
+                st.last_seq + 1
+            }
+            None => return Err(full()),
+        };
+        limits::log_control(st, &*self.s.vfs, Kind::Purge, floor, &[], now, 0)
+            .map_err(|e| AppendError::Durability(DurabilityError::from_io(e)))
     }
 
     /// Whether message `seq` may be stored now.
@@ -943,7 +1022,9 @@ impl Stream {
     /// Removes one message and overwrites its bytes on disk (and in memory) before returning.
     pub fn erase(&self, seq: u64) -> Result<(), WriteError> {
         // The write lock is held from the tombstone to the overwrite, so no checkpoint can
-        // cover the tombstone before the bytes are gone, and no compaction can move them.
+        // cover the tombstone before the bytes are gone; the compaction lock (taken first, as
+        // compaction does) keeps a compaction from copying them meanwhile.
+        let _c = self.s.compact_lock.lock();
         let w = self.s.write_lock.lock();
         let mut sum = None;
         let (marked, lsn, _) = self.control_record(
@@ -1109,6 +1190,56 @@ impl Stream {
         Ok(n)
     }
 
+    /// Recounts the stream's directory and its files other than blocks in the store's usage.
+    /// Cheap (a handful of small files); run at open, creation and after checkpoints.
+    pub(crate) fn refresh_meta_usage(&self) {
+        if !self.s.persistent || self.s.deleted.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(names) = self.s.vfs.list(&self.s.dir) else {
+            return;
+        };
+        let files: u64 = names
+            .iter()
+            .filter(|n| !n.ends_with(".blk"))
+            .filter_map(|n| self.s.vfs.disk_bytes(&self.s.dir.join(n)).ok())
+            .sum();
+        let now = files + crate::budget::PAGE;
+        let before = self.s.meta_bytes.swap(now, Ordering::AcqRel);
+        self.s.state.read().usage.add(now as i64 - before as i64);
+    }
+
+    /// Takes everything the stream counted off the store's usage (it is being deleted).
+    pub(crate) fn release_usage(&self) {
+        let mut st = self.s.state.write();
+        st.detach();
+        let meta = self.s.meta_bytes.swap(0, Ordering::AcqRel);
+        st.usage.add(-(meta as i64));
+    }
+
+    /// Bytes compaction has written for this stream since it was opened (its write
+    /// amplification, next to the bytes appended).
+    pub fn compacted_bytes(&self) -> u64 {
+        self.s.compacted_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the stream occupies now, as counted against the store's budget: its files as
+    /// the file system counts them (blocks, config, checkpoints, lease, consumer state), or a
+    /// memory stream's blocks.
+    pub fn disk_bytes(&self) -> u64 {
+        self.s.state.read().charged + self.s.meta_bytes.load(Ordering::Acquire)
+    }
+
+    /// The bound on this stream's size: its own `max_bytes` or the store's append limit,
+    /// whichever is lower.
+    fn bound(&self, st: &LogState) -> (u64, BoundBy) {
+        let store = st.usage.append_limit();
+        match st.limits.max_bytes {
+            Some(own) if own <= store => (own, BoundBy::Stream),
+            _ => (store, BoundBy::Store),
+        }
+    }
+
     /// The stream's counters.
     pub fn state(&self) -> StreamState {
         let st = self.s.state.read();
@@ -1127,6 +1258,8 @@ impl Stream {
             num_deleted: st.deletes.len(),
             deleted: st.deletes.ranges().collect(),
             blocks: st.blocks.len(),
+            max_bytes: self.bound(&st).0,
+            bound_by: self.bound(&st).1,
         }
     }
 

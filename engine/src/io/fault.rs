@@ -31,6 +31,9 @@ pub struct FaultPlan {
     fail_syncs_from: Option<u64>,
     syncs: u64,
     crashed: bool,
+    /// The device is full: every write stores its first half, then fails with ENOSPC, until
+    /// `set_full(false)` (space freed).
+    full: bool,
 }
 
 impl FaultPlan {
@@ -56,12 +59,25 @@ impl FaultPlan {
     pub fn crashed(&self) -> bool {
         self.crashed
     }
+    /// Fills (or frees) the device: see `full`.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
 }
 
 enum Verdict {
     Go,
     Fail(io::Error),
     Tear,
+    /// Store the first half, then fail with this error (a short write on a full device).
+    Short(io::Error),
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error())
 }
 
 fn eio() -> io::Error {
@@ -75,6 +91,9 @@ impl FaultPlan {
         }
         let n = self.ops;
         self.ops += 1;
+        if self.full && is_write {
+            return Verdict::Short(enospc());
+        }
         if is_sync {
             let s = self.syncs;
             self.syncs += 1;
@@ -85,9 +104,7 @@ impl FaultPlan {
         match self.at {
             Some((at, fault)) if at == n => match fault {
                 Fault::Eio => Verdict::Fail(eio()),
-                Fault::NoSpace => Verdict::Fail(io::Error::from_raw_os_error(
-                    rustix::io::Errno::NOSPC.raw_os_error(),
-                )),
+                Fault::NoSpace => Verdict::Fail(enospc()),
                 Fault::Crash => {
                     self.crashed = true;
                     Verdict::Fail(io::Error::other("injected crash"))
@@ -129,6 +146,7 @@ impl FaultyVfs {
             Verdict::Go => Ok(()),
             Verdict::Fail(e) => Err(e),
             Verdict::Tear => Err(io::Error::other("torn write")),
+            Verdict::Short(e) => Err(e),
         }
     }
 }
@@ -148,6 +166,10 @@ impl FaultyFile {
                 self.inner.write_all_at(&buf[..buf.len() / 2], off)?;
                 Err(io::Error::other("injected torn write"))
             }
+            Verdict::Short(e) => {
+                self.inner.write_all_at(&buf[..buf.len() / 2], off)?;
+                Err(e)
+            }
         }
     }
     fn sync_one(&self) -> io::Result<()> {
@@ -156,6 +178,7 @@ impl FaultyFile {
             Verdict::Go => self.inner.sync_data(),
             Verdict::Fail(e) => Err(e),
             Verdict::Tear => Err(eio()),
+            Verdict::Short(e) => Err(e),
         }
     }
 }
@@ -185,6 +208,7 @@ impl VFile for FaultyFile {
             Verdict::Go => self.inner.set_len(len),
             Verdict::Fail(e) => Err(e),
             Verdict::Tear => Err(eio()),
+            Verdict::Short(e) => Err(e),
         }
     }
     fn map(&self) -> io::Result<Mapping> {
@@ -231,6 +255,12 @@ impl Vfs for FaultyVfs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.check(false, true)?;
         self.inner.sync_dir(dir)
+    }
+    fn fs_size(&self, dir: &Path) -> io::Result<u64> {
+        self.inner.fs_size(dir)
+    }
+    fn disk_bytes(&self, path: &Path) -> io::Result<u64> {
+        self.inner.disk_bytes(path)
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
         self.inner.lock(path)

@@ -35,6 +35,9 @@ pub enum CrashKind {
     PowerLoss,
 }
 
+/// The capacity an in-memory file system reports (a store's default budget derives from it).
+pub const MEM_FS_SIZE: u64 = 1 << 40;
+
 /// An in-memory [`Vfs`].
 #[derive(Clone, Default)]
 pub struct MemVfs {
@@ -273,6 +276,9 @@ impl Vfs for MemVfs {
         fs.durable.retain(|p, _| p.parent() != Some(dir));
         fs.durable.extend(current);
         Ok(())
+    }
+    fn fs_size(&self, _dir: &Path) -> io::Result<u64> {
+        Ok(MEM_FS_SIZE)
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
         let mut fs = self.fs.lock();

@@ -107,6 +107,14 @@ pub trait Vfs: Send + Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive, non-blocking lock on `path` for the lifetime of the returned guard.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>>;
+    /// Size of the file system holding `dir` (its capacity, not its free space).
+    fn fs_size(&self, dir: &Path) -> io::Result<u64>;
+    /// Bytes the file at `path` occupies on disk.
+    fn disk_bytes(&self, path: &Path) -> io::Result<u64> {
+        Ok(crate::budget::on_disk(
+            self.open(path, OpenMode::Existing)?.size()?,
+        ))
+    }
 }
 
 /// Reads a whole file.

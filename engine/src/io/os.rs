@@ -158,6 +158,14 @@ impl Vfs for OsVfs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+    fn fs_size(&self, dir: &Path) -> io::Result<u64> {
+        let v = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
+        Ok(v.f_blocks.saturating_mul(v.f_frsize))
+    }
+    fn disk_bytes(&self, path: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(std::fs::metadata(path)?.blocks() * 512)
+    }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
         let f = OpenOptions::new()
             .read(true)
