@@ -834,11 +834,11 @@ impl Stream {
     /// gives nothing back), as one logged purge; a discard-new stream, or one whose own
     /// messages cannot free enough, gets `StorageFull` and nothing changes.
     pub(crate) fn make_room(&self, st: &mut LogState, need: u64) -> Result<(), AppendError> {
-        let usage = st.usage.clone();
-        let excess = usage.excess(need);
+        let excess = st.usage.excess(need);
         if excess == 0 {
             return Ok(());
         }
+        let usage = st.usage.clone();
         let full = || AppendError::StorageFull {
             need,
             used: usage.committed(),
