@@ -627,27 +627,62 @@ mod tests {
 
     #[test]
     fn trailer_round_trip() {
+        for sparse in [false, true] {
+            let mut file = vec![0u8; HEADER_LEN];
+            file.extend(encode(Kind::Msg, 5, 1, b"a.b", b"", b"x"));
+            let second = file.len() as u32;
+            file.extend(encode(Kind::Msg, 7, 1, b"c", b"", b"y"));
+            let body_end = file.len();
+            let table = [HEADER_LEN as u32, NO_RECORD, second, NO_RECORD];
+            let t = match sparse {
+                false => encode_trailer(9, 5, &file, &table),
+                true => encode_sparse_trailer(9, 5, &file, &table),
+            };
+            // Two records: 12 bytes each sparse, 8 per slot (4 slots) dense.
+            assert_eq!(
+                t.len(),
+                if sparse { 24 } else { 32 } + 2 + 3 + 2 + 1 + FOOTER_LEN
+            );
+            file.extend(t);
+            let t = decode_trailer(&file).unwrap();
+            assert_eq!(
+                (t.block_id, t.first_seq, t.slots, t.body_end),
+                (9, 5, 4, body_end)
+            );
+            assert_eq!(t.present, sparse.then_some(2));
+            let map = Arc::new(Mapping::Shared(Arc::new(file.clone())));
+            assert_eq!(t.offsets(&map, 4).physical(), table);
+            assert_eq!(t.offsets(&map, 3).get(3), None, "logical length");
+            let subjects = t.subjects(&file).unwrap();
+            let name = |i: usize| subjects.id(i).map(|id| subjects.names()[id as usize]);
+            assert_eq!(
+                (name(0), name(1), name(2), name(3)),
+                (Some(&b"a.b"[..]), None, Some(&b"c"[..]), None)
+            );
+            let n = file.len();
+            file[n - 20] ^= 1;
+            assert_eq!(decode_trailer(&file), None);
+        }
+    }
+
+    #[test]
+    fn sparse_trailer_rejects_bad_slot_lists() {
         let mut file = vec![0u8; HEADER_LEN];
-        file.extend(encode(Kind::Msg, 5, 1, b"a.b", b"", b"x"));
+        file.extend(encode(Kind::Msg, 5, 1, b"a", b"", b"x"));
         let second = file.len() as u32;
-        file.extend(encode(Kind::Msg, 7, 1, b"c", b"", b"y"));
+        file.extend(encode(Kind::Msg, 6, 1, b"a", b"", b"y"));
         let body_end = file.len();
-        let t = encode_trailer(9, 5, &file, &[HEADER_LEN as u32, NO_RECORD, second]);
+        let t = encode_sparse_trailer(1, 5, &file, &[HEADER_LEN as u32, second]);
         file.extend(t);
-        let t = decode_trailer(&file).unwrap();
-        assert_eq!(
-            (t.block_id, t.first_seq, t.slots, t.body_end),
-            (9, 5, 3, body_end)
-        );
-        let subjects = t.subjects(&file).unwrap();
-        let name = |i: usize| subjects.id(i).map(|id| subjects.names()[id as usize]);
-        assert_eq!(
-            (name(0), name(1), name(2)),
-            (Some(&b"a.b"[..]), None, Some(&b"c"[..]))
-        );
-        let n = file.len();
-        file[n - 20] ^= 1;
-        assert_eq!(decode_trailer(&file), None);
+        assert!(decode_trailer(&file).is_some());
+        // Slot list out of order (checksum fixed up): refused, never indexed out of bounds.
+        let mut bad = file.clone();
+        bad[body_end..body_end + 4].copy_from_slice(&1u32.to_le_bytes());
+        bad[body_end + 4..body_end + 8].copy_from_slice(&0u32.to_le_bytes());
+        let n = bad.len();
+        let sum = xxh3_64(&bad[body_end..n - 8]);
+        bad[n - 8..].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(decode_trailer(&bad), None);
     }
 
     #[test]

@@ -37,7 +37,19 @@ pub fn record_decoder(data: &[u8]) {
         }
     });
     let _ = Checkpoint::decode(data);
-    let _ = block::decode_trailer(data);
+    if let Some(t) = block::decode_trailer(data) {
+        // Either trailer form: its tables must read within the file.
+        let map = Arc::new(crate::io::Mapping::Shared(Arc::new(data.to_vec())));
+        let offsets = t.offsets(&map, t.slots);
+        for i in 0..t.slots.min(1 << 16) {
+            let _ = offsets.get(i);
+        }
+        if let Some(s) = t.subjects(data) {
+            for i in 0..t.slots.min(1 << 16) {
+                let _ = s.id(i);
+            }
+        }
+    }
 }
 
 /// Recovers a stream whose only block file holds `data` (after a valid header when
