@@ -245,3 +245,57 @@ fn enospc_heals_without_reopen() {
         assert_eq!(s.state().last_seq, a.seq);
     }
 }
+
+/// On a store at its budget, TTLs still expire (and write their markers), deletes still work,
+/// and what they free lets appends resume.
+#[test]
+fn expiry_and_markers_work_on_a_full_store() {
+    let clock = Arc::new(tidelog::ManualClock::new(1_000_000_000_000));
+    let vfs = Arc::new(MemVfs::new());
+    let store = Store::open_with_vfs(
+        DIR,
+        vfs as Arc<dyn Vfs>,
+        StoreOptions {
+            clock: Some(clock.clone()),
+            ..opts(4 << 20, 1 << 20)
+        },
+    )
+    .unwrap();
+    let s = store
+        .create_stream(
+            StreamConfig::new("t")
+                .block_size(64 << 10)
+                .discard(Discard::New)
+                .allow_msg_ttl(true)
+                .subject_delete_marker_ttl(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let mut acked = Vec::new();
+    let payload = [3u8; 1024];
+    for i in 0.. {
+        let subject = format!("k.{}", i % 50);
+        let m = tidelog::NewMessage::new(&subject, &payload).with_ttl(tidelog::Ttl::Secs(10));
+        match s.append_msg(&m) {
+            Ok(a) => acked.push(a.seq),
+            Err(e) => {
+                assert!(e.is_storage_full(), "{e:?}");
+                break;
+            }
+        }
+    }
+    assert!(acked.len() > 1000);
+    // TTLs shorter than the marker TTL are raised to it.
+    clock.advance_ns(61_000_000_000);
+    let expired = s.expire_now().unwrap();
+    assert_eq!(expired, acked.len() as u64);
+    // One marker per subject, written into the reserve.
+    assert_eq!(s.state().messages, 50);
+    s.reclaim().unwrap();
+    let more = fill(&s, 4).0;
+    assert!(
+        more.len() > acked.len() / 2,
+        "{} appends after expiry",
+        more.len()
+    );
+    s.check_invariants().unwrap();
+}
