@@ -11,7 +11,7 @@ use crate::ttl::TimerParts;
 use crate::varint;
 
 pub const CKPT_MAGIC: [u8; 8] = *b"TLCKPT\0\0";
-pub const CKPT_VERSION: u16 = 2;
+pub const CKPT_VERSION: u16 = 3;
 const FIXED_LEN: usize = 96;
 const BLOCK_LEN: usize = 40;
 const RANGE_LEN: usize = 16;
@@ -46,6 +46,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
+        // Ranges take about 3 bytes each as varints; 16 is the most.
         let n =
             FIXED_LEN + self.blocks.len() * BLOCK_LEN + self.deletes.range_count() * RANGE_LEN + 8;
         let mut b = Vec::with_capacity(n);
@@ -72,11 +73,15 @@ impl Checkpoint {
                 b.extend_from_slice(&v.to_le_bytes());
             }
         }
+        // After many scattered deletes the ranges dominate a checkpoint: each is the gap from
+        // the previous range's end and its length - 1, as varints (version 3).
+        let mut prev = 0;
         for (s, e) in self.deletes.ranges() {
-            b.extend_from_slice(&s.to_le_bytes());
-            b.extend_from_slice(&e.to_le_bytes());
+            varint::put(&mut b, s - prev);
+            varint::put(&mut b, e - s);
+            prev = e;
         }
-        debug_assert_eq!(b.len() + 8, n);
+        debug_assert!(b.len() + 8 <= n);
         encode_timers(&mut b, &self.timers);
         let sum = xxh3_64(&b);
         b.extend_from_slice(&sum.to_le_bytes());
@@ -93,18 +98,21 @@ impl Checkpoint {
             return Err("bad magic");
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != 1 && version != CKPT_VERSION {
+        if !(1..=CKPT_VERSION).contains(&version) {
             return Err("unknown version");
         }
+        let varint_ranges = version >= 3;
         let body = b.len() - 8;
         if u64_at(b, body) != xxh3_64(&b[..body]) {
             return Err("checksum mismatch");
         }
         let nb = usize::try_from(u64_at(b, 80)).map_err(|_| "bad block count")?;
         let nr = usize::try_from(u64_at(b, 88)).map_err(|_| "bad range count")?;
+        // Fixed ranges take 16 bytes each, varint ones at least 2.
+        let range_len = if varint_ranges { 2 } else { RANGE_LEN };
         let need = nb
             .checked_mul(BLOCK_LEN)
-            .and_then(|x| nr.checked_mul(RANGE_LEN).and_then(|y| x.checked_add(y)))
+            .and_then(|x| nr.checked_mul(range_len).and_then(|y| x.checked_add(y)))
             .and_then(|x| x.checked_add(FIXED_LEN))
             .ok_or("bad counts")?;
         if need > body || (version == 1 && need != body) {
@@ -137,13 +145,22 @@ impl Checkpoint {
         let mut deletes = DeleteSet::new();
         let mut prev_end: Option<u64> = None;
         for _ in 0..nr {
-            let (s, e) = (u64_at(b, p), u64_at(b, p + 8));
+            let (s, e) = if varint_ranges {
+                let base = prev_end.unwrap_or(0);
+                let gap = varint::get(&b[..body], &mut p).ok_or("bad delete range")?;
+                let len = varint::get(&b[..body], &mut p).ok_or("bad delete range")?;
+                let s = base.checked_add(gap).ok_or("delete ranges out of order")?;
+                (s, s.checked_add(len).ok_or("delete ranges out of order")?)
+            } else {
+                let r = (u64_at(b, p), u64_at(b, p + 8));
+                p += RANGE_LEN;
+                r
+            };
             if s > e || e > limit || prev_end.is_some_and(|pe| pe >= s) {
                 return Err("delete ranges out of order");
             }
             deletes.insert_range(s, e);
             prev_end = Some(e);
-            p += RANGE_LEN;
         }
         let timers = match version {
             1 => TimerParts::default(),
@@ -279,12 +296,48 @@ mod tests {
                 .unwrap(),
         };
         let b = c.encode();
-        assert_eq!(Checkpoint::decode(&b), Ok(c));
+        assert_eq!(Checkpoint::decode(&b).as_ref(), Ok(&c));
         for i in 0..b.len() {
             let mut x = b.clone();
             x[i] ^= 4;
             assert!(Checkpoint::decode(&x).is_err());
         }
         assert_eq!(decode_lease(&encode_lease(1, 99)), Some((1, 99)));
+
+        // Version 2 (fixed 16-byte delete ranges) is still read.
+        let mut v2 = b[..FIXED_LEN + BLOCK_LEN].to_vec();
+        v2[8..10].copy_from_slice(&2u16.to_le_bytes());
+        for (s, e) in c.deletes.ranges() {
+            v2.extend_from_slice(&s.to_le_bytes());
+            v2.extend_from_slice(&e.to_le_bytes());
+        }
+        encode_timers(&mut v2, &c.timers);
+        let sum = xxh3_64(&v2);
+        v2.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(Checkpoint::decode(&v2), Ok(c));
+    }
+
+    #[test]
+    fn scattered_deletes_take_few_bytes() {
+        let mut d = DeleteSet::new();
+        for i in 0..10_000u64 {
+            d.insert_range(10 * i + 1, 10 * i + 9);
+        }
+        let c = Checkpoint {
+            stream_id: 1,
+            last_seq: 100_000,
+            last_ts: 0,
+            floor: 1,
+            live_bytes: 0,
+            pos_block: 1,
+            pos_offset: 64,
+            next_block_id: 2,
+            blocks: Vec::new(),
+            deletes: d,
+            timers: TimerParts::default(),
+        };
+        let b = c.encode();
+        assert!(b.len() < FIXED_LEN + 2 * 10_000 + 64, "{}", b.len());
+        assert_eq!(Checkpoint::decode(&b), Ok(c));
     }
 }

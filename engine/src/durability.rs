@@ -200,6 +200,11 @@ impl Stream {
         if !self.s.persistent {
             return Ok(());
         }
+        // The lease first: if writing it fails, the record has not been synced on this
+        // append's behalf, so the heal that follows drops it and the error stands.
+        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
+            self.raise_lease(last_seq + LEASE_SPAN)?;
+        }
         match self.s.cfg.durability {
             Durability::Always => self.wait_durable(lsn)?,
             Durability::Interval(d) => {
@@ -210,9 +215,6 @@ impl Stream {
                 }
             }
             Durability::None => self.nudge(lsn)?,
-        }
-        if self.uses_lease() && last_seq > self.s.lease.load(Ordering::SeqCst) {
-            self.raise_lease(last_seq + LEASE_SPAN)?;
         }
         Ok(())
     }

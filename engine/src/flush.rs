@@ -194,6 +194,7 @@ impl Stream {
             .map_err(DurabilityError::from_io)?;
         io.ckpt_lsn = lsn;
         io.ckpt_at = Instant::now();
+        self.refresh_meta_usage();
         let older = {
             let mut c = self.s.ckpts.lock();
             let older = c.newest.replace(Arc::new(ck));
@@ -566,6 +567,24 @@ impl Stream {
         Ok(true)
     }
 
+    /// Seals the active block early when at least half a block of it is dead (removed
+    /// messages, removal records), so that space can be reclaimed: the active block is never
+    /// compacted. Half a block keeps a stream of deletes from making many small blocks.
+    pub(crate) fn roll_if_dead(&self) {
+        let half = self.s.cfg.block_size / 2;
+        let mut st = self.s.state.write();
+        let dead = st
+            .blocks
+            .last()
+            .filter(|b| matches!(b.data, Data::Active(_)))
+            .map_or(0, |b| (b.bytes().len() as u64).saturating_sub(b.live_bytes));
+        if dead >= half.max(self.min_gain()) && !self.s.closed.load(Ordering::Acquire) {
+            let now = self.s.clock.now_ns();
+            // A failure to create the file leaves the block active; nothing is lost.
+            let _ = st.roll(&*self.s.vfs, 0, now);
+        }
+    }
+
     /// Smallest saving worth a rewrite.
     fn min_gain(&self) -> u64 {
         COMPACT_MIN_BYTES.min(self.s.cfg.block_size as usize / 8) as u64
@@ -653,7 +672,7 @@ impl Stream {
             self.raise_lease(last_seq + LEASE_SPAN)?;
         }
         if ck_due {
-            self.refresh_meta_usage();
+            self.roll_if_dead();
         }
         self.compact_throttled().map_err(DurabilityError::from_io)?;
         Ok(())

@@ -131,7 +131,11 @@ fn cut_to_synced(st: &LogState, vfs: &dyn crate::io::Vfs) -> io::Result<()> {
     for b in st.blocks.iter().chain(st.retired.iter()) {
         let Some(f) = &b.file else { continue };
         if b.synced == 0 && !b.dir_synced {
-            vfs.remove_file(&Block::path(&st.dir, b.id))?;
+            match vfs.remove_file(&Block::path(&st.dir, b.id)) {
+                // Removed by an earlier attempt that failed later on.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
             removed = true;
             continue;
         }

@@ -628,7 +628,9 @@ fn finish_block(
         }
         .encode();
         body[..HEADER_LEN].copy_from_slice(&h);
-        file.write_all_at(&h, 0)?;
+        // Repaired on disk when the device allows; on a full disk the block stays readable
+        // from memory and the next open repairs it again, so a stream still opens.
+        let _ = file.write_all_at(&h, 0);
     }
     // Every mapping of the file goes before it is cut: touching a mapped page past the new
     // end would raise SIGBUS.
@@ -646,14 +648,10 @@ fn finish_block(
     b.synced = b.synced.min(b.file_len);
     if is_last {
         b.data = Data::Active(w);
-    } else {
-        // An older block without a valid trailer (a crash while sealing): seal it now.
-        let t = block::encode_trailer(b.id, b.first_seq, &body, &b.offsets.physical());
-        file.write_and_sync(&[(&t, body.len() as u64)])?;
-        b.file_len = body.len() + t.len();
-        b.synced = b.file_len;
-        b.data = Data::Sealed(Arc::new(file.map()?));
     }
+    // An older block without a valid trailer (a crash while sealing) stays `Sealing`: the
+    // next flush writes its trailer. Recovery itself writes nothing that needs space, so a
+    // stream opens (and heals) on a full disk.
     Ok(())
 }
 

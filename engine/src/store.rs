@@ -24,7 +24,7 @@ use crate::stream::Stream;
 
 const STREAMS_DIR: &str = "streams";
 const LOCK_FILE: &str = "LOCK";
-const CONFIG_FILE: &str = "config";
+pub(crate) const CONFIG_FILE: &str = "config";
 const CONFIG_MAGIC: [u8; 8] = *b"TLCONF\0\0";
 const CONFIG_VERSION: u16 = 1;
 /// Shortest maintainer tick (for very short sync intervals).

@@ -1190,18 +1190,38 @@ impl Stream {
         Ok(n)
     }
 
-    /// Recounts the stream's directory and its files other than blocks in the store's usage.
-    /// Cheap (a handful of small files); run at open, creation and after checkpoints.
+    /// Recounts the stream's directory and its files other than blocks (config, checkpoints,
+    /// lease, consumers) in the store's usage: a few `stat`s, no directory listing. Run at open
+    /// and creation, after every checkpoint and when consumers come and go.
     pub(crate) fn refresh_meta_usage(&self) {
         if !self.s.persistent || self.s.deleted.load(Ordering::Acquire) {
             return;
         }
-        let Ok(names) = self.s.vfs.list(&self.s.dir) else {
-            return;
-        };
+        let mut names: Vec<String> = [
+            crate::store::CONFIG_FILE,
+            CHECKPOINT_FILE,
+            CHECKPOINT_PREV_FILE,
+            LEASE_FILE,
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+        names.extend(
+            self.s
+                .consumers
+                .lock()
+                .keys()
+                .map(|n| crate::consumer::file_name(n)),
+        );
+        names.extend(
+            self.s
+                .damaged_consumers
+                .lock()
+                .iter()
+                .map(|(n, _)| crate::consumer::file_name(n)),
+        );
         let files: u64 = names
             .iter()
-            .filter(|n| !n.ends_with(".blk"))
             .filter_map(|n| self.s.vfs.disk_bytes(&self.s.dir.join(n)).ok())
             .sum();
         let now = files + crate::budget::PAGE;
@@ -1316,6 +1336,7 @@ impl Stream {
     /// Reclaims space now: checkpoints (twice), deletes blocks with no live message and
     /// rewrites sealed blocks that are less than half live. Returns how many were rewritten.
     pub fn reclaim(&self) -> Result<usize, WriteError> {
+        self.roll_if_dead();
         // Two checkpoints: space is reclaimed only behind what both checkpoints on disk cover.
         self.flush(true, true, None)?;
         self.flush(true, true, None)?;
@@ -1381,6 +1402,8 @@ impl Stream {
                 .map_err(|e| crate::ConsumerError::Durability(DurabilityError::from_io(e)))?;
         }
         all.insert(c.name().to_owned(), c.clone());
+        drop(all);
+        self.refresh_meta_usage();
         Ok(c)
     }
 
@@ -1403,6 +1426,7 @@ impl Stream {
         };
         c.mark_deleted();
         self.remove_consumer_file(name)?;
+        self.refresh_meta_usage();
         self.release(&c);
         Ok(())
     }
