@@ -152,7 +152,7 @@ impl Stream {
         }
         // Building a trailer names every record's subject (a pass over the whole block):
         // flushes made on an appender's behalf (with a `target`) leave it to the maintenance
-        // thread, so it never lands on the append path. Recovery seals a block that lacks one.
+        // thread, so it never lands on the append path. A block recovery found without one is sealed the same way.
         let work = self.flush_work(ckpt, target.is_none());
         // A durable appender leading a group commit submits write + fdatasync as one linked
         // chain (one io_uring submission).
