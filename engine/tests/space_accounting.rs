@@ -10,6 +10,9 @@
 //! - `state_shows_the_effective_bound`: `StreamState::max_bytes` and `bound_by` show the bound in
 //!   force, the stream's own or the store's.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,23 +32,7 @@ fn du(dir: &Path) -> u64 {
             return n;
         }
     }
-    walk_blocks(dir)
-}
-
-fn walk_blocks(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = std::fs::metadata(dir)
-        .map(|m| m.blocks() * 512)
-        .unwrap_or(0);
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let Ok(m) = e.metadata() else { continue };
-        total += if m.is_dir() {
-            walk_blocks(&e.path())
-        } else {
-            m.blocks() * 512
-        };
-    }
-    total
+    common::allocated_bytes(dir)
 }
 
 /// A payload of `len` bytes, different for every `n`.

@@ -331,7 +331,7 @@ impl Disk {
     fn usage(&self) -> u64 {
         match self {
             Disk::Mem { mem, .. } => mem_usage(mem, Path::new(DIR)),
-            Disk::Real { dir, .. } => real_usage(dir),
+            Disk::Real { dir, .. } => common::allocated_bytes(dir),
         }
     }
 }
@@ -361,22 +361,6 @@ fn mem_usage(mem: &MemVfs, dir: &Path) -> u64 {
         total += match mem.disk_bytes(&p) {
             Ok(b) => b,
             Err(_) => mem_usage(mem, &p),
-        };
-    }
-    total
-}
-
-fn real_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = std::fs::metadata(dir)
-        .map(|m| m.blocks() * 512)
-        .unwrap_or(0);
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let Ok(m) = e.metadata() else { continue };
-        total += if m.is_dir() {
-            real_usage(&e.path())
-        } else {
-            m.blocks() * 512
         };
     }
     total

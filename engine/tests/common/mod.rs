@@ -438,3 +438,21 @@ pub mod by_subject {
         Some(gone)
     }
 }
+
+/// Bytes a directory tree occupies on disk, as `du` counts them (allocated blocks).
+#[allow(dead_code)]
+pub fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = std::fs::metadata(dir)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        total += if m.is_dir() {
+            allocated_bytes(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
