@@ -35,7 +35,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, median, quick};
+use common::{bench_dir, list, median, quick, verdict};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tidelog::{Durability, NewMessage, Store, StoreOptions, Stream, StreamConfig};
 
@@ -87,21 +87,6 @@ fn rounds() -> usize {
     } else {
         env_u64("TIDELOG_COMPACT_ROUNDS", 4) as usize
     }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|r| format!("{r:.2}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn rates(v: &[f64]) -> String {
@@ -626,14 +611,14 @@ fn interleaved() {
         );
         println!(
             "    ratio b/a per round [{}]: median {m:.3} (target >= 0.8: {})",
-            list(&row.ratio),
+            list(&row.ratio, 2),
             verdict(m >= 0.8),
         );
         if !row.ratio_rewriting.is_empty() {
             println!(
                 "    ratio over the span from A's first to its last rewrite only (the same span \
                  of (a)), per round [{}]: median {:.3}",
-                list(&row.ratio_rewriting),
+                list(&row.ratio_rewriting, 2),
                 median(&row.ratio_rewriting),
             );
         }
@@ -641,7 +626,7 @@ fn interleaved() {
             "    A's compaction during (b): {}; A's disk_bytes / live bytes at the end of (b): \
              [{}]",
             row.progress.join("; "),
-            list(&row.space),
+            list(&row.space, 2),
         );
     }
     println!(

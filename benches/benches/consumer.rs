@@ -64,7 +64,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{median, millions, quick, scaled, Fresh};
+use common::{list, median, millions, quick, scaled, verdict, Fresh};
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,21 +96,6 @@ fn large_stream() -> u64 {
         10_000_000
     };
     scaled(n)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|r| format!("{r:.3}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
@@ -373,18 +358,18 @@ fn ack_interleaved(f: &mut AckFixture) {
          control ratio (two consumers) / 1 thread, per round [{}]: median {:.3}",
         f.n,
         f.n,
-        list(&rates[0]),
+        list(&rates[0], 3),
         median(&cpu[0]),
         verdict(one >= 10.0),
         median(&rates[1]),
-        list(&rates[1]),
+        list(&rates[1], 3),
         median(&cpu[1]),
         median(&rates[2]),
-        list(&rates[2]),
+        list(&rates[2], 3),
         median(&cpu[2]),
-        list(&ratios),
+        list(&ratios, 3),
         verdict(ratio >= 1.5),
-        list(&control),
+        list(&control, 3),
         median(&control),
     );
 }
@@ -796,11 +781,11 @@ fn interest_interleaved(fresh: &mut Fresh, storage: Storage, subjects: &[String]
         format!("{storage:?}").to_lowercase(),
         median(&rates[0]) / 1e6,
         median(&rates[1]) / 1e6,
-        list(&ratios),
+        list(&ratios, 3),
         verdict(ratio >= 0.5),
         median(&cpu[0]),
         median(&cpu[1]),
-        list(&cpu_ratios),
+        list(&cpu_ratios, 3),
         median(&cpu_ratios),
         median(&behind),
         median(&behind) / n as f64 * 100.0,

@@ -101,3 +101,22 @@ pub fn scaled(n: u64) -> u64 {
         n
     }
 }
+
+/// How a figure compares with its target, for the summary tables.
+#[allow(dead_code)]
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// Figures as a comma-separated list with `decimals` places.
+#[allow(dead_code)]
+pub fn list(v: &[f64], decimals: usize) -> String {
+    v.iter()
+        .map(|r| format!("{r:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
