@@ -20,6 +20,10 @@ pub const SEAL_MAGIC: [u8; 8] = *b"TLSEAL\0\0";
 /// Footer magic of a sparse trailer (a compacted block): tables list only the slots that
 /// have a record.
 pub const SPARSE_SEAL_MAGIC: [u8; 8] = *b"TLSEALSP";
+/// Trailer bytes per record of a sparse trailer: slot, offset and subject id.
+pub const SPARSE_ENTRY_LEN: usize = 12;
+/// Trailer bytes per slot of a dense trailer: offset and subject id.
+const DENSE_ENTRY_LEN: usize = 8;
 pub const BLOCK_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub const FOOTER_LEN: usize = 64;
@@ -102,7 +106,7 @@ fn encode_any_trailer(
         .filter(|&i| !sparse || all[i as usize] != NO_RECORD)
         .collect();
     let offsets: Vec<u32> = present.iter().map(|&i| all[i as usize]).collect();
-    let mut t = Vec::with_capacity(offsets.len() * 12 + FOOTER_LEN);
+    let mut t = Vec::with_capacity(offsets.len() * SPARSE_ENTRY_LEN + FOOTER_LEN);
     if sparse {
         for i in &present {
             t.extend_from_slice(&i.to_le_bytes());
@@ -198,11 +202,16 @@ pub fn decode_trailer(file: &[u8]) -> Option<Trailer> {
     let dict_len = usize::try_from(u64_at(f, 48)).ok()?;
     let present = if sparse {
         let bytes = dict_at.checked_sub(body_end)?;
-        (bytes % 12 == 0 && bytes / 12 <= slots).then_some(bytes / 12)?
+        let n = bytes / SPARSE_ENTRY_LEN;
+        (bytes % SPARSE_ENTRY_LEN == 0 && n <= slots).then_some(n)?
     } else {
         slots
     };
-    let tables = present.checked_mul(if sparse { 12 } else { 8 })?;
+    let tables = present.checked_mul(if sparse {
+        SPARSE_ENTRY_LEN
+    } else {
+        DENSE_ENTRY_LEN
+    })?;
     if body_end.checked_add(tables)? != dict_at
         || dict_at.checked_add(FOOTER_LEN)? > n
         || body_end < HEADER_LEN

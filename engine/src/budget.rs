@@ -62,20 +62,11 @@ impl Usage {
     }
 
     pub(crate) fn add(&self, delta: i64) {
-        if delta >= 0 {
-            self.used.fetch_add(delta as u64, Ordering::AcqRel);
-        } else {
-            self.used.fetch_sub(delta.unsigned_abs(), Ordering::AcqRel);
-        }
+        add_signed(&self.used, delta);
     }
 
     pub(crate) fn retiring(&self, delta: i64) {
-        if delta >= 0 {
-            self.retiring.fetch_add(delta as u64, Ordering::AcqRel);
-        } else {
-            self.retiring
-                .fetch_sub(delta.unsigned_abs(), Ordering::AcqRel);
-        }
+        add_signed(&self.retiring, delta);
     }
 
     pub(crate) fn info(&self) -> BudgetInfo {
@@ -89,7 +80,7 @@ impl Usage {
 
     /// Bytes appends may use.
     pub(crate) fn append_limit(&self) -> u64 {
-        self.max_bytes - self.reserve
+        self.info().append_limit()
     }
 
     /// Bytes counted against appends: what is used, less what empty blocks will give back.
@@ -101,6 +92,14 @@ impl Usage {
     /// How far an append of `need` bytes would go over the append limit (0: it fits).
     pub(crate) fn excess(&self, need: u64) -> u64 {
         (self.committed() + need).saturating_sub(self.append_limit())
+    }
+}
+
+fn add_signed(counter: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::AcqRel);
+    } else {
+        counter.fetch_sub(delta.unsigned_abs(), Ordering::AcqRel);
     }
 }
 

@@ -3,8 +3,9 @@
 use std::io;
 use std::sync::Arc;
 
-/// A stream that failed a write or an fsync refuses further writes until it is reopened,
-/// because the state of the un-synced data is unknown (see `docs/durability.md`).
+/// A stream that failed a write or an fsync refuses further writes until it heals (its files
+/// cut back to the last successful sync and its state rebuilt, in place; see
+/// `docs/durability.md`), because the state of the un-synced data is unknown.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("stream is poisoned by an earlier failed write or fsync: {cause}")]
 pub struct Poisoned {

@@ -33,8 +33,8 @@ const RECLAIM_CKPT_EVERY: Duration = Duration::from_millis(200);
 /// save, if worth it: at least a fifth of the file and at least `min_gain`. The new file holds
 /// the live records, 12 bytes of sparse trailer per record, a header and a footer.
 fn compaction_gain(file_len: u64, live: u64, live_bytes: u64, min_gain: u64) -> Option<u64> {
-    let keep =
-        live_bytes + 12 * live + (crate::block::HEADER_LEN + crate::block::FOOTER_LEN) as u64;
+    use crate::block::{FOOTER_LEN, HEADER_LEN, SPARSE_ENTRY_LEN};
+    let keep = live_bytes + SPARSE_ENTRY_LEN as u64 * live + (HEADER_LEN + FOOTER_LEN) as u64;
     let gain = file_len.checked_sub(keep)?;
     (gain >= min_gain && gain * 5 >= file_len).then_some(gain)
 }
@@ -152,7 +152,8 @@ impl Stream {
         }
         // Building a trailer names every record's subject (a pass over the whole block):
         // flushes made on an appender's behalf (with a `target`) leave it to the maintenance
-        // thread, so it never lands on the append path. A block recovery found without one is sealed the same way.
+        // thread, so it never lands on the append path. A block that recovery found without
+        // one is sealed the same way.
         let work = self.flush_work(ckpt, target.is_none());
         // A durable appender leading a group commit submits write + fdatasync as one linked
         // chain (one io_uring submission).
@@ -611,8 +612,15 @@ impl Stream {
 
     /// Whether space waits for checkpoints: a retired block's file, or a block that enough
     /// deletes made worth compacting, while the older checkpoint on disk does not yet cover
-    /// the log's end (both checkpoints must reflect a removal before its bytes can go).
+    /// the log's end (both checkpoints must reflect a removal before its bytes can go). Looks
+    /// at most once per `RECLAIM_CKPT_EVERY`: the look scans every block.
     fn reclaim_waits(&self) -> bool {
+        let now = self.s.opened.elapsed().as_micros() as u64;
+        let every = RECLAIM_CKPT_EVERY.as_micros() as u64;
+        if now < self.s.reclaim_checked_us.load(Ordering::Acquire) + every {
+            return false;
+        }
+        self.s.reclaim_checked_us.store(now, Ordering::Release);
         let older = self.s.ckpts.lock().older.clone();
         let st = self.s.state.read();
         let end = st

@@ -63,9 +63,7 @@ impl Stream {
             return self.check_poison();
         }
         self.heal_now()?;
-        // As at open: limits and retention may owe removals the dropped records made.
-        let _ = self.enforce_limits();
-        self.recheck_retention();
+        self.settle();
         self.wake_watchers();
         Ok(())
     }
@@ -88,10 +86,7 @@ impl Stream {
         fresh.removals = st.removals.clone();
         st.detach();
         fresh.attach(st.usage.clone());
-        fresh.set_limits(self.s.cfg.limits);
-        if let Some(d) = &self.s.cfg.dedup {
-            fresh.start_dedup(d, self.s.clock.now_ns());
-        }
+        fresh.configure(&self.s.cfg, self.s.clock.now_ns());
         // Log positions only grow: waiters below the cut are answered by `dropped_by_heal`.
         fresh.lsn = old_lsn + 1;
         let synced = self.s.synced_lsn.load(Ordering::Acquire);

@@ -323,6 +323,15 @@ impl LogState {
         }
     }
 
+    /// Applies what the stream's config asks of a state built by `empty` or recovery: its
+    /// limits and its duplicate window.
+    pub fn configure(&mut self, cfg: &crate::config::StreamConfig, now: i64) {
+        self.set_limits(cfg.limits);
+        if let Some(d) = &cfg.dedup {
+            self.start_dedup(d, now);
+        }
+    }
+
     /// Moves this state's bytes onto `usage` (a store's counters), counting every block.
     pub fn attach(&mut self, usage: Arc<Usage>) {
         self.detach();

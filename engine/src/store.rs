@@ -404,10 +404,7 @@ fn open_stream(
     );
     s.load_consumers()?;
     s.refresh_meta_usage();
-    // A crash between an append and the removals its limits caused, or limits lowered while
-    // closed, leave too much: applied now. A failure poisons the stream; writers see it.
-    let _ = s.enforce_limits();
-    s.recheck_retention();
+    s.settle();
     Ok(s)
 }
 

@@ -315,6 +315,9 @@ pub(crate) struct Shared {
     pub(crate) compact_next_us: AtomicU64,
     /// Bytes written by compaction since open (write amplification).
     pub(crate) compacted_bytes: AtomicU64,
+    /// Microseconds after `opened` of the last look for space waiting on checkpoints (an
+    /// O(blocks) scan, so at most one per `RECLAIM_CKPT_EVERY`).
+    pub(crate) reclaim_checked_us: AtomicU64,
 }
 
 /// A write failure of the append path, as the other write operations report it.
@@ -347,10 +350,7 @@ impl Stream {
         let lsn = state.lsn;
         let removals = state.removals.clone();
         let mut state = state;
-        state.set_limits(cfg.limits);
-        if let Some(d) = &cfg.dedup {
-            state.start_dedup(d, clock.now_ns());
-        }
+        state.configure(&cfg, clock.now_ns());
         Stream {
             s: Arc::new(Shared {
                 name: cfg.name.clone(),
@@ -394,6 +394,7 @@ impl Stream {
                 compact_lock: Mutex::new(()),
                 compact_next_us: AtomicU64::new(0),
                 compacted_bytes: AtomicU64::new(0),
+                reclaim_checked_us: AtomicU64::new(0),
             }),
         }
     }
@@ -519,8 +520,8 @@ impl Stream {
         }
     }
 
-    /// True once a failed write or fsync has stopped this stream from accepting writes.
-    /// A write or fsync failed and the stream has not healed yet (see `docs/durability.md`).
+    /// A write or fsync failed and the stream has not healed yet (see `docs/durability.md`,
+    /// "A failed write or fsync").
     pub fn is_poisoned(&self) -> bool {
         self.s.poisoned.load(Ordering::Acquire)
     }
@@ -1190,6 +1191,15 @@ impl Stream {
         Ok(n)
     }
 
+    /// After a state was rebuilt from the files (open, heal): a crash between an append and
+    /// the removals its limits caused, limits lowered while closed, or removals a heal
+    /// dropped, leave too much, and retention may owe removals; both are applied now. A
+    /// failure poisons the stream; writers see it.
+    pub(crate) fn settle(&self) {
+        let _ = self.enforce_limits();
+        self.recheck_retention();
+    }
+
     /// Recounts the stream's directory and its files other than blocks (config, checkpoints,
     /// lease, consumers) in the store's usage: a few `stat`s, no directory listing. Run at open
     /// and creation, after every checkpoint and when consumers come and go.
@@ -1263,6 +1273,7 @@ impl Stream {
     /// The stream's counters.
     pub fn state(&self) -> StreamState {
         let st = self.s.state.read();
+        let (max_bytes, bound_by) = self.bound(&st);
         let first_ts = st
             .find(st.floor)
             .and_then(|(bi, off)| record::decode_head(st.blocks[bi].bytes().get(off..)?).ok())
@@ -1278,8 +1289,8 @@ impl Stream {
             num_deleted: st.deletes.len(),
             deleted: st.deletes.ranges().collect(),
             blocks: st.blocks.len(),
-            max_bytes: self.bound(&st).0,
-            bound_by: self.bound(&st).1,
+            max_bytes,
+            bound_by,
         }
     }
 

@@ -112,7 +112,7 @@ fn budget_used_matches_du() {
         .create_stream(StreamConfig::new("big").durability(Durability::Always))
         .unwrap();
     // Many small messages, one in three removed: its checkpoints carry a large delete set
-    // (about 16 bytes per deleted range).
+    // (a few bytes per deleted range).
     let sparse = store
         .create_stream(
             StreamConfig::new("sparse")

@@ -1270,21 +1270,27 @@ fn torture_tmpfs() {
 
 // Minimal reproductions of what the torture runs found, each on its own.
 
+/// An in-memory disk with a store (no maintenance thread) and stream `s` of 16 KiB blocks.
+fn small_block_store() -> (Disk, StoreOptions, Store, Stream) {
+    let disk = Disk::mem();
+    let opts = StoreOptions {
+        manual_maintenance: true,
+        ..StoreOptions::default()
+    };
+    let store = disk.open(&opts).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new("s").block_size(16 << 10))
+        .unwrap();
+    disk.created("s");
+    (disk, opts, store, s)
+}
+
 /// A store opens on a full disk with every stream in it: a block whose trailer was not yet
 /// written (durable appends leave trailers to upkeep) must not make recovery need space.
 #[test]
 fn full_disk_at_open_keeps_every_stream() {
     for crash in [None, Some(CrashKind::Process), Some(CrashKind::PowerLoss)] {
-        let mut disk = Disk::mem();
-        let opts = StoreOptions {
-            manual_maintenance: true,
-            ..StoreOptions::default()
-        };
-        let store = disk.open(&opts).unwrap();
-        let s = store
-            .create_stream(StreamConfig::new("s").block_size(16 << 10))
-            .unwrap();
-        disk.created("s");
+        let (mut disk, opts, store, s) = small_block_store();
         let mut acked = Vec::new();
         for i in 0..40u64 {
             acked.push(s.append("a", b"", &payload(i, 1000)).unwrap().seq);
@@ -1323,15 +1329,7 @@ fn full_disk_at_open_keeps_every_stream() {
 /// not keep the stream poisoned once space is freed.
 #[test]
 fn heal_after_a_failed_attempt_resumes_once_space_is_freed() {
-    let mut disk = Disk::mem();
-    let opts = StoreOptions {
-        manual_maintenance: true,
-        ..StoreOptions::default()
-    };
-    let store = disk.open(&opts).unwrap();
-    let s = store
-        .create_stream(StreamConfig::new("s").block_size(16 << 10))
-        .unwrap();
+    let (mut disk, _opts, _store, s) = small_block_store();
     // Block 1 full, block 2 mostly full; block 1's trailer waits for upkeep.
     while s.state().blocks < 2 || s.state().bytes < 30_000 {
         s.append("a", b"", &[1; 1000]).unwrap();
