@@ -294,8 +294,9 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     pub(crate) recovery: RecoveryReport,
     /// Watchers waiting for new messages wait on `feed` under `feed_lock`; `watchers` counts
-    /// live watchers so appends skip the wake-up when there is none.
-    pub(crate) feed_lock: Mutex<()>,
+    /// live watchers so appends skip the wake-up when there is none. The lock holds the event
+    /// descriptors of watchers a host polls instead of blocking on (signalled with the condvar).
+    pub(crate) feed_lock: Mutex<Vec<Arc<crate::watch::FeedFd>>>,
     pub(crate) feed: Condvar,
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     pub(crate) consumers: Mutex<std::collections::BTreeMap<String, crate::consumer::Consumer>>,
@@ -383,7 +384,7 @@ impl Stream {
                 heals: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 recovery,
-                feed_lock: Mutex::new(()),
+                feed_lock: Mutex::new(Vec::new()),
                 feed: Condvar::new(),
                 watchers: std::sync::atomic::AtomicUsize::new(0),
                 consumers: Mutex::new(std::collections::BTreeMap::new()),

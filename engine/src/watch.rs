@@ -7,7 +7,10 @@
 //! `Durability::Always` may be just before its appender is told it is durable.
 
 use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::QueryError;
@@ -35,6 +38,32 @@ pub struct Watcher {
     cursor: u64,
     /// Sequences to deliver before the cursor (the last-per-subject start).
     first: VecDeque<u64>,
+    /// The descriptor a host polls, once asked for.
+    fd: Option<Arc<FeedFd>>,
+}
+
+/// An eventfd that is readable while a watcher may have something new: hosts with their own
+/// event loop poll it instead of blocking a thread in [`Watcher::next_timeout`].
+pub(crate) struct FeedFd(OwnedFd);
+
+impl FeedFd {
+    fn new() -> io::Result<FeedFd> {
+        use rustix::event::{eventfd, EventfdFlags};
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(FeedFd(fd))
+    }
+
+    /// Makes the descriptor readable. A full counter (EAGAIN) is readable already.
+    pub(crate) fn signal(&self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+
+    /// Makes it unreadable until the next signal; done before looking for messages, so a
+    /// signal for anything the look misses comes after and is kept.
+    fn drain(&self) {
+        let mut b = [0u8; 8];
+        let _ = rustix::io::read(&self.0, &mut b);
+    }
 }
 
 impl Stream {
@@ -48,6 +77,7 @@ impl Stream {
             filter: filter.to_owned(),
             cursor: 0,
             first: VecDeque::new(),
+            fd: None,
         };
         match from {
             WatchFrom::Seq(seq) => w.cursor = seq,
@@ -75,8 +105,11 @@ impl Stream {
     /// Wakes every watcher waiting for new messages (cheap when there is none).
     pub(crate) fn wake_watchers(&self) {
         if self.s.watchers.load(Ordering::Acquire) > 0 {
-            let _g = self.s.feed_lock.lock();
+            let fds = self.s.feed_lock.lock();
             self.s.feed.notify_all();
+            for fd in fds.iter() {
+                fd.signal();
+            }
         }
     }
 }
@@ -84,6 +117,9 @@ impl Stream {
 impl Watcher {
     /// The next matching message if there is one now; never blocks.
     pub fn poll(&mut self) -> Result<Option<StoredMessage>, QueryError> {
+        if let Some(fd) = &self.fd {
+            fd.drain();
+        }
         if self.stream.s.closed.load(Ordering::Acquire) {
             return Err(QueryError::Closed);
         }
@@ -140,10 +176,35 @@ impl Watcher {
     pub fn position(&self) -> u64 {
         self.cursor
     }
+
+    /// A descriptor (an eventfd) that is readable while the feed may have a message for
+    /// [`Watcher::poll`]: after an append, a removal that could matter, or the stream's close.
+    /// Poll it for reading, then call `poll` until it returns `None` (which also makes the
+    /// descriptor unreadable until the next change). It starts readable, and lives as long as
+    /// the watcher; the caller must not close it.
+    pub fn fd(&mut self) -> io::Result<BorrowedFd<'_>> {
+        if self.fd.is_none() {
+            let fd = Arc::new(FeedFd::new()?);
+            fd.signal();
+            self.stream.s.feed_lock.lock().push(fd.clone());
+            self.fd = Some(fd);
+        }
+        match &self.fd {
+            Some(fd) => Ok(fd.0.as_fd()),
+            None => Err(io::Error::other("watcher descriptor missing")),
+        }
+    }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            self.stream
+                .s
+                .feed_lock
+                .lock()
+                .retain(|f| !Arc::ptr_eq(f, &fd));
+        }
         self.stream.s.watchers.fetch_sub(1, Ordering::AcqRel);
     }
 }
