@@ -144,3 +144,49 @@ fn invalid_filter_is_a_typed_error() {
         Err(QueryError::InvalidFilter(_))
     ));
 }
+
+/// Whether `fd` is readable now (poll with no wait).
+fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// The pollable descriptor: readable at first, unreadable once `poll` has drained the feed,
+/// readable again after an append from any path (single, batch, group commit) and at close.
+#[test]
+fn descriptor_is_readable_exactly_when_the_feed_may_have_news() {
+    let store = store();
+    for s in streams(&store) {
+        let mut w = s.watch(">", WatchFrom::Seq(1)).unwrap();
+        assert!(readable(w.fd().unwrap()), "starts readable");
+        assert!(w.poll().unwrap().is_none());
+        assert!(!readable(w.fd().unwrap()), "drained by an empty poll");
+        s.append("a", b"", b"1").unwrap();
+        assert!(readable(w.fd().unwrap()), "an append signals");
+        s.append_batch(&[tidelog::NewMessage::new("b", b"2")]).unwrap();
+        assert_eq!(seqs(&mut w), vec![1, 2]);
+        assert!(!readable(w.fd().unwrap()));
+        // Another watcher's descriptor is independent, and dropping it unregisters it.
+        let mut other = s.watch("a", WatchFrom::New).unwrap();
+        let _ = other.fd().unwrap();
+        drop(other);
+        s.append("a", b"", b"3").unwrap();
+        assert!(readable(w.fd().unwrap()));
+        assert_eq!(seqs(&mut w), vec![3]);
+    }
+    let s = store.stream("s0").unwrap();
+    let mut w = s.watch(">", WatchFrom::New).unwrap();
+    let _ = w.fd().unwrap();
+    assert!(w.poll().unwrap().is_none());
+    assert!(!readable(w.fd().unwrap()));
+    store.close().unwrap();
+    assert!(readable(w.fd().unwrap()), "close signals");
+    assert!(matches!(w.poll(), Err(QueryError::Closed)));
+}
