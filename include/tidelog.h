@@ -309,9 +309,10 @@ typedef struct tidelog_message {
   uint32_t expect;
   uint64_t expect_last_seq;
   uint64_t expect_last_subject_seq;
-  // A NUL-terminated subject or filter for `expect_last_subject_seq` instead of the
-  // message's subject, or NULL.
+  // A subject or filter to check `expect_last_subject_seq` against instead of the
+  // message's subject (length 0: none).
   const char *expect_filter;
+  size_t expect_filter_len;
 } tidelog_message;
 
 // Where a batch went: sequences `first_seq ..= last_seq`, one timestamp.
@@ -322,15 +323,20 @@ typedef struct tidelog_batch_appended {
 } tidelog_batch_appended;
 
 // One entry of a packed batch (`tidelog_stream_append_packed`): the message's subject,
-// headers, payload and id lie back to back in the batch buffer, in that order, right after
-// the previous entry's. Suits hosts whose memory may not hold pointers into C (Go).
+// headers, payload, id and expectation filter lie back to back in the batch buffer, in that
+// order, right after the previous entry's. Suits hosts whose memory may not hold pointers
+// into C (Go). The fields mean what they mean in `tidelog_message`.
 typedef struct tidelog_packed_message {
   uint32_t subject_len;
   uint32_t headers_len;
   uint32_t payload_len;
   uint32_t msg_id_len;
-  // As `tidelog_message.ttl`.
+  uint32_t expect_filter_len;
+  // `TIDELOG_EXPECT_*` bits.
+  uint32_t expect;
   uint64_t ttl;
+  uint64_t expect_last_seq;
+  uint64_t expect_last_subject_seq;
 } tidelog_packed_message;
 
 // A look at a stored message's fields. Its pointers belong to the `tidelog_msg` (or
@@ -700,9 +706,9 @@ enum tidelog_status tidelog_consumer_ack_batch(const struct tidelog_consumer *co
 //
 // # Safety
 // `consumer` NULL or live; `out` writable.
-enum tidelog_status tidelog_consumer_state(const struct tidelog_consumer *consumer,
-                                           struct tidelog_consumer_state *out,
-                                           struct tidelog_error *err);
+enum tidelog_status tidelog_consumer_get_state(const struct tidelog_consumer *consumer,
+                                               struct tidelog_consumer_state *out,
+                                               struct tidelog_error *err);
 
 // The consumer's config as JSON. Free `*out` with `tidelog_string_free`.
 //
@@ -738,7 +744,7 @@ const char *tidelog_error_message(const struct tidelog_error *err);
 //
 // # Safety
 // `err` is NULL or a live error object.
-struct tidelog_error_info tidelog_error_info(const struct tidelog_error *err);
+struct tidelog_error_info tidelog_error_get_info(const struct tidelog_error *err);
 
 // A static, NUL-terminated name for a status value ("TIDELOG_STATUS_STORAGE_FULL"), or
 // "TIDELOG_STATUS_UNKNOWN" for a value that is not one.
@@ -748,7 +754,7 @@ const char *tidelog_status_name(uint32_t status);
 //
 // # Safety
 // `msg` is NULL or live.
-struct tidelog_msg_view tidelog_msg_view(const struct tidelog_msg *msg);
+struct tidelog_msg_view tidelog_msg_get_view(const struct tidelog_msg *msg);
 
 // Frees a message; NULL is ignored.
 //
@@ -968,6 +974,12 @@ void tidelog_clock_free(struct tidelog_clock *clock);
 // `clock` is NULL or live.
 enum tidelog_status tidelog_clock_advance(const struct tidelog_clock *clock, int64_t ns);
 
+// Sets the clock to `ns` nanoseconds since the epoch (it may go back: tests of clock skew).
+//
+// # Safety
+// `clock` is NULL or live.
+enum tidelog_status tidelog_clock_set(const struct tidelog_clock *clock, int64_t ns);
+
 // The clock's time in nanoseconds since the epoch (0 for NULL).
 //
 // # Safety
@@ -984,8 +996,11 @@ enum tidelog_status tidelog_store_open(const char *dir,
                                        struct tidelog_store **out,
                                        struct tidelog_error *err);
 
-// Closes the store: syncs and checkpoints every stream, then refuses further use of it and
-// its streams (`TIDELOG_STATUS_CLOSED`). The handle must still be freed.
+// Closes the store: syncs and checkpoints every stream and saves every consumer. Afterwards
+// every call that reads or changes a stream, consumer or watcher of it returns
+// `TIDELOG_STATUS_CLOSED`; the store's own descriptive calls (stream names, budget,
+// directory, back end) still answer. The handle must still be freed. A stream or consumer
+// handle keeps that stream's files open until it is freed.
 //
 // # Safety
 // `store` is NULL or live; `err` NULL or live.
@@ -1205,9 +1220,9 @@ enum tidelog_status tidelog_stream_update_limits(const struct tidelog_stream *st
 //
 // # Safety
 // `stream` NULL or live; `out` writable.
-enum tidelog_status tidelog_stream_state(const struct tidelog_stream *stream,
-                                         struct tidelog_stream_state *out,
-                                         struct tidelog_error *err);
+enum tidelog_status tidelog_stream_get_state(const struct tidelog_stream *stream,
+                                             struct tidelog_stream_state *out,
+                                             struct tidelog_error *err);
 
 // The names of the stream's consumers. Free `*out` with `tidelog_strings_free`.
 //
@@ -1309,6 +1324,44 @@ enum tidelog_status tidelog_stream_enforce_limits(const struct tidelog_stream *s
 enum tidelog_status tidelog_stream_reclaim(const struct tidelog_stream *stream,
                                            uint64_t *blocks,
                                            struct tidelog_error *err);
+
+// Expires every message due now (TTL and max_age) and leaves their markers, as the
+// maintainer does every tick; `*removed` (optional) gets how many went. Hosts with manual
+// maintenance or a manual clock call it.
+//
+// # Safety
+// `stream` NULL or live; `removed` NULL or writable.
+enum tidelog_status tidelog_stream_expire_now(const struct tidelog_stream *stream,
+                                              uint64_t *removed,
+                                              struct tidelog_error *err);
+
+// A hash of the stream's visible state: equal digests mean every read answers the same
+// (replica audits, tests). O(messages); writers wait while it runs.
+//
+// # Safety
+// `stream` NULL or live; `out` writable.
+enum tidelog_status tidelog_stream_state_digest(const struct tidelog_stream *stream,
+                                                uint64_t *out,
+                                                struct tidelog_error *err);
+
+// Reads every record and checks its checksum: JSON `{"checked": N, "damaged": [[first,
+// last], ...]}` with the damaged sequence ranges. Free `*out` with `tidelog_string_free`.
+//
+// # Safety
+// `stream` NULL or live; `out` writable.
+enum tidelog_status tidelog_stream_verify_json(const struct tidelog_stream *stream,
+                                               struct tidelog_string **out,
+                                               struct tidelog_error *err);
+
+// What recovery found when the stream opened, as JSON: `lost` sequence ranges of damaged
+// records, `torn_bytes`, `replayed_records`, `damaged_blocks` and timings. Free `*out` with
+// `tidelog_string_free`.
+//
+// # Safety
+// `stream` NULL or live; `out` writable.
+enum tidelog_status tidelog_stream_recovery_report_json(const struct tidelog_stream *stream,
+                                                        struct tidelog_string **out,
+                                                        struct tidelog_error *err);
 
 // The string's bytes, NUL-terminated; valid until it is freed. "" for NULL.
 //

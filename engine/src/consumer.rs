@@ -561,9 +561,14 @@ impl Consumer {
         self.c.deleted.store(true, Ordering::Release);
     }
 
+    /// A deleted consumer, or one whose stream was closed (its state was saved then, so a
+    /// change now would be lost, or would write into a store reopened meanwhile), refuses.
     fn check(&self) -> Result<(), ConsumerError> {
         if self.c.deleted.load(Ordering::Acquire) {
             return Err(ConsumerError::Deleted(self.c.cfg.name.clone()));
+        }
+        if self.c.stream.is_closed() {
+            return Err(ConsumerError::Closed);
         }
         Ok(())
     }

@@ -542,6 +542,19 @@ impl Stream {
         self.check_size(m)
     }
 
+    /// Checks what an append checks of one message on its own, storing nothing: subject,
+    /// size, message id, TTL, rollup permission and the expectation's filter. A batch fails on
+    /// the first message that fails these, and a host can use this to say which one it was.
+    pub fn check_msg(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
+        self.check_message(m)?;
+        self.check_origin(m)
+    }
+
+    /// The stream was closed (with its store) or deleted: every operation returns `Closed`.
+    pub fn is_closed(&self) -> bool {
+        self.s.closed.load(Ordering::Acquire)
+    }
+
     /// What an origin append may ask for: a rollup only if the stream allows them, and a
     /// valid filter for an expected sequence. (A replica applies whatever its origin did.)
     fn check_origin(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
@@ -693,8 +706,7 @@ impl Stream {
             return Err(AppendError::EmptyBatch);
         }
         for m in msgs {
-            self.check_message(m)?;
-            self.check_origin(m)?;
+            self.check_msg(m)?;
             if m.rollup.is_some() {
                 return Err(AppendError::RollupInBatch);
             }
@@ -1369,15 +1381,27 @@ impl Stream {
         // Waiting watchers return `Closed` now rather than at their timeout.
         self.wake_watchers();
         if was_closed || !self.s.persistent || self.is_poisoned() {
+            self.drop_consumers();
             return Ok(());
         }
-        self.save_consumers(true)
-            .map_err(DurabilityError::from_io)?;
-        self.flush(true, true, None)?;
-        if self.uses_lease() {
-            self.lower_lease()?;
-        }
-        Ok(())
+        let closed = (|| {
+            self.save_consumers(true)
+                .map_err(DurabilityError::from_io)?;
+            self.flush(true, true, None)?;
+            if self.uses_lease() {
+                self.lower_lease()?;
+            }
+            Ok(())
+        })();
+        self.drop_consumers();
+        closed
+    }
+
+    /// Consumers hold their stream: the stream lets go of them once closed, so the two are
+    /// freed (files included) when the host's last handles go.
+    fn drop_consumers(&self) {
+        let all = std::mem::take(&mut *self.s.consumers.lock());
+        drop(all);
     }
 
     /// Stops every writer of a stream being deleted and waits for I/O already under way, so
@@ -1391,6 +1415,7 @@ impl Stream {
         let _st = self.s.state.write();
         drop(_st);
         self.wake_watchers();
+        self.drop_consumers();
     }
 
     /// Creates a consumer (see [`ConsumerConfig`](crate::ConsumerConfig)).
@@ -1421,6 +1446,9 @@ impl Stream {
 
     /// The consumer called `name`.
     pub fn consumer(&self, name: &str) -> Result<crate::Consumer, crate::ConsumerError> {
+        if self.is_closed() {
+            return Err(crate::ConsumerError::Closed);
+        }
         self.s
             .consumers
             .lock()
@@ -1432,6 +1460,9 @@ impl Stream {
     /// Deletes a consumer; its handles then return `Deleted`. The name of a consumer whose
     /// file could not be read ([`Stream::damaged_consumers`]) deletes that file.
     pub fn delete_consumer(&self, name: &str) -> Result<(), crate::ConsumerError> {
+        if self.is_closed() {
+            return Err(crate::ConsumerError::Closed);
+        }
         let removed = self.s.consumers.lock().remove(name);
         let Some(c) = removed else {
             return self.delete_damaged_consumer(name);

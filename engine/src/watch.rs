@@ -70,6 +70,9 @@ impl Stream {
     /// A feed of the messages matching `filter`, starting as `from` says.
     pub fn watch(&self, filter: &str, from: WatchFrom) -> Result<Watcher, QueryError> {
         subject::validate_filter(filter).map_err(QueryError::InvalidFilter)?;
+        if self.is_closed() {
+            return Err(QueryError::Closed);
+        }
         // Counted before anything is read, so no append after this point can miss waking it.
         self.s.watchers.fetch_add(1, Ordering::AcqRel);
         let mut w = Watcher {

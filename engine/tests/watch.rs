@@ -170,7 +170,8 @@ fn descriptor_is_readable_exactly_when_the_feed_may_have_news() {
         assert!(!readable(w.fd().unwrap()), "drained by an empty poll");
         s.append("a", b"", b"1").unwrap();
         assert!(readable(w.fd().unwrap()), "an append signals");
-        s.append_batch(&[tidelog::NewMessage::new("b", b"2")]).unwrap();
+        s.append_batch(&[tidelog::NewMessage::new("b", b"2")])
+            .unwrap();
         assert_eq!(seqs(&mut w), vec![1, 2]);
         assert!(!readable(w.fd().unwrap()));
         // Another watcher's descriptor is independent, and dropping it unregisters it.

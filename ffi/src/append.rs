@@ -92,7 +92,7 @@ pub unsafe extern "C" fn tidelog_stream_append_msg(
     out: *mut tidelog_appended,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    one(stream, out, err, || arg(msg, "msg")?.to_new())
+    one(stream, out, err, || arg(msg, "msg")?.engine_msg())
 }
 
 unsafe fn batch(
@@ -103,7 +103,10 @@ unsafe fn batch(
 ) -> tidelog_status {
     call(err, || {
         let s = arg(stream, "stream")?;
-        let b = s.0.append_batch(&msgs()?)?;
+        let msgs = msgs()?;
+        let b =
+            s.0.append_batch(&msgs)
+                .map_err(|e| at_fault(&s.0, &msgs, e))?;
         put(
             out,
             tidelog_batch_appended {
@@ -134,7 +137,7 @@ pub unsafe extern "C" fn tidelog_stream_append_batch(
         items(msgs, n, "msgs")?
             .iter()
             .enumerate()
-            .map(|(i, m)| m.to_new().map_err(|f| at(f, i)))
+            .map(|(i, m)| m.engine_msg().map_err(|f| at(f, i)))
             .collect()
     })
 }
@@ -177,13 +180,34 @@ pub unsafe extern "C" fn tidelog_stream_append_raw(
 ) -> tidelog_status {
     call(err, || {
         let s = arg(stream, "stream")?;
-        let m = arg(msg, "msg")?.to_new()?;
+        let m = arg(msg, "msg")?.engine_msg()?;
         Ok(s.0.append_raw_msg(seq, ts, &m)?)
     })
 }
 
+/// A batch refused for one message's sake names it: the engine reports what was wrong, and
+/// the first message failing the per-message checks is the one (only on the failure path).
+fn at_fault(s: &engine::Stream, msgs: &[NewMessage<'_>], e: engine::AppendError) -> Fail {
+    let f = Fail::from(e);
+    use tidelog_status as S;
+    let per_message = matches!(
+        f.status,
+        S::InvalidSubject
+            | S::SubjectNotInStream
+            | S::TooLarge
+            | S::InvalidMsgId
+            | S::NotAllowed
+            | S::InvalidTtl
+            | S::InvalidFilter
+    );
+    match msgs.iter().position(|m| s.check_msg(m).is_err()) {
+        Some(i) if per_message => at(f, i),
+        _ => f,
+    }
+}
+
 /// A malformed message of a batch names its position.
-fn at(mut f: Fail, i: usize) -> Fail {
+pub(crate) fn at(mut f: Fail, i: usize) -> Fail {
     f.info.index = i as u64;
     f.message = format!("message {i}: {}", f.message);
     f

@@ -515,7 +515,7 @@ pub unsafe extern "C" fn tidelog_consumer_ack_batch(
 /// # Safety
 /// `consumer` NULL or live; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn tidelog_consumer_state(
+pub unsafe extern "C" fn tidelog_consumer_get_state(
     consumer: *const tidelog_consumer,
     out: *mut tidelog_consumer_state,
     err: *mut tidelog_error,

@@ -458,7 +458,7 @@ pub unsafe extern "C" fn tidelog_error_message(err: *const tidelog_error) -> *co
 /// # Safety
 /// `err` is NULL or a live error object.
 #[no_mangle]
-pub unsafe extern "C" fn tidelog_error_info(err: *const tidelog_error) -> tidelog_error_info {
+pub unsafe extern "C" fn tidelog_error_get_info(err: *const tidelog_error) -> tidelog_error_info {
     match err.as_ref() {
         Some(e) => e.info,
         None => tidelog_error_info::default(),

@@ -108,18 +108,6 @@ pub(crate) unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, F
         .map_err(|_| Fail::invalid(format!("{what} is not UTF-8")))
 }
 
-/// An optional NUL-terminated UTF-8 string (NULL: none).
-///
-/// # Safety
-/// As [`cstr`].
-pub(crate) unsafe fn opt_cstr<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        cstr(p, what).map(Some)
-    }
-}
-
 /// `len` bytes at `p`; NULL is allowed for zero bytes.
 ///
 /// # Safety

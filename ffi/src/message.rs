@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use engine::{Expect, NewMessage, Rollup, StoredMessage, Ttl};
 
 use crate::error::Fail;
-use crate::guard::{bytes, free, opt_cstr, str_bytes};
+use crate::guard::{bytes, free, str_bytes};
 
 /// `ttl` value: never removed by age (exempt from max_age too).
 pub const TIDELOG_TTL_NEVER: u64 = u64::MAX;
@@ -53,24 +53,30 @@ pub struct tidelog_message {
     pub expect: u32,
     pub expect_last_seq: u64,
     pub expect_last_subject_seq: u64,
-    /// A NUL-terminated subject or filter for `expect_last_subject_seq` instead of the
-    /// message's subject, or NULL.
+    /// A subject or filter to check `expect_last_subject_seq` against instead of the
+    /// message's subject (length 0: none).
     pub expect_filter: *const c_char,
+    pub expect_filter_len: usize,
 }
 
 /// One entry of a packed batch (`tidelog_stream_append_packed`): the message's subject,
-/// headers, payload and id lie back to back in the batch buffer, in that order, right after
-/// the previous entry's. Suits hosts whose memory may not hold pointers into C (Go).
+/// headers, payload, id and expectation filter lie back to back in the batch buffer, in that
+/// order, right after the previous entry's. Suits hosts whose memory may not hold pointers
+/// into C (Go). The fields mean what they mean in `tidelog_message`.
 #[allow(non_camel_case_types)]
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct tidelog_packed_message {
     pub subject_len: u32,
     pub headers_len: u32,
     pub payload_len: u32,
     pub msg_id_len: u32,
-    /// As `tidelog_message.ttl`.
+    pub expect_filter_len: u32,
+    /// `TIDELOG_EXPECT_*` bits.
+    pub expect: u32,
     pub ttl: u64,
+    pub expect_last_seq: u64,
+    pub expect_last_subject_seq: u64,
 }
 
 /// A stored message, owned by the caller until `tidelog_msg_free`. Immutable, so
@@ -174,17 +180,32 @@ impl tidelog_message {
         m.ttl = ttl(self.ttl);
         m.rollup = rollup(self.rollup)?;
         m.msg_id = msg_id(self.msg_id, self.msg_id_len)?;
-        if self.expect & !(TIDELOG_EXPECT_LAST_SEQ | TIDELOG_EXPECT_LAST_SUBJECT_SEQ) != 0 {
-            return Err(Fail::invalid(format!("expect bits {:#x}", self.expect)));
-        }
-        m.expect = Expect {
-            last_seq: (self.expect & TIDELOG_EXPECT_LAST_SEQ != 0).then_some(self.expect_last_seq),
-            last_subject_seq: (self.expect & TIDELOG_EXPECT_LAST_SUBJECT_SEQ != 0)
-                .then_some(self.expect_last_subject_seq),
-            subject_filter: opt_cstr(self.expect_filter, "expect_filter")?,
-        };
+        let filter = str_bytes(self.expect_filter, self.expect_filter_len, "expect_filter")?;
+        m.expect = expect(
+            self.expect,
+            self.expect_last_seq,
+            self.expect_last_subject_seq,
+            filter,
+        )?;
         Ok(m)
     }
+}
+
+/// The expectations `bits` select; an empty filter means the message's subject.
+fn expect(
+    bits: u32,
+    last_seq: u64,
+    last_subject_seq: u64,
+    filter: &str,
+) -> Result<Expect<'_>, Fail> {
+    if bits & !(TIDELOG_EXPECT_LAST_SEQ | TIDELOG_EXPECT_LAST_SUBJECT_SEQ) != 0 {
+        return Err(Fail::invalid(format!("expect bits {bits:#x}")));
+    }
+    Ok(Expect {
+        last_seq: (bits & TIDELOG_EXPECT_LAST_SEQ != 0).then_some(last_seq),
+        last_subject_seq: (bits & TIDELOG_EXPECT_LAST_SUBJECT_SEQ != 0).then_some(last_subject_seq),
+        subject_filter: (!filter.is_empty()).then_some(filter),
+    })
 }
 
 /// Splits a packed batch into messages borrowing `buf`.
@@ -196,9 +217,8 @@ pub(crate) fn unpack<'a>(
     let mut take = |n: u32, what: &str, i: usize| -> Result<&'a [u8], Fail> {
         let n = n as usize;
         if n > rest.len() {
-            return Err(Fail::invalid(format!(
-                "packed message {i}: {what} runs past the buffer"
-            )));
+            let f = Fail::invalid(format!("{what} runs past the buffer"));
+            return Err(crate::append::at(f, i));
         }
         let (a, b) = rest.split_at(n);
         rest = b;
@@ -206,16 +226,27 @@ pub(crate) fn unpack<'a>(
     };
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
+        let not_utf8 =
+            |what: &str| crate::append::at(Fail::invalid(format!("{what} is not UTF-8")), i);
         let subject = std::str::from_utf8(take(e.subject_len, "subject", i)?)
-            .map_err(|_| Fail::invalid(format!("packed message {i}: subject is not UTF-8")))?;
+            .map_err(|_| not_utf8("subject"))?;
         let headers = take(e.headers_len, "headers", i)?;
         let payload = take(e.payload_len, "payload", i)?;
         let id = take(e.msg_id_len, "msg_id", i)?;
+        let filter = std::str::from_utf8(take(e.expect_filter_len, "expect_filter", i)?)
+            .map_err(|_| not_utf8("expect_filter"))?;
         let mut m = NewMessage::new(subject, payload).with_headers(headers);
         m.ttl = ttl(e.ttl);
         if e.msg_id_len > 0 {
             m.msg_id = Some(id);
         }
+        m.expect = expect(
+            e.expect,
+            e.expect_last_seq,
+            e.expect_last_subject_seq,
+            filter,
+        )
+        .map_err(|f| crate::append::at(f, i))?;
         out.push(m);
     }
     if !rest.is_empty() {
@@ -232,7 +263,7 @@ pub(crate) fn unpack<'a>(
 /// # Safety
 /// `msg` is NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn tidelog_msg_view(msg: *const tidelog_msg) -> tidelog_msg_view {
+pub unsafe extern "C" fn tidelog_msg_get_view(msg: *const tidelog_msg) -> tidelog_msg_view {
     match msg.as_ref() {
         Some(m) => tidelog_msg_view::of(&m.0),
         None => tidelog_msg_view {

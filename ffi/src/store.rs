@@ -115,12 +115,16 @@ pub unsafe extern "C" fn tidelog_store_options_set_io_backend(
     choice: u32,
 ) -> tidelog_status {
     let choice = match choice {
-        0 => IoBackendChoice::Auto,
-        1 => IoBackendChoice::IoUring,
-        2 => IoBackendChoice::Pwrite,
-        _ => return tidelog_status::InvalidArgument,
+        0 => Some(IoBackendChoice::Auto),
+        1 => Some(IoBackendChoice::IoUring),
+        2 => Some(IoBackendChoice::Pwrite),
+        _ => None,
     };
-    set(opts, |o| o.io_backend = choice)
+    match choice {
+        Some(c) => set(opts, |o| o.io_backend = c),
+        None if opts.is_null() => tidelog_status::NullArgument,
+        None => tidelog_status::InvalidArgument,
+    }
 }
 
 /// With `manual` true, no background thread runs: the host calls `tidelog_stream_checkpoint`
@@ -199,6 +203,21 @@ pub unsafe extern "C" fn tidelog_clock_advance(
     }
 }
 
+/// Sets the clock to `ns` nanoseconds since the epoch (it may go back: tests of clock skew).
+///
+/// # Safety
+/// `clock` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_clock_set(clock: *const tidelog_clock, ns: i64) -> tidelog_status {
+    match clock.as_ref() {
+        Some(c) => call(std::ptr::null_mut(), || {
+            c.0.set_ns(ns);
+            Ok(())
+        }),
+        None => tidelog_status::NullArgument,
+    }
+}
+
 /// The clock's time in nanoseconds since the epoch (0 for NULL).
 ///
 /// # Safety
@@ -231,8 +250,11 @@ pub unsafe extern "C" fn tidelog_store_open(
     })
 }
 
-/// Closes the store: syncs and checkpoints every stream, then refuses further use of it and
-/// its streams (`TIDELOG_STATUS_CLOSED`). The handle must still be freed.
+/// Closes the store: syncs and checkpoints every stream and saves every consumer. Afterwards
+/// every call that reads or changes a stream, consumer or watcher of it returns
+/// `TIDELOG_STATUS_CLOSED`; the store's own descriptive calls (stream names, budget,
+/// directory, back end) still answer. The handle must still be freed. A stream or consumer
+/// handle keeps that stream's files open until it is freed.
 ///
 /// # Safety
 /// `store` is NULL or live; `err` NULL or live.

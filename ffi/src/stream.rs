@@ -478,13 +478,13 @@ pub unsafe extern "C" fn tidelog_stream_update_limits(
 /// # Safety
 /// `stream` NULL or live; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn tidelog_stream_state(
+pub unsafe extern "C" fn tidelog_stream_get_state(
     stream: *const tidelog_stream,
     out: *mut tidelog_stream_state,
     err: *mut tidelog_error,
 ) -> tidelog_status {
     call(err, || {
-        let s = &arg(stream, "stream")?.0;
+        let s = open(stream)?;
         let out = out_ptr(out, "out")?;
         let st = s.state();
         *out = tidelog_stream_state {
@@ -527,6 +527,16 @@ pub unsafe extern "C" fn tidelog_stream_consumer_names(
     })
 }
 
+/// The stream behind a handle, unless it was closed or deleted (some engine calls, such as a
+/// sync with nothing to do, would otherwise succeed on it).
+pub(crate) unsafe fn open<'a>(stream: *const tidelog_stream) -> Result<&'a Stream, Fail> {
+    let s = &arg(stream, "stream")?.0;
+    if s.is_closed() {
+        return Err(Fail::new(tidelog_status::Closed, "stream is closed"));
+    }
+    Ok(s)
+}
+
 /// Runs a write that returns a count, storing it in the optional `out`.
 unsafe fn counted(
     stream: *const tidelog_stream,
@@ -535,7 +545,7 @@ unsafe fn counted(
     f: impl FnOnce(&Stream) -> Result<u64, Fail>,
 ) -> tidelog_status {
     call(err, || {
-        let n = f(&arg(stream, "stream")?.0)?;
+        let n = f(open(stream)?)?;
         put(out, n);
         Ok(())
     })
@@ -699,4 +709,84 @@ pub unsafe extern "C" fn tidelog_stream_reclaim(
     err: *mut tidelog_error,
 ) -> tidelog_status {
     counted(stream, blocks, err, |s| Ok(s.reclaim()? as u64))
+}
+
+/// Expires every message due now (TTL and max_age) and leaves their markers, as the
+/// maintainer does every tick; `*removed` (optional) gets how many went. Hosts with manual
+/// maintenance or a manual clock call it.
+///
+/// # Safety
+/// `stream` NULL or live; `removed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_stream_expire_now(
+    stream: *const tidelog_stream,
+    removed: *mut u64,
+    err: *mut tidelog_error,
+) -> tidelog_status {
+    counted(stream, removed, err, |s| Ok(s.expire_now()?))
+}
+
+/// A hash of the stream's visible state: equal digests mean every read answers the same
+/// (replica audits, tests). O(messages); writers wait while it runs.
+///
+/// # Safety
+/// `stream` NULL or live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_stream_state_digest(
+    stream: *const tidelog_stream,
+    out: *mut u64,
+    err: *mut tidelog_error,
+) -> tidelog_status {
+    call(err, || {
+        let s = open(stream)?;
+        let out = out_ptr(out, "out")?;
+        *out = s.state_digest();
+        Ok(())
+    })
+}
+
+/// Runs `f` and hands its JSON to the caller.
+unsafe fn json<T: serde::Serialize>(
+    stream: *const tidelog_stream,
+    out: *mut *mut tidelog_string,
+    err: *mut tidelog_error,
+    f: impl FnOnce(&Stream) -> T,
+) -> tidelog_status {
+    call(err, || {
+        let s = open(stream)?;
+        let out = out_ptr(out, "out")?;
+        let j = serde_json::to_string(&f(s))
+            .map_err(|e| Fail::new(tidelog_status::Corrupt, e.to_string()))?;
+        give(out, tidelog_string::new(j)?);
+        Ok(())
+    })
+}
+
+/// Reads every record and checks its checksum: JSON `{"checked": N, "damaged": [[first,
+/// last], ...]}` with the damaged sequence ranges. Free `*out` with `tidelog_string_free`.
+///
+/// # Safety
+/// `stream` NULL or live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_stream_verify_json(
+    stream: *const tidelog_stream,
+    out: *mut *mut tidelog_string,
+    err: *mut tidelog_error,
+) -> tidelog_status {
+    json(stream, out, err, Stream::verify)
+}
+
+/// What recovery found when the stream opened, as JSON: `lost` sequence ranges of damaged
+/// records, `torn_bytes`, `replayed_records`, `damaged_blocks` and timings. Free `*out` with
+/// `tidelog_string_free`.
+///
+/// # Safety
+/// `stream` NULL or live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_stream_recovery_report_json(
+    stream: *const tidelog_stream,
+    out: *mut *mut tidelog_string,
+    err: *mut tidelog_error,
+) -> tidelog_status {
+    json(stream, out, err, |s| s.recovery_report().clone())
 }

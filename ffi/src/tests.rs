@@ -43,7 +43,7 @@ fn header_is_current() {
 use std::ffi::CStr;
 
 use crate::error::{
-    tidelog_error_free, tidelog_error_info, tidelog_error_message, tidelog_error_new,
+    tidelog_error_free, tidelog_error_get_info, tidelog_error_message, tidelog_error_new,
     tidelog_error_status, tidelog_status, Fail,
 };
 use crate::guard::call;
@@ -63,7 +63,10 @@ fn a_panic_becomes_a_status_and_a_message() {
     // SAFETY: `err` is live until freed below.
     unsafe {
         assert_eq!(tidelog_error_status(err), tidelog_status::Panic);
-        assert_eq!(tidelog_error_info(err).status, tidelog_status::Panic as u32);
+        assert_eq!(
+            tidelog_error_get_info(err).status,
+            tidelog_status::Panic as u32
+        );
     }
     assert!(message(err).contains("boom"), "{}", message(err));
     // A success resets it.
@@ -97,9 +100,15 @@ fn engine_errors_keep_their_details() {
         std::io::Error::from_raw_os_error(28),
     ))
     .into();
-    assert_eq!((f.status, f.info.os_code), (tidelog_status::StorageFull, 28));
+    assert_eq!(
+        (f.status, f.info.os_code),
+        (tidelog_status::StorageFull, 28)
+    );
     let f: Fail = engine::AppendError::Duplicate { index: 4, seq: 9 }.into();
-    assert_eq!((f.status, f.info.index, f.info.seq), (tidelog_status::Duplicate, 4, 9));
+    assert_eq!(
+        (f.status, f.info.index, f.info.seq),
+        (tidelog_status::Duplicate, 4, 9)
+    );
     let f: Fail = engine::LoadError::NotFound(7).into();
     assert_eq!((f.status, f.info.seq), (tidelog_status::NotFound, 7));
     let f: Fail = engine::ConsumerError::Query(engine::QueryError::Corrupt(5)).into();
