@@ -171,7 +171,7 @@ impl tidelog_message {
     ///
     /// # Safety
     /// The pointers are valid for their lengths for `'a`.
-    pub(crate) unsafe fn to_new<'a>(&self) -> Result<NewMessage<'a>, Fail> {
+    pub(crate) unsafe fn engine_msg<'a>(&self) -> Result<NewMessage<'a>, Fail> {
         let mut m = NewMessage::new(
             str_bytes(self.subject, self.subject_len, "subject")?,
             bytes(self.payload, self.payload_len, "payload")?,
