@@ -579,3 +579,46 @@ fn a_damaged_consumer_file_releases_nothing_at_open() {
         Err(ConsumerError::NotFound(_))
     ));
 }
+
+/// Descriptors of this process open on files under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|p| p.starts_with(dir))
+        .count()
+}
+
+/// Handles kept past a close change nothing: a consumer's acks, its deletion and new
+/// consumers or watchers are refused, so nothing can write into the store once reopened. And
+/// a stream with consumers is freed, files and all, once the host's handles go (the stream
+/// used to keep its consumers and they their stream).
+#[test]
+fn stale_handles_after_close_refuse_and_release_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let s = store.create_stream(StreamConfig::new("s")).unwrap();
+    let c = s.create_consumer(ConsumerConfig::new("c")).unwrap();
+    s.append("a", b"", b"1").unwrap();
+    assert_eq!(c.fetch(10, 0).unwrap().len(), 1);
+    store.close().unwrap();
+    assert!(matches!(c.ack(1), Err(ConsumerError::Closed)));
+    assert!(matches!(c.fetch(1, 0), Err(ConsumerError::Closed)));
+    assert!(matches!(s.delete_consumer("c"), Err(ConsumerError::Closed)));
+    assert!(matches!(s.consumer("c"), Err(ConsumerError::Closed)));
+    assert!(matches!(
+        s.watch(">", tidelog::WatchFrom::New),
+        Err(tidelog::QueryError::Closed)
+    ));
+    drop((c, s, store));
+    assert_eq!(fds_under(&path), 0, "files of a closed stream stay open");
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let s = store.stream("s").unwrap();
+    let c = s.consumer("c").unwrap();
+    assert_eq!(
+        c.state().unwrap().num_ack_pending,
+        1,
+        "the refused ack changed nothing"
+    );
+}
