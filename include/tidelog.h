@@ -396,7 +396,8 @@ typedef struct tidelog_error_info {
   int32_t os_code;
   // The sequence the failure names (not found, corrupt, duplicate of).
   uint64_t seq;
-  // The position in a batch of the message that failed.
+  // The position in a batch of the message at fault, for the statuses that name one (see
+  // `tidelog_stream_append_batch`); 0 otherwise.
   uint64_t index;
   // Expected and current sequence of a failed expectation.
   uint64_t expected;
@@ -502,8 +503,10 @@ enum tidelog_status tidelog_stream_append_msg(const struct tidelog_stream *strea
                                               struct tidelog_appended *out,
                                               struct tidelog_error *err);
 
-// Appends `n` messages atomically: all are stored with consecutive sequences, or none is
-// (the error's `index` names the message that failed). Rollups are not allowed in a batch.
+// Appends `n` messages atomically: all are stored with consecutive sequences, or none is.
+// When one message is at fault (malformed, invalid subject, too large, not allowed, a
+// duplicate id) the error's `index` names it; a failed expectation, a limit or a full store
+// concern the batch as a whole and leave `index` 0. Rollups are not allowed in a batch.
 //
 // # Safety
 // `stream` NULL or live; `msgs` points to `n` messages with valid pointers; `out` NULL or

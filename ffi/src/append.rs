@@ -119,8 +119,10 @@ unsafe fn batch(
     })
 }
 
-/// Appends `n` messages atomically: all are stored with consecutive sequences, or none is
-/// (the error's `index` names the message that failed). Rollups are not allowed in a batch.
+/// Appends `n` messages atomically: all are stored with consecutive sequences, or none is.
+/// When one message is at fault (malformed, invalid subject, too large, not allowed, a
+/// duplicate id) the error's `index` names it; a failed expectation, a limit or a full store
+/// concern the batch as a whole and leave `index` 0. Rollups are not allowed in a batch.
 ///
 /// # Safety
 /// `stream` NULL or live; `msgs` points to `n` messages with valid pointers; `out` NULL or

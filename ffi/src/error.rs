@@ -90,7 +90,8 @@ pub struct tidelog_error_info {
     pub os_code: i32,
     /// The sequence the failure names (not found, corrupt, duplicate of).
     pub seq: u64,
-    /// The position in a batch of the message that failed.
+    /// The position in a batch of the message at fault, for the statuses that name one (see
+    /// `tidelog_stream_append_batch`); 0 otherwise.
     pub index: u64,
     /// Expected and current sequence of a failed expectation.
     pub expected: u64,
