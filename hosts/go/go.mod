@@ -1,0 +1,3 @@
+module tidelog
+
+go 1.24
