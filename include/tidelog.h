@@ -868,7 +868,8 @@ enum tidelog_status tidelog_stream_seq_for_time(const struct tidelog_stream *str
                                                 struct tidelog_error *err);
 
 // Writes a snapshot of the live messages from `from_seq` on (with config and consumers) to
-// a new file at `path`, synced before it returns. `out` is optional.
+// the file at `path`, synced before it returns. It is written beside it first and renamed
+// into place, so a failed snapshot leaves an existing file as it was. `out` is optional.
 //
 // # Safety
 // `stream` NULL or live; `path` NUL-terminated; `out` NULL or writable.

@@ -202,7 +202,11 @@ fn at_fault(s: &engine::Stream, msgs: &[NewMessage<'_>], e: engine::AppendError)
             | S::InvalidTtl
             | S::InvalidFilter
     );
-    match msgs.iter().position(|m| s.check_msg(m).is_err()) {
+    // The engine's own order: each message's checks, then "no rollup in a batch".
+    match msgs
+        .iter()
+        .position(|m| s.check_msg(m).is_err() || m.rollup.is_some())
+    {
         Some(i) if per_message => at(f, i),
         _ => f,
     }

@@ -99,7 +99,8 @@ fn callback_fail(f: Fail) -> Fail {
 }
 
 /// Writes a snapshot of the live messages from `from_seq` on (with config and consumers) to
-/// a new file at `path`, synced before it returns. `out` is optional.
+/// the file at `path`, synced before it returns. It is written beside it first and renamed
+/// into place, so a failed snapshot leaves an existing file as it was. `out` is optional.
 ///
 /// # Safety
 /// `stream` NULL or live; `path` NUL-terminated; `out` NULL or writable.
@@ -112,13 +113,20 @@ pub unsafe extern "C" fn tidelog_stream_snapshot_file(
     err: *mut tidelog_error,
 ) -> tidelog_status {
     call(err, || {
-        let s = arg(stream, "stream")?;
-        let path = cstr(path, "path")?;
-        let mut f = io::BufWriter::new(File::create(path)?);
-        let i = s.0.snapshot(&mut f, from_seq)?;
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        put(out, info(i));
+        let s = crate::stream::open(stream)?;
+        let path = std::path::Path::new(cstr(path, "path")?);
+        let tmp = engine::io::tmp_path(path);
+        let written = (|| -> Result<SnapshotInfo, Fail> {
+            let mut f = io::BufWriter::new(File::create(&tmp)?);
+            let i = s.snapshot(&mut f, from_seq)?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            Ok(i)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        put(out, info(written?));
         Ok(())
     })
 }

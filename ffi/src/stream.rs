@@ -520,9 +520,9 @@ pub unsafe extern "C" fn tidelog_stream_consumer_names(
     err: *mut tidelog_error,
 ) -> tidelog_status {
     call(err, || {
-        let s = arg(stream, "stream")?;
+        let s = open(stream)?;
         let out = out_ptr(out, "out")?;
-        give(out, tidelog_strings::new(s.0.consumer_names())?);
+        give(out, tidelog_strings::new(s.consumer_names())?);
         Ok(())
     })
 }
