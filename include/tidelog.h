@@ -698,7 +698,7 @@ enum tidelog_status tidelog_consumer_in_progress(const struct tidelog_consumer *
 // # Safety
 // `consumer` NULL or live; `seqs` `n` values; `applied` NULL or writable.
 enum tidelog_status tidelog_consumer_ack_batch(const struct tidelog_consumer *consumer,
-                                               uint32_t kind_,
+                                               uint32_t kind,
                                                const uint64_t *seqs,
                                                size_t n,
                                                uint64_t delay_ms,

@@ -186,16 +186,16 @@ impl Watcher {
     /// descriptor unreadable until the next change). It starts readable, and lives as long as
     /// the watcher; the caller must not close it.
     pub fn fd(&mut self) -> io::Result<BorrowedFd<'_>> {
-        if self.fd.is_none() {
-            let fd = Arc::new(FeedFd::new()?);
-            fd.signal();
-            self.stream.s.feed_lock.lock().push(fd.clone());
-            self.fd = Some(fd);
-        }
-        match &self.fd {
-            Some(fd) => Ok(fd.0.as_fd()),
-            None => Err(io::Error::other("watcher descriptor missing")),
-        }
+        let fd = match self.fd.take() {
+            Some(fd) => fd,
+            None => {
+                let fd = Arc::new(FeedFd::new()?);
+                fd.signal();
+                self.stream.s.feed_lock.lock().push(fd.clone());
+                fd
+            }
+        };
+        Ok(self.fd.insert(fd).0.as_fd())
     }
 }
 

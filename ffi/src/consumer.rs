@@ -388,7 +388,7 @@ fn apply(
     })
 }
 
-fn kind(v: u32) -> Result<tidelog_ack_kind, Fail> {
+fn ack_kind(v: u32) -> Result<tidelog_ack_kind, Fail> {
     Ok(match v {
         0 => tidelog_ack_kind::Ack,
         1 => tidelog_ack_kind::Nak,
@@ -487,7 +487,7 @@ pub unsafe extern "C" fn tidelog_consumer_in_progress(
 #[no_mangle]
 pub unsafe extern "C" fn tidelog_consumer_ack_batch(
     consumer: *const tidelog_consumer,
-    kind_: u32,
+    kind: u32,
     seqs: *const u64,
     n: usize,
     delay_ms: u64,
@@ -496,7 +496,7 @@ pub unsafe extern "C" fn tidelog_consumer_ack_batch(
 ) -> tidelog_status {
     call(err, || {
         let c = arg(consumer, "consumer")?;
-        let kind = kind(kind_)?;
+        let kind = ack_kind(kind)?;
         let mut done = 0;
         for (i, &seq) in items(seqs, n, "seqs")?.iter().enumerate() {
             let o = apply(&c.0, kind, seq, delay_ms).map_err(|mut f| {

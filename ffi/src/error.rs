@@ -322,37 +322,42 @@ impl From<LoadError> for Fail {
     }
 }
 
+/// The status of a query error, and the sequence it names.
+fn query_status(e: &QueryError) -> (tidelog_status, u64) {
+    match e {
+        QueryError::InvalidFilter(c) => (config_status(c), 0),
+        QueryError::TooManyResults { .. } => (tidelog_status::TooManyResults, 0),
+        QueryError::Corrupt(s) => (tidelog_status::Corrupt, *s),
+        _ => (tidelog_status::Closed, 0),
+    }
+}
+
 impl From<QueryError> for Fail {
     fn from(e: QueryError) -> Fail {
-        let (status, seq) = match &e {
-            QueryError::InvalidFilter(c) => (config_status(c), 0),
-            QueryError::TooManyResults { .. } => (tidelog_status::TooManyResults, 0),
-            QueryError::Corrupt(s) => (tidelog_status::Corrupt, *s),
-            _ => (tidelog_status::Closed, 0),
-        };
+        let (status, seq) = query_status(&e);
         Fail::from_error(status, &e).seq(seq)
     }
 }
 
 impl From<ConsumerError> for Fail {
     fn from(e: ConsumerError) -> Fail {
-        let status = match &e {
-            ConsumerError::Config(c) => config_status(c),
-            ConsumerError::AlreadyExists(_) => tidelog_status::ConsumerExists,
-            ConsumerError::NotFound(_) => tidelog_status::ConsumerNotFound,
-            ConsumerError::Deleted(_) => tidelog_status::ConsumerDeleted,
-            ConsumerError::Query(q) => return Fail::from(clone_query(q)).reword(&e),
-            ConsumerError::Durability(d) => durability_status(d),
-            _ => tidelog_status::Closed,
+        let (status, seq) = match &e {
+            ConsumerError::Config(c) => (config_status(c), 0),
+            ConsumerError::AlreadyExists(_) => (tidelog_status::ConsumerExists, 0),
+            ConsumerError::NotFound(_) => (tidelog_status::ConsumerNotFound, 0),
+            ConsumerError::Deleted(_) => (tidelog_status::ConsumerDeleted, 0),
+            ConsumerError::Query(q) => query_status(q),
+            ConsumerError::Durability(d) => (durability_status(d), 0),
+            _ => (tidelog_status::Closed, 0),
         };
-        Fail::from_error(status, &e)
+        Fail::from_error(status, &e).seq(seq)
     }
 }
 
 impl From<SnapshotError> for Fail {
     fn from(e: SnapshotError) -> Fail {
         match e {
-            SnapshotError::Io(io) => Fail::from_error(tidelog_status::Io, &io),
+            SnapshotError::Io(io) => io.into(),
             SnapshotError::Corrupt(_) => Fail::from_error(tidelog_status::Corrupt, &e),
             SnapshotError::Stream(s) => s.into(),
             SnapshotError::Append(a) => a.into(),
@@ -365,30 +370,17 @@ impl From<SnapshotError> for Fail {
 
 impl From<io::Error> for Fail {
     fn from(e: io::Error) -> Fail {
-        let status = if engine::io::is_storage_full(&e) {
+        let by_host = e
+            .get_ref()
+            .is_some_and(|i| i.is::<crate::snapshot::CallbackFailed>());
+        let status = if by_host {
+            tidelog_status::Callback
+        } else if engine::io::is_storage_full(&e) {
             tidelog_status::StorageFull
         } else {
             tidelog_status::Io
         };
         Fail::from_error(status, &e)
-    }
-}
-
-/// The query error inside a consumer error, as its own value (query errors are not `Clone`).
-fn clone_query(q: &QueryError) -> QueryError {
-    match q {
-        QueryError::InvalidFilter(c) => QueryError::InvalidFilter(c.clone()),
-        QueryError::TooManyResults { max } => QueryError::TooManyResults { max: *max },
-        QueryError::Corrupt(s) => QueryError::Corrupt(*s),
-        _ => QueryError::Closed,
-    }
-}
-
-impl Fail {
-    /// Keeps the status and details, with the outer error's message.
-    fn reword(mut self, e: &(dyn std::error::Error + 'static)) -> Fail {
-        self.message = chain(e);
-        self
     }
 }
 

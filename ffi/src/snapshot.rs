@@ -57,7 +57,7 @@ impl Write for HostWriter {
         // SAFETY: the host gave a callback that accepts this buffer for the call's duration.
         match unsafe { (self.f)(self.user, buf.as_ptr(), buf.len()) } {
             0 => Ok(buf.len()),
-            code => Err(io::Error::other(format!("write callback returned {code}"))),
+            code => Err(io::Error::other(CallbackFailed("write", code))),
         }
     }
 
@@ -81,22 +81,23 @@ impl Read for HostReader {
             0 => Err(io::Error::other(
                 "read callback claimed more bytes than fit",
             )),
-            code => Err(io::Error::other(format!("read callback returned {code}"))),
+            code => Err(io::Error::other(CallbackFailed("read", code))),
         }
     }
 }
 
-/// A callback's failure says so.
-fn callback_fail(f: Fail) -> Fail {
-    if f.message.contains("callback returned") {
-        Fail {
-            status: tidelog_status::Callback,
-            ..f
-        }
-    } else {
-        f
+/// A host callback returned non-zero: carried inside the `io::Error` the engine sees, so the
+/// failure comes back as `TIDELOG_STATUS_CALLBACK` (see `From<io::Error> for Fail`).
+#[derive(Debug)]
+pub(crate) struct CallbackFailed(&'static str, i32);
+
+impl std::fmt::Display for CallbackFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} callback returned {}", self.0, self.1)
     }
 }
+
+impl std::error::Error for CallbackFailed {}
 
 /// Writes a snapshot of the live messages from `from_seq` on (with config and consumers) to
 /// the file at `path`, synced before it returns. It is written beside it first and renamed
@@ -148,10 +149,8 @@ pub unsafe extern "C" fn tidelog_stream_snapshot(
         let s = arg(stream, "stream")?;
         let f = write.ok_or_else(|| Fail::null("write"))?;
         let mut w = io::BufWriter::with_capacity(1 << 16, HostWriter { f, user });
-        let i =
-            s.0.snapshot(&mut w, from_seq)
-                .map_err(|e| callback_fail(e.into()))?;
-        w.flush().map_err(|e| callback_fail(e.into()))?;
+        let i = s.0.snapshot(&mut w, from_seq)?;
+        w.flush()?;
         put(out, info(i));
         Ok(())
     })
@@ -165,7 +164,7 @@ unsafe fn restore(
 ) -> Result<(), Fail> {
     let store = arg(store, "store")?;
     let stream_out = out_ptr(stream_out, "stream_out")?;
-    let (s, i) = store.0.restore(inp).map_err(|e| callback_fail(e.into()))?;
+    let (s, i) = store.0.restore(inp)?;
     put(out, info(i));
     give(stream_out, tidelog_stream(s));
     Ok(())

@@ -551,6 +551,15 @@ unsafe fn counted(
     })
 }
 
+/// Runs a write that returns nothing.
+unsafe fn done(
+    stream: *const tidelog_stream,
+    err: *mut tidelog_error,
+    f: impl FnOnce(&Stream) -> Result<(), Fail>,
+) -> tidelog_status {
+    counted(stream, std::ptr::null_mut(), err, |s| f(s).map(|()| 0))
+}
+
 /// Removes message `seq` (`TIDELOG_STATUS_NOT_FOUND` if it is not stored).
 ///
 /// # Safety
@@ -561,9 +570,7 @@ pub unsafe extern "C" fn tidelog_stream_remove(
     seq: u64,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    counted(stream, std::ptr::null_mut(), err, |s| {
-        Ok(s.remove(seq).map(|()| 0)?)
-    })
+    done(stream, err, |s| Ok(s.remove(seq)?))
 }
 
 /// Removes message `seq` and overwrites its bytes on disk.
@@ -576,9 +583,7 @@ pub unsafe extern "C" fn tidelog_stream_erase(
     seq: u64,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    counted(stream, std::ptr::null_mut(), err, |s| {
-        Ok(s.erase(seq).map(|()| 0)?)
-    })
+    done(stream, err, |s| Ok(s.erase(seq)?))
 }
 
 /// Removes every message; `*removed` (optional) gets how many went.
@@ -664,9 +669,7 @@ pub unsafe extern "C" fn tidelog_stream_sync(
     stream: *const tidelog_stream,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    counted(stream, std::ptr::null_mut(), err, |s| {
-        Ok(s.sync().map(|()| 0)?)
-    })
+    done(stream, err, |s| Ok(s.sync()?))
 }
 
 /// Writes a checkpoint now (hosts with manual maintenance call this periodically).
@@ -678,9 +681,7 @@ pub unsafe extern "C" fn tidelog_stream_checkpoint(
     stream: *const tidelog_stream,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    counted(stream, std::ptr::null_mut(), err, |s| {
-        Ok(s.checkpoint().map(|()| 0)?)
-    })
+    done(stream, err, |s| Ok(s.checkpoint()?))
 }
 
 /// Applies limits and age now (the maintainer does this in the background).
@@ -692,9 +693,7 @@ pub unsafe extern "C" fn tidelog_stream_enforce_limits(
     stream: *const tidelog_stream,
     err: *mut tidelog_error,
 ) -> tidelog_status {
-    counted(stream, std::ptr::null_mut(), err, |s| {
-        Ok(s.enforce_limits().map(|()| 0)?)
-    })
+    done(stream, err, |s| Ok(s.enforce_limits()?))
 }
 
 /// Rewrites blocks that are mostly removed messages and frees retired ones now;
