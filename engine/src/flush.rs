@@ -497,19 +497,58 @@ impl Stream {
                         return None;
                     }
                     let g = compaction_gain(b.file_len as u64, e.live, e.live_bytes, min_gain)?;
-                    Some((g, b, e))
+                    Some((g, b.id))
                 })
-                .max_by_key(|(g, _, _)| *g)
-                .and_then(|(_, b, e)| match &b.data {
-                    Data::Sealed(m) => {
-                        let mut table = b.offsets.physical();
-                        table.truncate(e.slots as usize);
-                        Some((b.id, b.first_seq, m.clone(), table, e.live))
+                .max_by_key(|(g, _)| *g)
+                .map(|(_, id)| id)
+        };
+        match pick {
+            Some(id) => self.rewrite_sealed(id, &ck),
+            None => Ok(false),
+        }
+    }
+
+    /// Rewrites the given sealed blocks whatever they would gain (`Stream::repair`: a
+    /// rewrite leaves out records that were removed as damaged). Returns the ids rewritten;
+    /// blocks that are gone, active, or newer than the older checkpoint are left alone.
+    pub(crate) fn rewrite_blocks(&self, ids: &[u64]) -> std::io::Result<Vec<u64>> {
+        let Some(ck) = self.s.ckpts.lock().older.clone() else {
+            return Ok(Vec::new());
+        };
+        let _c = self.s.compact_lock.lock();
+        let mut done = Vec::new();
+        for &id in ids {
+            if self.s.deleted.load(Ordering::Acquire) || self.is_poisoned() {
+                break;
+            }
+            if self.rewrite_sealed(id, &ck)? {
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// The rewrite itself (see `compact_one_sparse`); the caller holds the compaction lock.
+    fn rewrite_sealed(&self, id: u64, ck: &Checkpoint) -> std::io::Result<bool> {
+        let pick = {
+            let st = self.s.state.read();
+            let last = st.blocks.last().map(|b| b.id);
+            st.blocks
+                .iter()
+                .find(|b| b.id == id && Some(id) != last && id < ck.pos_block)
+                .and_then(|b| {
+                    let e = ck.blocks.iter().find(|e| e.id == id)?;
+                    match &b.data {
+                        Data::Sealed(m) => {
+                            let mut table = b.offsets.physical();
+                            table.truncate(e.slots as usize);
+                            Some((b.first_seq, m.clone(), table, e.live))
+                        }
+                        _ => None,
                     }
-                    _ => None,
                 })
         };
-        let Some((id, first_seq, map, offsets, ck_live)) = pick else {
+        let Some((first_seq, map, offsets, ck_live)) = pick else {
             return Ok(false);
         };
         let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
