@@ -1020,11 +1020,6 @@ impl Stream {
                 this.remove_marked(st, &[seq], true, Reason::Remove, now)
             });
         }
-        self.remove_unmarked(seq)
-    }
-
-    /// Removes one message with a plain tombstone, whatever `removal_markers` says.
-    pub(crate) fn remove_unmarked(&self, seq: u64) -> Result<(), WriteError> {
         self.control(
             Kind::Delete,
             |st| {

@@ -21,7 +21,9 @@ fn opts() -> StoreOptions {
 }
 
 fn payload(seq: u64) -> Vec<u8> {
-    (0..40 + seq % 90).map(|i| (seq * 31 + i * 7) as u8).collect()
+    (0..40 + seq % 90)
+        .map(|i| (seq * 31 + i * 7) as u8)
+        .collect()
 }
 
 fn subject(seq: u64) -> String {
@@ -36,7 +38,10 @@ fn build(n: u64) -> MemVfs {
         .create_stream(StreamConfig::new("s").block_size(4096))
         .unwrap();
     for seq in 1..=n {
-        assert_eq!(s.append(&subject(seq), b"", &payload(seq)).unwrap().seq, seq);
+        assert_eq!(
+            s.append(&subject(seq), b"", &payload(seq)).unwrap().seq,
+            seq
+        );
     }
     store.close().unwrap();
     mem.after_crash(CrashKind::Process)
@@ -184,7 +189,10 @@ fn repair_of_a_sound_stream_changes_nothing() {
         .collect();
     let (_store, s) = open(&disk);
     let r = s.repair().unwrap();
-    assert_eq!((r.checked, r.removed, r.rewritten_blocks), (N, vec![], vec![]));
+    assert_eq!(
+        (r.checked, r.removed, r.rewritten_blocks),
+        (N, vec![], vec![])
+    );
     let after: Vec<Vec<u8>> = block_files(&disk)
         .iter()
         .map(|f| read_file(&disk, f).unwrap())

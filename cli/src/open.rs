@@ -1,0 +1,62 @@
+//! Opening an existing store for the inspection commands (`info`, `verify`, `dump`).
+
+use std::path::Path;
+
+use tidelog::{Store, StoreError, StoreOptions, Stream};
+
+use crate::fail::{chain, Fail};
+
+/// Opens the store at `dir`, which must already be one: inspecting a typo must not create an
+/// empty store. No maintenance thread runs, so nothing is expired or compacted behind the
+/// command's back; open itself recovers as any open does (see `docs/durability.md`).
+pub fn existing(dir: &Path) -> Result<Store, Fail> {
+    if !dir.join("streams").is_dir() {
+        let why = match dir.metadata() {
+            Err(e) => e.to_string(),
+            Ok(m) if !m.is_dir() => "not a directory".to_owned(),
+            Ok(_) => "no streams/ directory in it".to_owned(),
+        };
+        return Err(Fail::new(format!(
+            "{} is not a tidelog store: {why}",
+            dir.display()
+        )));
+    }
+    let opts = StoreOptions {
+        manual_maintenance: true,
+        ..Default::default()
+    };
+    Store::open(dir, opts).map_err(|e| match e {
+        StoreError::Locked(_) => Fail::new(format!(
+            "store {} is open in another process (its LOCK is held); stop that process first",
+            dir.display()
+        )),
+        e => Fail::new(format!(
+            "cannot open store {}: {}",
+            dir.display(),
+            chain(&e)
+        )),
+    })
+}
+
+/// The stream called `name`, with the store's stream names in the error when there is none.
+pub fn stream(store: &Store, name: &str) -> Result<Stream, Fail> {
+    store.stream(name).map_err(|e| {
+        let mut names = store.stream_names();
+        names.sort();
+        let have = match names.is_empty() {
+            true => "the store has no streams".to_owned(),
+            false => format!("streams: {}", names.join(", ")),
+        };
+        Fail::new(format!("{} ({have})", chain(&e)))
+    })
+}
+
+/// The streams a command covers: `name` alone, or every stream in name order.
+pub fn streams(store: &Store, name: Option<&str>) -> Result<Vec<Stream>, Fail> {
+    if let Some(n) = name {
+        return Ok(vec![stream(store, n)?]);
+    }
+    let mut names = store.stream_names();
+    names.sort();
+    names.iter().map(|n| stream(store, n)).collect()
+}
