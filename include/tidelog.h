@@ -1357,6 +1357,17 @@ enum tidelog_status tidelog_stream_verify_json(const struct tidelog_stream *stre
                                                struct tidelog_string **out,
                                                struct tidelog_error *err);
 
+// Removes the messages `verify` finds damaged and rewrites the blocks that held them (or
+// that recovery found damaged) without them, keeping every good record: JSON `{"checked":
+// N, "removed": [[first, last], ...], "rewritten_blocks": [id, ...]}`. A sound stream is
+// left untouched. Free `*out` with `tidelog_string_free`.
+//
+// # Safety
+// `stream` NULL or live; `out` writable.
+enum tidelog_status tidelog_stream_repair_json(const struct tidelog_stream *stream,
+                                               struct tidelog_string **out,
+                                               struct tidelog_error *err);
+
 // What recovery found when the stream opened, as JSON: `lost` sequence ranges of damaged
 // records, `torn_bytes`, `replayed_records`, `damaged_blocks` and timings. Free `*out` with
 // `tidelog_string_free`.

@@ -751,10 +751,20 @@ unsafe fn json<T: serde::Serialize>(
     err: *mut tidelog_error,
     f: impl FnOnce(&Stream) -> T,
 ) -> tidelog_status {
+    json_try(stream, out, err, |s| Ok(f(s)))
+}
+
+/// Runs fallible `f` and hands its JSON to the caller; `*out` is untouched on failure.
+unsafe fn json_try<T: serde::Serialize>(
+    stream: *const tidelog_stream,
+    out: *mut *mut tidelog_string,
+    err: *mut tidelog_error,
+    f: impl FnOnce(&Stream) -> Result<T, Fail>,
+) -> tidelog_status {
     call(err, || {
         let s = open(stream)?;
         let out = out_ptr(out, "out")?;
-        let j = serde_json::to_string(&f(s))
+        let j = serde_json::to_string(&f(s)?)
             .map_err(|e| Fail::new(tidelog_status::Corrupt, e.to_string()))?;
         give(out, tidelog_string::new(j)?);
         Ok(())
@@ -773,6 +783,22 @@ pub unsafe extern "C" fn tidelog_stream_verify_json(
     err: *mut tidelog_error,
 ) -> tidelog_status {
     json(stream, out, err, Stream::verify)
+}
+
+/// Removes the messages `verify` finds damaged and rewrites the blocks that held them (or
+/// that recovery found damaged) without them, keeping every good record: JSON `{"checked":
+/// N, "removed": [[first, last], ...], "rewritten_blocks": [id, ...]}`. A sound stream is
+/// left untouched. Free `*out` with `tidelog_string_free`.
+///
+/// # Safety
+/// `stream` NULL or live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_stream_repair_json(
+    stream: *const tidelog_stream,
+    out: *mut *mut tidelog_string,
+    err: *mut tidelog_error,
+) -> tidelog_status {
+    json_try(stream, out, err, |s| Ok(s.repair()?))
 }
 
 /// What recovery found when the stream opened, as JSON: `lost` sequence ranges of damaged

@@ -248,6 +248,17 @@ func TestVerifyAndRecoveryReport(t *testing.T) {
 	if _, err := s.Load(199); !errors.Is(err, tidelog.ErrNotFound) {
 		t.Fatalf("the lost message loads: %v", err)
 	}
+	// Repair removes 3, 4 and 7 and rewrites the first and last blocks; the rest stays.
+	rr := must(s.Repair()).of(t)
+	if !slices.Equal(rr.Removed, sealed) || len(rr.RewrittenBlocks) != 2 {
+		t.Fatalf("Repair = %+v, want %v removed and two blocks rewritten", rr, sealed)
+	}
+	if r := must(s.Verify()).of(t); r.Checked != 196 || len(r.Damaged) != 0 {
+		t.Fatalf("after repair, Verify = %+v", r)
+	}
+	if m := must(s.Load(8)).of(t); !bytes.Equal(m.Payload, payload(8)) {
+		t.Fatalf("message 8 after repair: %v", m.Payload)
+	}
 	must(s.Append("v", []byte("after"))).of(t)
 	ok(t, s.Sync())
 	s.Close()

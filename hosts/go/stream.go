@@ -716,6 +716,27 @@ func (s *Stream) Verify() (VerifyReport, error) {
 	return r, err
 }
 
+// RepairReport is what Stream.Repair did.
+type RepairReport struct {
+	// Checked counts the live messages read before the repair.
+	Checked uint64 `json:"checked"`
+	// Removed lists the damaged sequences removed.
+	Removed []SeqRange `json:"removed"`
+	// RewrittenBlocks lists the block files rewritten without damaged records.
+	RewrittenBlocks []uint64 `json:"rewritten_blocks"`
+}
+
+// Repair removes the messages Verify finds damaged and rewrites the blocks that held them
+// (or that recovery found damaged), keeping every good record. A sound stream is left
+// untouched.
+func (s *Stream) Repair() (RepairReport, error) {
+	var r RepairReport
+	err := s.jsonCall(&r, "repair report", func(c *call, out **C.tidelog_string) cstatus {
+		return C.tidelog_stream_repair_json(s.ptr, out, c.err)
+	})
+	return r, err
+}
+
 // RecoveryReport is what recovery found and did when the stream was opened.
 type RecoveryReport struct {
 	// Lost lists the sequences of damaged records that are gone (a range may include

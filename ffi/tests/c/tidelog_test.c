@@ -2685,12 +2685,24 @@ static void test_verify_and_recovery_report(void) {
     if (!CHECK(json_u64(p, "checked", &checked) && checked == 18 && json_is(p, "damaged", "[]")))
         note(__LINE__, "verify: %s", p);
     tidelog_string_free(j);
+    /* Repair rewrites the block that held the lost record; every good message stays. */
+    j = json_of(tidelog_stream_repair_json, s);
+    p = tidelog_string_ptr(j);
+    if (!CHECK(json_is(p, "removed", "[]") && json_is(p, "rewritten_blocks", "[1]")))
+        note(__LINE__, "repair: %s", p);
+    tidelog_string_free(j);
+    CHECK(gone(s, 7) && payload_is(s, 8, "PAYLOAD-0008-abcdefghijklmnop"));
+    CHECK(payload_is(s, 20, "PAYLOAD-0020-abcdefghijklmnop"));
+    EXPECT(ST(NULL_ARGUMENT), tidelog_stream_repair_json(NULL, &keep, E));
+    EXPECT(ST(NULL_ARGUMENT), tidelog_stream_repair_json(s, NULL, E));
 
     /* Deleted: both refuse. */
     OK(tidelog_store_delete_stream(st, "vr", E));
     EXPECT(ST(CLOSED), tidelog_stream_verify_json(s, &keep, E));
     UNTOUCHED(keep, struct tidelog_string, tidelog_string_free);
     EXPECT(ST(CLOSED), tidelog_stream_recovery_report_json(s, &keep, E));
+    UNTOUCHED(keep, struct tidelog_string, tidelog_string_free);
+    EXPECT(ST(CLOSED), tidelog_stream_repair_json(s, &keep, E));
     UNTOUCHED(keep, struct tidelog_string, tidelog_string_free);
     tidelog_stream_free(s);
     tidelog_store_free(st);
