@@ -1,23 +1,29 @@
-//! `tidelog bench`: raw disk speed, append throughput and latency, random loads, reopen
-//! and crash recovery, all in one run on one file system.
+//! `tidelog bench`: raw disk speed, append throughput and latency with concurrent
+//! consumers, random loads, reopen and crash recovery, all in one run on one file system.
+
+// Declared here rather than in main.rs: they are parts of this command.
+mod args;
+mod consume;
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
-use std::thread;
+use std::thread::{self, Scope, ScopedJoinHandle};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use tidelog::{NewMessage, Store, StoreOptions, Stream, MAX_MESSAGE_LEN};
+use tidelog::{Consumer, LoadError, NewMessage, Store, StoreOptions, StoredMessage, Stream};
+
+pub use args::{AckMode, BenchArgs};
+pub use consume::{ConsumeResult, Tally, FETCH, FETCH_BYTES};
 
 use crate::crash;
 use crate::fail::{Context, Fail};
-use crate::parse::{number, number32};
-use crate::progress::{Bar, Unit};
+use crate::progress::{self, Bar, Unit};
 use crate::report::{self, Report};
-use crate::workload::{share, Mode, Workload, XorShift, STREAM};
+use crate::workload::{share, Workload, XorShift, STREAM};
 
 /// Most random loads of the load phase.
 const MAX_LOADS: u64 = 1_000_000;
@@ -25,43 +31,6 @@ const MAX_LOADS: u64 = 1_000_000;
 const CHUNK: usize = 1 << 20;
 /// Messages a producer appends between progress updates.
 const PROGRESS_EVERY: u64 = 1024;
-
-/// Options of `tidelog bench`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Directory for the store, created if missing and left in place afterwards. It must not
-    /// already hold a stream named "bench". Default: a temporary directory under $TMPDIR (or
-    /// /tmp), removed afterwards; pass --dir to measure a particular file system.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Messages to append.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000,
-          value_parser = number::<1, { u64::MAX }>)]
-    pub messages: u64,
-    /// Payload bytes per message (at most 32 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 128,
-          value_parser = number32::<0, { MAX_MESSAGE_LEN as u64 }>)]
-    pub payload: u32,
-    /// Distinct subjects (bench.s0, bench.s1, ...), used round-robin.
-    #[arg(long, value_name = "K", default_value_t = 1_000,
-          value_parser = number32::<1, 10_000_000>)]
-    pub subjects: u32,
-    /// When an append counts as stored: always (fdatasync per append, shared by concurrent
-    /// appenders), interval (synced every 100 ms) or none (synced only at checkpoints).
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::None)]
-    pub durability: Mode,
-    /// Threads appending concurrently; each appends an equal share of the messages.
-    #[arg(long, value_name = "P", default_value_t = 1,
-          value_parser = number32::<1, 4096>)]
-    pub producers: u32,
-    /// Messages per append call; above 1, appends go through append_batch.
-    #[arg(long, value_name = "B", default_value_t = 1,
-          value_parser = number32::<1, 1_000_000>)]
-    pub batch: u32,
-    /// Print exactly one JSON object on stdout instead of the summary (no progress bars).
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Where the run keeps its files.
 struct WorkDir {
@@ -92,26 +61,62 @@ pub struct AppendResult {
 pub struct LoadResult {
     pub loads: u64,
     pub secs: f64,
+    /// Loads that found no message: expired (only with --ttl; otherwise the run fails).
+    pub missing: u64,
 }
 
 pub struct ReopenResult {
     pub ms: f64,
     pub replayed_records: u64,
+    /// Messages the reopened stream holds.
+    pub messages: u64,
+}
+
+/// What a TTL did during the run.
+pub struct TtlResult {
+    pub secs: u64,
+    /// Messages gone by the random loads, and by the reopen.
+    pub expired_before_load: u64,
+    pub expired_at_reopen: u64,
+    /// From the first append to the end of the reopen.
+    pub run_secs: f64,
+}
+
+/// Flags the producer and consumer threads share.
+#[derive(Default)]
+pub struct Signals {
+    /// Held for writing while threads start, so they all begin together.
+    gate: RwLock<()>,
+    /// A thread failed: everyone stops.
+    stop: AtomicBool,
+    /// Every append has returned: a consumer that finds nothing more is done.
+    appended: AtomicBool,
 }
 
 /// Runs every phase and prints the report.
 pub fn run(args: &BenchArgs) -> Result<(), Fail> {
     let work = WorkDir::prepare(args.dir.as_deref())?;
-    let w = Workload::new(args.payload as usize, args.subjects, args.durability);
+    let w = Workload::new(args.sizes(), args.subjects, args.durability, args.ttl);
     let show = !args.json;
     let raw = raw_write(&work.path, w.record_bytes(args.messages), show)?;
     let store = Store::open(&work.path, StoreOptions::default())
         .with_context(|| format!("opening a store in {}", work.path.display()))?;
     let io_backend = store.io_backend().to_string();
     let stream = create_stream(&store, &w, &work.path)?;
-    let append = append_phase(&stream, &w, args, &work.path, show)?;
-    let load = load_phase(&stream, &w, args.messages, show)?;
-    let reopen = reopen_phase(store, stream, &work.path, args.messages)?;
+    let consumers = consume::create(&stream, args)?;
+    let matching = w.matching_filter(args.filter.as_deref(), args.messages);
+    let started = Instant::now();
+    let (append, consume) = traffic(&stream, &consumers, matching, &w, args, &work.path, show)?;
+    drop(consumers);
+    let before_load = args.messages.saturating_sub(stream.state().messages);
+    let load = load_phase(&stream, &w, args, show)?;
+    let reopen = reopen_phase(store, stream, &work.path, args, show)?;
+    let ttl = args.ttl.map(|secs| TtlResult {
+        secs,
+        expired_before_load: before_load,
+        expired_at_reopen: args.messages.saturating_sub(reopen.messages),
+        run_secs: started.elapsed().as_secs_f64(),
+    });
     let crash = crash::run(&work.path, args, show)?;
     let r = Report {
         args,
@@ -119,10 +124,14 @@ pub fn run(args: &BenchArgs) -> Result<(), Fail> {
         temporary: work.temp.is_some(),
         io_backend,
         user_bytes: w.user_bytes(args.messages),
+        payload_bytes: w.payload_bytes(args.messages),
+        matching,
         raw,
         append,
+        consume,
         load,
         reopen,
+        ttl,
         crash,
     };
     report::print(&r)
@@ -216,98 +225,198 @@ fn raw_write(dir: &Path, bytes: u64, show: bool) -> Result<RawResult, Fail> {
     })
 }
 
-/// Phase 2: `producers` threads append their share; the final `sync` is timed too.
-fn append_phase(
+/// Phase 2: the producers append their shares while the consumers (if any) read the
+/// `expected` matching messages; the final `sync` is part of the append time.
+fn traffic(
     stream: &Stream,
+    consumers: &[Consumer],
+    expected: u64,
     w: &Workload,
     args: &BenchArgs,
     dir: &Path,
     show: bool,
+) -> Result<(AppendResult, Option<ConsumeResult>), Fail> {
+    let bars = Bars {
+        append: Bar::new(show, "append", args.messages, Unit::Items),
+        consume: Bar::new(
+            show,
+            "consume",
+            expected * consumers.len() as u64,
+            Unit::Items,
+        ),
+    };
+    let (mut append, tallies) = run_threads(stream, consumers, w, args, &bars)?;
+    bars.consume.finish();
+    // Measured once the consumers are done, so their state files count too.
+    append.disk_bytes = dir_bytes(&dir.join("streams").join(STREAM))?;
+    let consume = (!consumers.is_empty())
+        .then(|| consume::result(tallies, args.ack_mode(), expected, args.ttl.is_some()))
+        .transpose()?;
+    Ok((append, consume))
+}
+
+struct Bars {
+    append: Bar,
+    consume: Bar,
+}
+
+/// Starts consumers and producers together and waits for all of them.
+fn run_threads(
+    stream: &Stream,
+    consumers: &[Consumer],
+    w: &Workload,
+    args: &BenchArgs,
+    bars: &Bars,
+) -> Result<(AppendResult, Vec<Tally>), Fail> {
+    let sig = Signals::default();
+    thread::scope(|s| {
+        let guard = sig
+            .gate
+            .write()
+            .map_err(|_| Fail::new("thread start gate poisoned"))?;
+        let started = spawn_readers(s, consumers, args.ack_mode(), &bars.consume, &sig)
+            .and_then(|r| spawn_producers(s, stream, w, args, &bars.append, &sig).map(|p| (r, p)));
+        let (readers, producers) = match started {
+            Ok(handles) => handles,
+            Err(e) => {
+                sig.stop.store(true, Ordering::Release);
+                drop(guard);
+                return Err(e);
+            }
+        };
+        let start = Instant::now();
+        drop(guard);
+        let appended = finish_appends(stream, producers, &bars.append, &sig, start);
+        let tallies = join_all(readers, &sig.stop);
+        Ok((appended?, tallies?))
+    })
+}
+
+type Handles<'s, T> = Vec<ScopedJoinHandle<'s, Result<T, Fail>>>;
+
+fn spawn_readers<'s>(
+    s: &'s Scope<'s, '_>,
+    consumers: &'s [Consumer],
+    ack: AckMode,
+    bar: &'s Bar,
+    sig: &'s Signals,
+) -> Result<Handles<'s, Tally>, Fail> {
+    let jobs = consumers.iter().map(|consumer| consume::Reader {
+        consumer,
+        ack,
+        bar,
+        sig,
+    });
+    spawn_all(s, "consumer", jobs, consume::Reader::run, &sig.stop)
+}
+
+fn spawn_producers<'s>(
+    s: &'s Scope<'s, '_>,
+    stream: &'s Stream,
+    w: &'s Workload,
+    args: &'s BenchArgs,
+    bar: &'s Bar,
+    sig: &'s Signals,
+) -> Result<Handles<'s, Appends>, Fail> {
+    let p = u64::from(args.producers);
+    let jobs = (0..p).map(|i| Producer {
+        stream,
+        w,
+        batch: u64::from(args.batch),
+        bar,
+        sig,
+        range: share(args.messages, p, i),
+    });
+    spawn_all(s, "producer", jobs, Producer::run, &sig.stop)
+}
+
+/// Starts one named thread per job; they wait at the gate. A thread that fails raises
+/// `stop` at once, so the others do not run to the end for nothing.
+fn spawn_all<'s, J: Send + 's, T: Send + 's>(
+    s: &'s Scope<'s, '_>,
+    what: &str,
+    jobs: impl Iterator<Item = J>,
+    run: fn(J) -> Result<T, Fail>,
+    stop: &'s AtomicBool,
+) -> Result<Handles<'s, T>, Fail> {
+    let mut handles = Vec::new();
+    for (i, job) in jobs.enumerate() {
+        let h = thread::Builder::new()
+            .name(format!("{what}-{i}"))
+            .spawn_scoped(s, move || {
+                let r = run(job);
+                if r.is_err() {
+                    stop.store(true, Ordering::Release);
+                }
+                r
+            })
+            .with_context(|| format!("starting {what} thread {i}"))?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+/// Waits for the producers, tells the consumers every append returned, then syncs.
+/// Leaves `disk_bytes` to the caller.
+fn finish_appends(
+    stream: &Stream,
+    producers: Handles<'_, Appends>,
+    bar: &Bar,
+    sig: &Signals,
+    start: Instant,
 ) -> Result<AppendResult, Fail> {
-    let bar = Bar::new(show, "append", args.messages, Unit::Items);
-    let (secs_before_sync, calls, hist) = run_producers(stream, w, args, &bar)?;
+    let joined = join_all(producers, &sig.stop);
+    sig.appended.store(true, Ordering::Release);
+    let (calls, hist) = merge_appends(joined?)?;
+    let before_sync = start.elapsed().as_secs_f64();
     bar.message("final sync");
     let t = Instant::now();
-    stream.sync().context("syncing the stream")?;
+    let synced = stream.sync().context("syncing the stream");
+    if synced.is_err() {
+        sig.stop.store(true, Ordering::Release);
+    }
+    synced?;
     let sync_secs = t.elapsed().as_secs_f64();
     bar.finish();
     Ok(AppendResult {
-        secs: secs_before_sync + sync_secs,
+        secs: before_sync + sync_secs,
         sync_secs,
         calls,
         hist,
-        disk_bytes: dir_bytes(&dir.join("streams").join(STREAM))?,
+        disk_bytes: 0,
     })
 }
 
-/// Starts the producers together and returns (seconds, append calls, merged latencies).
-fn run_producers(
-    stream: &Stream,
-    w: &Workload,
-    args: &BenchArgs,
-    bar: &Bar,
-) -> Result<(f64, u64, Histogram<u64>), Fail> {
-    let gate = RwLock::new(());
-    let stop = AtomicBool::new(false);
-    let p = u64::from(args.producers);
-    thread::scope(|s| {
-        let guard = gate
-            .write()
-            .map_err(|_| Fail::new("producer start gate poisoned"))?;
-        let mut handles = Vec::new();
-        for i in 0..p {
-            let ctx = Producer {
-                stream,
-                w,
-                batch: u64::from(args.batch),
-                bar,
-                stop: &stop,
-                gate: &gate,
-            };
-            let spawned = thread::Builder::new()
-                .name(format!("producer-{i}"))
-                .spawn_scoped(s, move || ctx.run(share(args.messages, p, i)));
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    stop.store(true, Ordering::Release);
-                    drop(guard);
-                    return Err(Fail::new(format!("starting producer thread {i}: {e}")));
-                }
-            }
-        }
-        let start = Instant::now();
-        drop(guard);
-        let merged = join_producers(handles, &stop);
-        merged.map(|(calls, h)| (start.elapsed().as_secs_f64(), calls, h))
-    })
-}
-
-type ProducerResult = Result<(u64, Histogram<u64>), Fail>;
-
-fn join_producers(
-    handles: Vec<thread::ScopedJoinHandle<'_, ProducerResult>>,
-    stop: &AtomicBool,
-) -> ProducerResult {
-    let mut total = new_histogram()?;
-    let mut calls = 0;
+/// Joins every thread; the first failure wins and stops the others.
+fn join_all<T>(handles: Handles<'_, T>, stop: &AtomicBool) -> Result<Vec<T>, Fail> {
+    let mut out = Vec::with_capacity(handles.len());
     let mut first_err = None;
     for h in handles {
         let r = h
             .join()
-            .unwrap_or_else(|_| Err(Fail::new("a producer thread panicked")));
+            .unwrap_or_else(|_| Err(Fail::new("a benchmark thread panicked")));
         match r {
-            Ok((c, hist)) => {
-                calls += c;
-                total.add(&hist).context("merging latency histograms")?;
-            }
+            Ok(x) => out.push(x),
             Err(e) => {
                 stop.store(true, Ordering::Release);
                 first_err.get_or_insert(e);
             }
         }
     }
-    first_err.map_or(Ok((calls, total)), Err)
+    first_err.map_or(Ok(out), Err)
+}
+
+/// One producer's append calls and their latencies.
+type Appends = (u64, Histogram<u64>);
+
+fn merge_appends(all: Vec<Appends>) -> Result<Appends, Fail> {
+    let mut total = new_histogram()?;
+    let mut calls = 0;
+    for (c, h) in all {
+        calls += c;
+        total.add(&h).context("merging latency histograms")?;
+    }
+    Ok((calls, total))
 }
 
 /// Latencies in nanoseconds, 1 ns to 10 minutes, 3 significant digits.
@@ -321,27 +430,25 @@ struct Producer<'a> {
     w: &'a Workload,
     batch: u64,
     bar: &'a Bar,
-    stop: &'a AtomicBool,
-    gate: &'a RwLock<()>,
+    sig: &'a Signals,
+    range: std::ops::Range<u64>,
 }
 
 impl Producer<'_> {
-    fn run(self, range: std::ops::Range<u64>) -> ProducerResult {
-        drop(self.gate.read());
+    fn run(self) -> Result<Appends, Fail> {
+        drop(self.sig.gate.read());
         let mut hist = new_histogram()?;
         let mut msgs: Vec<NewMessage<'_>> = Vec::with_capacity(self.batch as usize);
-        let (mut i, mut calls, mut unreported) = (range.start, 0, 0);
-        while i < range.end && !self.stop.load(Ordering::Relaxed) {
-            let n = self.batch.min(range.end - i);
+        let (mut i, mut calls, mut unreported) = (self.range.start, 0, 0);
+        while i < self.range.end && !self.sig.stop.load(Ordering::Relaxed) {
+            let n = self.batch.min(self.range.end - i);
             let t = if self.batch == 1 {
                 let t = Instant::now();
                 self.append_one(i)?;
                 t
             } else {
                 msgs.clear();
-                msgs.extend(
-                    (i..i + n).map(|j| NewMessage::new(self.w.subject(j), &self.w.payload)),
-                );
+                msgs.extend((i..i + n).map(|j| self.w.message(j)));
                 let t = Instant::now();
                 self.append_batch(&msgs)?;
                 t
@@ -358,7 +465,7 @@ impl Producer<'_> {
 
     fn append_one(&self, i: u64) -> Result<(), Fail> {
         self.stream
-            .append(self.w.subject(i), &[], &self.w.payload)
+            .append_msg(&self.w.message(i))
             .map(|_| ())
             .with_context(|| format!("append of message {i}"))
     }
@@ -387,25 +494,27 @@ pub fn dir_bytes(dir: &Path) -> Result<u64, Fail> {
     Ok(total)
 }
 
-/// Phase 3: single-threaded loads of random sequences.
-fn load_phase(stream: &Stream, w: &Workload, n: u64, show: bool) -> Result<LoadResult, Fail> {
-    let st = stream.state();
-    let span = st.last_seq + 1 - st.first_seq;
+/// Phase 3: single-threaded loads of random sequences (with --filter, the first matching
+/// message at or after each, through load_next).
+fn load_phase(
+    stream: &Stream,
+    w: &Workload,
+    args: &BenchArgs,
+    show: bool,
+) -> Result<LoadResult, Fail> {
+    let n = args.messages;
     let loads = n.min(MAX_LOADS);
     let bar = Bar::new(show, "random load", loads, Unit::Items);
     let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
-    let want = w.payload.len();
+    let filter = args.filter.as_deref();
+    let mut missing = 0;
     let start = Instant::now();
     for k in 0..loads {
-        let seq = st.first_seq + rng.next() % span;
-        let m = stream
-            .load(seq)
-            .with_context(|| format!("load of sequence {seq}"))?;
-        if m.payload().len() != want {
-            return Err(Fail::new(format!(
-                "load of sequence {seq} returned {} payload bytes, expected {want}",
-                m.payload().len()
-            )));
+        // A new stream numbers its messages from 1.
+        let seq = 1 + rng.next() % n;
+        match load_one(stream, w, filter, seq)? {
+            Some(m) => check_loaded(&m, w, filter)?,
+            None => missing += 1,
         }
         if k % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
             bar.inc(PROGRESS_EVERY);
@@ -413,20 +522,75 @@ fn load_phase(stream: &Stream, w: &Workload, n: u64, show: bool) -> Result<LoadR
     }
     let secs = start.elapsed().as_secs_f64();
     bar.finish();
-    Ok(LoadResult { loads, secs })
+    Ok(LoadResult {
+        loads,
+        secs,
+        missing,
+    })
 }
 
-/// Phase 4: a clean close, then a timed `Store::open` and a count check.
-fn reopen_phase(store: Store, stream: Stream, dir: &Path, n: u64) -> Result<ReopenResult, Fail> {
+/// The message at `seq` (or the first match at or after it, wrapping around to the start).
+/// `None` only for a message that may have expired.
+fn load_one(
+    stream: &Stream,
+    w: &Workload,
+    filter: Option<&str>,
+    seq: u64,
+) -> Result<Option<StoredMessage>, Fail> {
+    let ctx = || format!("load of sequence {seq}");
+    let found = match filter {
+        None => match stream.load(seq) {
+            Err(LoadError::NotFound(_)) if w.ttl.is_some() => None,
+            r => Some(r.with_context(ctx)?),
+        },
+        Some(f) => match stream.load_next(f, seq).with_context(ctx)? {
+            Some(m) => Some(m),
+            None => stream.load_next(f, 1).with_context(ctx)?,
+        },
+    };
+    if found.is_none() && w.ttl.is_none() {
+        return Err(Fail::new(format!("{}: no message found", ctx())));
+    }
+    Ok(found)
+}
+
+/// A loaded message has a size from the range, the run's TTL and a matching subject.
+fn check_loaded(m: &StoredMessage, w: &Workload, filter: Option<&str>) -> Result<(), Fail> {
+    let (len, r) = (m.payload().len(), w.sizes);
+    let bad = if !(r.min as usize..=r.max as usize).contains(&len) {
+        format!("{len} payload bytes, expected {}", r.arg())
+    } else if m.ttl != w.ttl {
+        format!("TTL {:?}, expected {:?}", m.ttl, w.ttl)
+    } else if filter.is_some_and(|f| !tidelog::subject::matches(f, m.subject())) {
+        format!("subject {} outside the filter", m.subject())
+    } else {
+        return Ok(());
+    };
+    Err(Fail::new(format!(
+        "load of sequence {} returned {bad}",
+        m.seq
+    )))
+}
+
+/// Phase 4: a clean close, then a timed `Store::open` and a count check (messages may only
+/// be missing when they had a TTL).
+fn reopen_phase(
+    store: Store,
+    stream: Stream,
+    dir: &Path,
+    args: &BenchArgs,
+    show: bool,
+) -> Result<ReopenResult, Fail> {
     store.close().context("closing the store")?;
     drop(stream);
     drop(store);
     let t = Instant::now();
-    let store = Store::open(dir, StoreOptions::default()).context("reopening the store")?;
+    let store = progress::during(show, "reopen", || Store::open(dir, StoreOptions::default()))
+        .context("reopening the store")?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let stream = store.stream(STREAM).context("reopened store")?;
-    let got = stream.state().messages;
-    if got != n {
+    let (got, n) = (stream.state().messages, args.messages);
+    if got > n || (got < n && args.ttl.is_none()) {
         return Err(Fail::new(format!(
             "reopened stream holds {got} messages, expected {n}"
         )));
@@ -436,6 +600,7 @@ fn reopen_phase(store: Store, stream: Stream, dir: &Path, n: u64) -> Result<Reop
     Ok(ReopenResult {
         ms,
         replayed_records,
+        messages: got,
     })
 }
 

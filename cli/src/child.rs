@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tidelog::{NewMessage, Store, StoreOptions, Stream, MAX_MESSAGE_LEN};
+use tidelog::{NewMessage, Store, StoreOptions, Stream};
 
 use crate::fail::{Context, Fail};
-use crate::parse::number32;
-use crate::workload::{Mode, Workload, STREAM};
+use crate::parse::{number32, size_range};
+use crate::workload::{Mode, SizeRange, Workload, STREAM};
 
 /// Acknowledged messages between progress lines.
 pub const LINE_EVERY: u64 = 10_000;
@@ -24,9 +24,8 @@ pub struct ChildArgs {
     pub dir: PathBuf,
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::None)]
     pub durability: Mode,
-    #[arg(long, value_name = "BYTES", default_value_t = 128,
-          value_parser = number32::<0, { MAX_MESSAGE_LEN as u64 }>)]
-    pub payload: u32,
+    #[arg(long, value_name = "SIZE|MIN..MAX", default_value = "128", value_parser = size_range)]
+    pub message_size: SizeRange,
     #[arg(long, value_name = "K", default_value_t = 1_000,
           value_parser = number32::<1, 10_000_000>)]
     pub subjects: u32,
@@ -41,9 +40,10 @@ pub struct ChildArgs {
     pub max_secs: u64,
 }
 
-/// Appends until killed (or a safety limit), printing `acked <count>` lines.
+/// Appends until killed (or a safety limit), printing `acked <count>` lines. Without TTLs,
+/// whatever the parent's run used: an expired message must not look like a lost one.
 pub fn run(a: &ChildArgs) -> Result<(), Fail> {
-    let w = Workload::new(a.payload as usize, a.subjects, a.durability);
+    let w = Workload::new(a.message_size, a.subjects, a.durability, None);
     let store = Store::open(&a.dir, StoreOptions::default())
         .with_context(|| format!("opening a store in {}", a.dir.display()))?;
     let stream = match store.stream(STREAM) {
@@ -62,12 +62,10 @@ fn append_until_killed(stream: &Stream, w: &Workload, a: &ChildArgs) -> Result<(
     let (mut acked, mut next_line, mut last_line) = (0u64, LINE_EVERY, Instant::now());
     while acked < a.max_messages && Instant::now() < deadline {
         if batch == 1 {
-            stream
-                .append(w.subject(acked), &[], &w.payload)
-                .context("append")?;
+            stream.append_msg(&w.message(acked)).context("append")?;
         } else {
             msgs.clear();
-            msgs.extend((acked..acked + batch).map(|i| NewMessage::new(w.subject(i), &w.payload)));
+            msgs.extend((acked..acked + batch).map(|i| w.message(i)));
             stream.append_batch(&msgs).context("append_batch")?;
         }
         acked += batch;

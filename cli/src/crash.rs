@@ -13,7 +13,7 @@ use tidelog::{Store, StoreOptions};
 
 use crate::bench::BenchArgs;
 use crate::fail::{Context, Fail};
-use crate::progress::{Bar, Unit};
+use crate::progress::{self, Bar, Unit};
 use crate::workload::{Mode, STREAM};
 
 /// Most messages the child appends before it is killed.
@@ -64,7 +64,10 @@ fn crash_and_recover(dir: &Path, args: &BenchArgs, show: bool) -> Result<CrashRe
         )));
     }
     let t = Instant::now();
-    let store = Store::open(dir, StoreOptions::default()).context("recovering after SIGKILL")?;
+    let store = progress::during(show, "recovery", || {
+        Store::open(dir, StoreOptions::default())
+    })
+    .context("recovering after SIGKILL")?;
     let recover_ms = t.elapsed().as_secs_f64() * 1e3;
     let stream = store.stream(STREAM).context("recovered store")?;
     let recovered = stream.state().messages;
@@ -128,7 +131,7 @@ fn spawn_child(dir: &Path, args: &BenchArgs, target: u64) -> Result<Child, Fail>
         .arg("--dir")
         .arg(dir)
         .args(["--durability", args.durability.name()])
-        .args(["--payload", &args.payload.to_string()])
+        .args(["--message-size", &args.sizes().arg()])
         .args(["--subjects", &args.subjects.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--max-messages", &(target * 4 + 1_000_000).to_string()])

@@ -34,8 +34,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Measure append throughput and latency, random loads, reopen and crash recovery
-    /// against the raw write speed of the same file system.
+    /// Measure append and consume throughput and latency, random loads, reopen and crash
+    /// recovery against the raw write speed of the same file system.
     #[command(long_about = BENCH_ABOUT)]
     Bench(bench::BenchArgs),
     /// Show a store: streams, config, state, top subjects, consumers, disk use against the
@@ -53,8 +53,12 @@ enum Cmd {
 }
 
 const BENCH_ABOUT: &str = "\
-Measure append throughput and latency, random loads, reopen and crash recovery against the
-raw write speed of the same file system.
+Measure append throughput and latency, consumer throughput and end-to-end latency, random
+loads, reopen and crash recovery against the raw write speed of the same file system.
+
+Workload: --messages N messages on --subjects K subjects (bench.s0, bench.s1, ...) used
+round-robin, payloads of --message-size SIZE or MIN..MAX bytes (drawn uniformly, the same
+sizes on every run), each appended with --ttl if given.
 
 Phases, in one run:
   1. raw write       sequential 1 MiB writes of about as many bytes as the store will write,
@@ -62,11 +66,25 @@ Phases, in one run:
   2. append          N messages from P producer threads (append, or append_batch when B > 1),
                      per-call latency percentiles; the final stream.sync() is included in the
                      time, so the figure covers data reaching the OS (and disk when synced)
-  3. random load     up to 1,000,000 loads of random sequences from one thread
+     consume         with --consumers C, during the appends: C threads, each with its own
+                     durable consumer (bench-c0, bench-c1, ...) reading every message that
+                     matches --filter (like C independent subscribers) in fetches of up to 256
+                     messages or 8 MiB, acknowledging as --ack says, until all are read;
+                     msgs/s per consumer and in all, fetch and ack latency, end-to-end latency
+                     (a message's stored timestamp to its fetch) and where each ack floor ended
+  3. random load     up to 1,000,000 loads of random sequences from one thread (with --filter,
+                     load_next: the first matching message at or after each)
   4. reopen          clean close, then a timed Store::open and a message count check
-  5. crash recovery  a child process appends until killed with SIGKILL; Store::open on its
-                     directory is timed and no acknowledged message may be missing
-                     (with --durability always)
+  5. crash recovery  a child process appends (same sizes, no TTL) until killed with SIGKILL;
+                     Store::open on its directory is timed and no acknowledged message may be
+                     missing (with --durability always)
+
+With --ttl, messages that expire during the run are counted (before the loads, by the reopen,
+and those no consumer received), not failures; every loaded message's TTL is checked.
+
+Latencies come from HDR histograms (p50, p99, p99.9, max). A progress bar appears on stderr
+for any phase that runs longer than a second, never with --json or when stderr is not a
+terminal. --json prints exactly one JSON object on stdout.
 
 Errors print one line on stderr; exit status 2 for bad arguments, 1 for a failed run.";
 

@@ -1,18 +1,37 @@
-//! Progress bars on stderr that appear only once a phase has run for a second.
+//! Progress bars on stderr that appear only once a phase has run for a second, and never
+//! with `--json` or when stderr is not a terminal.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::OnceLock;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How long a phase runs before its bar is drawn.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
+/// Redraw period of a spinner (a call that reports no progress of its own).
+const SPIN_EVERY: Duration = Duration::from_millis(100);
 
 /// What a bar counts.
 #[derive(Clone, Copy)]
 pub enum Unit {
     Bytes,
     Items,
+}
+
+/// Every bar is drawn through one `MultiProgress`, so bars of concurrent phases (appends
+/// and consumers) stack instead of overwriting each other's line.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
+/// Whether bars may be drawn at all; a bar in a log file is noise.
+fn drawable(enabled: bool) -> bool {
+    enabled && std::io::stderr().is_terminal()
 }
 
 /// A progress bar that stays hidden for the first second (and for good with `--json`).
@@ -30,7 +49,7 @@ impl Bar {
         Bar {
             pb,
             start: Instant::now(),
-            shown: AtomicBool::new(!enabled),
+            shown: AtomicBool::new(!drawable(enabled)),
         }
     }
 
@@ -58,7 +77,7 @@ impl Bar {
             return;
         }
         if !self.shown.swap(true, Ordering::AcqRel) {
-            self.pb.set_draw_target(ProgressDrawTarget::stderr());
+            bars().add(self.pb.clone());
         }
     }
 }
@@ -67,6 +86,39 @@ impl Drop for Bar {
     fn drop(&mut self) {
         self.pb.finish_and_clear();
     }
+}
+
+/// Runs `f`, which reports no progress (a `Store::open`), under a spinner that appears if it
+/// takes longer than a second.
+pub fn during<T>(enabled: bool, label: &'static str, f: impl FnOnce() -> T) -> T {
+    if !drawable(enabled) {
+        return f();
+    }
+    let (done, rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        // Without the spinner thread the call still runs; only the spinner is lost.
+        let _ = thread::Builder::new()
+            .name("progress".into())
+            .spawn_scoped(s, move || spin(label, &rx));
+        let r = f();
+        drop(done);
+        r
+    })
+}
+
+fn spin(label: &'static str, done: &Receiver<()>) {
+    if done.recv_timeout(SHOW_AFTER) != Err(RecvTimeoutError::Timeout) {
+        return;
+    }
+    let pb = bars().add(ProgressBar::new_spinner());
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>12} {spinner} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_prefix(label);
+    pb.enable_steady_tick(SPIN_EVERY);
+    let _ = done.recv();
+    pb.finish_and_clear();
 }
 
 fn style(unit: Unit) -> ProgressStyle {
