@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use crate::error::{DurabilityError, WriteError};
-use crate::record::Kind;
 use crate::state::Data;
 use crate::stream::Stream;
 
@@ -42,7 +41,7 @@ impl Stream {
         }
         for &(lo, hi) in &report.removed {
             for seq in lo..=hi {
-                match self.remove_damaged(seq) {
+                match self.remove_plain(seq, true) {
                     Ok(()) | Err(WriteError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -56,23 +55,6 @@ impl Stream {
             .rewrite_blocks(&blocks)
             .map_err(|e| WriteError::Durability(DurabilityError::from_io(e)))?;
         Ok(report)
-    }
-
-    /// Removes a damaged message with a plain tombstone. Its timer, if it has one, is found
-    /// by sequence: the TTL bytes in the record may be what the damage changed.
-    fn remove_damaged(&self, seq: u64) -> Result<(), WriteError> {
-        self.control(
-            Kind::Delete,
-            |st| {
-                st.find(seq)
-                    .map(|_| (seq, Vec::new()))
-                    .ok_or(WriteError::NotFound(seq))
-            },
-            |st, seq| {
-                st.timers.cancel_any(seq);
-                st.apply_remove(seq);
-            },
-        )
     }
 
     /// Ids of the blocks whose sequences overlap `ranges`, live or not.

@@ -1020,6 +1020,12 @@ impl Stream {
                 this.remove_marked(st, &[seq], true, Reason::Remove, now)
             });
         }
+        self.remove_plain(seq, false)
+    }
+
+    /// Removes one message with a plain tombstone. `damaged`: its timer is taken out by
+    /// sequence, since the TTL bytes of its record may be what the damage changed.
+    pub(crate) fn remove_plain(&self, seq: u64, damaged: bool) -> Result<(), WriteError> {
         self.control(
             Kind::Delete,
             |st| {
@@ -1028,6 +1034,9 @@ impl Stream {
                     .ok_or(WriteError::NotFound(seq))
             },
             |st, seq| {
+                if damaged {
+                    st.timers.cancel_any(seq);
+                }
                 st.apply_remove(seq);
             },
         )

@@ -218,3 +218,32 @@ fn repair_rewrites_a_block_whose_trailer_is_damaged() {
     assert!(s.recovery_report().damaged_blocks.is_empty());
     check_repaired(&s, &[]);
 }
+
+/// The damage may hit a message's TTL bytes: its timer must go with it, or the timers no
+/// longer match the log (`timers-equal-log`).
+#[test]
+fn repair_removes_the_timer_of_a_damaged_message_with_a_ttl() {
+    let mem = MemVfs::new();
+    let store = Store::open_with_vfs(DIR, Arc::new(mem.clone()), opts()).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new("s").block_size(4096).allow_msg_ttl(true))
+        .unwrap();
+    for seq in 1..=N {
+        let (subj, body) = (subject(seq), payload(seq));
+        let m = tidelog::NewMessage::new(&subj, &body).with_ttl(tidelog::Ttl::Secs(3600));
+        s.append_msg(&m).unwrap();
+    }
+    store.close().unwrap();
+    drop((s, store));
+    let disk = mem.after_crash(CrashKind::Process);
+    let file = &block_files(&disk)[1];
+    let recs = records(&read_file(&disk, file).unwrap());
+    // The last bytes before the checksum: the TTL extra.
+    let (off, len, seq) = recs[2];
+    disk.corrupt(file, off + len - 9, 0x40).unwrap();
+    let (_store, s) = open(&disk);
+    assert_eq!(s.verify().damaged, vec![(seq, seq)]);
+    s.repair().unwrap();
+    s.check_invariants().unwrap();
+    assert!(matches!(s.load(seq), Err(LoadError::NotFound(_))));
+}
