@@ -35,7 +35,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, list, median, quick, verdict};
+use common::{bench_dir, list, load_average, median, quick, verdict};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tidelog::{Durability, NewMessage, Store, StoreOptions, Stream, StreamConfig};
 
@@ -94,14 +94,6 @@ fn rates(v: &[f64]) -> String {
         .map(|r| format!("{r:.0}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn mb(b: u64) -> f64 {

@@ -64,7 +64,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{list, median, millions, quick, scaled, verdict, Fresh};
+use common::{list, load_average, median, millions, quick, scaled, verdict, Fresh};
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,14 +96,6 @@ fn large_stream() -> u64 {
         10_000_000
     };
     scaled(n)
-}
-
-/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn payload() -> Vec<u8> {

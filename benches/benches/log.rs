@@ -21,20 +21,18 @@
 
 mod common;
 
-use common::{bench_dir, Fresh, Rng};
+use common::{bench_dir, copy_dir, encoded_len, Fresh, Rng};
 
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::Path;
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use tempfile::TempDir;
-use tidelog::io::MemVfs;
 use tidelog::{Durability, NewMessage, Store, StoreOptions, Stream, StreamConfig};
 
 const PAYLOAD: usize = 128;
@@ -70,18 +68,6 @@ fn subjects() -> Vec<String> {
 
 fn payload() -> Vec<u8> {
     (0..PAYLOAD).map(|i| (i as u8).wrapping_mul(37)).collect()
-}
-
-/// Encoded bytes of one benchmark message, as the engine counts them.
-fn encoded_len(subject: &str, payload: &[u8]) -> u64 {
-    let opts = StoreOptions {
-        manual_maintenance: true,
-        ..Default::default()
-    };
-    let store = Store::open_with_vfs("/m", Arc::new(MemVfs::new()), opts).unwrap();
-    let s = store.create_stream(StreamConfig::new("m")).unwrap();
-    s.append(subject, b"", payload).unwrap();
-    s.state().bytes
 }
 
 fn bench_append(c: &mut Criterion) {
@@ -274,19 +260,6 @@ fn crash_image(n: u64, checkpoint_every: Option<u64>) -> TempDir {
     std::mem::forget(s);
     std::mem::forget(store);
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn bench_reopen(c: &mut Criterion) {

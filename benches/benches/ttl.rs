@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{bench_dir, median, millions, quick, scaled, Fresh, Rng};
+use common::{bench_dir, median, millions, quick, scaled, selected, Fresh, Rng};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,53 +58,6 @@ const T0: i64 = 1_750_000_000 * NS + NS / 4;
 
 fn env_off(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("0")
-}
-
-/// Whether a printed report named `id` runs: not when listing, and with filters on the command
-/// line only when one of them is a substring of `id` (or equals it, with `--exact`).
-fn selected(id: &str) -> bool {
-    const TAKES_VALUE: &[&str] = &[
-        "-c",
-        "--color",
-        "-s",
-        "--save-baseline",
-        "-b",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--format",
-        "--profile-time",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--plotting-backend",
-        "--output-format",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        return false;
-    }
-    let exact = args.iter().any(|a| a == "--exact");
-    let mut filters = Vec::new();
-    let mut value_next = false;
-    for a in &args {
-        if std::mem::take(&mut value_next) {
-            continue;
-        }
-        if a.starts_with('-') {
-            value_next = TAKES_VALUE.contains(&a.as_str());
-        } else {
-            filters.push(a.as_str());
-        }
-    }
-    filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| if exact { id == *f } else { id.contains(f) })
 }
 
 fn subjects() -> Vec<String> {

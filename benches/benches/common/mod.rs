@@ -1,8 +1,10 @@
 //! Shared by the benchmark binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::TempDir;
+use tidelog::io::MemVfs;
 use tidelog::{Store, StoreOptions, Stream, StreamConfig};
 
 /// A fresh directory under `TIDELOG_BENCH_DIR`, or the system temporary directory.
@@ -119,4 +121,91 @@ pub fn list(v: &[f64], decimals: usize) -> String {
         .map(|r| format!("{r:.decimals$}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Encoded bytes of one message, as the engine counts them (`StreamState::bytes`).
+#[allow(dead_code)]
+pub fn encoded_len(subject: &str, payload: &[u8]) -> u64 {
+    let opts = StoreOptions {
+        manual_maintenance: true,
+        ..Default::default()
+    };
+    let store = Store::open_with_vfs("/m", Arc::new(MemVfs::new()), opts).unwrap();
+    let s = store.create_stream(StreamConfig::new("m")).unwrap();
+    s.append(subject, b"", payload).unwrap();
+    s.state().bytes
+}
+
+/// Copies the tree `from` to `to` (a crash image, so every reopen works on a copy).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+#[allow(dead_code)]
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether the work named `id` runs: not when listing, and with filters on the command line
+/// only when one of them is a substring of `id` (or equals it, with `--exact`). For set-up
+/// that criterion's own filter cannot skip (printed reports, fixtures whose size must be
+/// known before a benchmark starts); criterion's regular expressions are not understood.
+#[allow(dead_code)]
+pub fn selected(id: &str) -> bool {
+    const TAKES_VALUE: &[&str] = &[
+        "-c",
+        "--color",
+        "-s",
+        "--save-baseline",
+        "-b",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--format",
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+        "--output-format",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        return false;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let mut filters = Vec::new();
+    let mut value_next = false;
+    for a in &args {
+        if std::mem::take(&mut value_next) {
+            continue;
+        }
+        if a.starts_with('-') {
+            value_next = TAKES_VALUE.contains(&a.as_str());
+        } else {
+            filters.push(a.as_str());
+        }
+    }
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| if exact { id == *f } else { id.contains(f) })
 }
