@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::thread::{self, Scope, ScopedJoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tidelog::{Consumer, LoadError, NewMessage, Store, StoreOptions, StoredMessage, Stream};
@@ -23,14 +23,17 @@ use crate::crash;
 use crate::fail::{Context, Fail};
 use crate::progress::{self, Bar, Unit};
 use crate::report::{self, Report};
+use crate::show;
 use crate::workload::{share, Workload, XorShift, STREAM};
 
 /// Most random loads of the load phase.
 const MAX_LOADS: u64 = 1_000_000;
 /// Size of one raw write.
 const CHUNK: usize = 1 << 20;
-/// Messages a producer appends between progress updates.
+/// Messages a producer appends (or loads the load phase makes) between progress updates...
 const PROGRESS_EVERY: u64 = 1024;
+/// ...unless this much time passed first (large messages or slow syncs).
+const PROGRESS_AFTER: Duration = Duration::from_millis(100);
 
 /// Where the run keeps its files.
 struct WorkDir {
@@ -98,7 +101,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Fail> {
     let work = WorkDir::prepare(args.dir.as_deref())?;
     let w = Workload::new(args.sizes(), args.subjects, args.durability, args.ttl);
     let show = !args.json;
-    let raw = raw_write(&work.path, w.record_bytes(args.messages), show)?;
+    let need = w.record_bytes(args.messages);
+    check_space(&work.path, need)?;
+    let raw = raw_write(&work.path, need, show)?;
     let store = Store::open(&work.path, StoreOptions::default())
         .with_context(|| format!("opening a store in {}", work.path.display()))?;
     let io_backend = store.io_backend().to_string();
@@ -178,6 +183,26 @@ fn create_stream(store: &Store, w: &Workload, dir: &Path) -> Result<Stream, Fail
     store
         .create_stream(w.config())
         .context("creating stream \"bench\"")
+}
+
+/// Fails at once when the run cannot fit in `dir`: the raw write and then the store each
+/// write about `need` bytes, and a run that does not fit would only fail once it has filled
+/// the disk. Free space that cannot be read is no reason not to try.
+fn check_space(dir: &Path, need: u64) -> Result<(), Fail> {
+    let Ok(fs) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if need <= free {
+        return Ok(());
+    }
+    Err(Fail::new(format!(
+        "the run writes about {} to {} but only {} is free there; use fewer --messages or a \
+         smaller --message-size",
+        show::bytes(need),
+        dir.display(),
+        show::bytes(free)
+    )))
 }
 
 /// Removes a file when dropped.
@@ -440,6 +465,7 @@ impl Producer<'_> {
         let mut hist = new_histogram()?;
         let mut msgs: Vec<NewMessage<'_>> = Vec::with_capacity(self.batch as usize);
         let (mut i, mut calls, mut unreported) = (self.range.start, 0, 0);
+        let mut reported = Instant::now();
         while i < self.range.end && !self.sig.stop.load(Ordering::Relaxed) {
             let n = self.batch.min(self.range.end - i);
             let t = if self.batch == 1 {
@@ -453,10 +479,12 @@ impl Producer<'_> {
                 self.append_batch(&msgs)?;
                 t
             };
-            hist.saturating_record(t.elapsed().as_nanos() as u64);
+            let now = Instant::now();
+            hist.saturating_record((now - t).as_nanos() as u64);
             (i, calls, unreported) = (i + n, calls + 1, unreported + n);
-            if unreported >= PROGRESS_EVERY {
+            if unreported >= PROGRESS_EVERY || now - reported >= PROGRESS_AFTER {
                 self.bar.inc(std::mem::take(&mut unreported));
+                reported = now;
             }
         }
         self.bar.inc(unreported);
@@ -507,17 +535,25 @@ fn load_phase(
     let bar = Bar::new(show, "random load", loads, Unit::Items);
     let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let filter = args.filter.as_deref();
-    let mut missing = 0;
+    let (mut missing, mut unreported) = (0, 0);
+    // Reading the clock costs about as much as loading a small message, so it is read only
+    // every 64 loads of those; loads of large ones can be slow enough to need every check.
+    let clock_every = if w.sizes.max >= 1 << 16 { 1 } else { 64 };
     let start = Instant::now();
-    for k in 0..loads {
+    let mut reported = start;
+    for _ in 0..loads {
         // A new stream numbers its messages from 1.
         let seq = 1 + rng.next() % n;
         match load_one(stream, w, filter, seq)? {
             Some(m) => check_loaded(&m, w, filter)?,
             None => missing += 1,
         }
-        if k % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
-            bar.inc(PROGRESS_EVERY);
+        unreported += 1;
+        if unreported >= PROGRESS_EVERY
+            || (unreported % clock_every == 0 && reported.elapsed() >= PROGRESS_AFTER)
+        {
+            bar.inc(std::mem::take(&mut unreported));
+            reported = Instant::now();
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -581,7 +617,8 @@ fn reopen_phase(
     args: &BenchArgs,
     show: bool,
 ) -> Result<ReopenResult, Fail> {
-    store.close().context("closing the store")?;
+    // Closing syncs and checkpoints everything appended, which can take a while.
+    progress::during(show, "close", || store.close()).context("closing the store")?;
     drop(stream);
     drop(store);
     let t = Instant::now();
@@ -607,4 +644,17 @@ fn reopen_phase(
 /// A rate, safe for a zero duration.
 pub fn per_sec(count: f64, secs: f64) -> f64 {
     count / secs.max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_cannot_fit_fails_before_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(check_space(dir.path(), 1).is_ok());
+        let e = check_space(dir.path(), u64::MAX).expect_err("no disk is that large");
+        assert!(e.to_string().contains("is free there"), "{e}");
+    }
 }

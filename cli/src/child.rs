@@ -55,12 +55,13 @@ pub fn run(a: &ChildArgs) -> Result<(), Fail> {
 }
 
 fn append_until_killed(stream: &Stream, w: &Workload, a: &ChildArgs) -> Result<(), Fail> {
-    let deadline = Instant::now() + Duration::from_secs(a.max_secs);
+    // None: a limit too far off for the clock to hold is no limit.
+    let deadline = Instant::now().checked_add(Duration::from_secs(a.max_secs));
     let batch = u64::from(a.batch);
     let mut out = std::io::stdout().lock();
     let mut msgs: Vec<NewMessage<'_>> = Vec::with_capacity(a.batch as usize);
     let (mut acked, mut next_line, mut last_line) = (0u64, LINE_EVERY, Instant::now());
-    while acked < a.max_messages && Instant::now() < deadline {
+    while acked < a.max_messages && deadline.is_none_or(|d| Instant::now() < d) {
         if batch == 1 {
             stream.append_msg(&w.message(acked)).context("append")?;
         } else {

@@ -8,6 +8,7 @@ use tidelog::{QueryError, StoredMessage, Stream, Ttl};
 
 use crate::fail::{chain, Context, Fail};
 use crate::open;
+use crate::out;
 use crate::parse::number;
 use crate::show;
 
@@ -40,41 +41,55 @@ fn filter(s: &str) -> Result<String, String> {
 
 pub fn run(a: &DumpArgs) -> Result<(), Fail> {
     let store = open::existing(&a.dir)?;
-    let s = open::stream(&store, &a.stream)?;
-    let mut out = BufWriter::new(io::stdout().lock());
-    let shown = walk(&s, a, &mut out);
-    // A closed pipe (`| head`) ends the dump quietly: the reader has what it wanted.
-    match shown.and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        r => r.context("writing to stdout")?,
-    }
-    drop(out);
-    store.close().context("closing the store")
+    let r = open::stream(&store, &a.stream).and_then(|s| dump(&s, a));
+    open::leave(store);
+    r
 }
 
-fn walk(s: &Stream, a: &DumpArgs, out: &mut impl Write) -> io::Result<()> {
+fn dump(s: &Stream, a: &DumpArgs) -> Result<(), Fail> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    if walk(s, a, &mut out)? == Walk::ReaderGone {
+        return Ok(());
+    }
+    out::quiet_pipe(out.flush()).context("writing to stdout")
+}
+
+#[derive(PartialEq)]
+enum Walk {
+    Done,
+    /// Stdout was closed (`| head`): the reader has what it wanted, so the dump ends quietly.
+    ReaderGone,
+}
+
+fn walk(s: &Stream, a: &DumpArgs, out: &mut impl Write) -> Result<Walk, Fail> {
     let mut from = a.from;
     let mut left = a.limit.unwrap_or(u64::MAX);
     while left > 0 {
-        match s.load_next(&a.filter, from) {
-            Ok(Some(m)) => {
-                from = m.seq.saturating_add(1);
-                message(out, &m, a.json)?;
-            }
+        let (seq, written) = match s.load_next(&a.filter, from) {
+            Ok(Some(m)) => (m.seq, message(out, &m, a.json)),
             Ok(None) => break,
             // Damage costs that message only: say so in place and go on.
-            Err(QueryError::Corrupt(seq)) => {
-                from = seq.saturating_add(1);
-                damaged(out, seq, a.json)?;
+            Err(QueryError::Corrupt(seq)) => (seq, damaged(out, seq, a.json)),
+            Err(e) => {
+                return Err(Fail::new(format!(
+                    "reading stream {} from sequence {from}: {}",
+                    s.name(),
+                    chain(&e)
+                )))
             }
-            Err(e) => return Err(io::Error::other(chain(&e))),
+        };
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Walk::ReaderGone),
+            r => r.context("writing to stdout")?,
         }
-        left -= 1;
-        if from == u64::MAX {
+        // `max`: the walk only ever moves forward, whatever sequence the store names.
+        let Some(next) = seq.max(from).checked_add(1) else {
             break;
-        }
+        };
+        from = next;
+        left -= 1;
     }
-    Ok(())
+    Ok(Walk::Done)
 }
 
 fn message(out: &mut impl Write, m: &StoredMessage, json: bool) -> io::Result<()> {
@@ -99,7 +114,7 @@ fn message(out: &mut impl Write, m: &StoredMessage, json: bool) -> io::Result<()
         "{} {} {}{flags} ({} B)",
         m.seq,
         show::time(m.ts),
-        m.subject(),
+        show::escaped(m.subject().as_bytes()),
         m.payload().len()
     )?;
     if !m.headers().is_empty() {

@@ -4,10 +4,11 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use tidelog::{Store, Stream};
+use tidelog::{Store, Stream, DEFAULT_BUDGET_PERCENT};
 
 use crate::fail::{chain, Context, Fail};
 use crate::open;
+use crate::out;
 use crate::parse::number;
 use crate::show;
 
@@ -28,27 +29,34 @@ pub struct InfoArgs {
 
 pub fn run(a: &InfoArgs) -> Result<(), Fail> {
     let store = open::existing(&a.dir)?;
-    let streams = open::streams(&store, a.stream.as_deref())?;
+    let r = describe(&store, a).and_then(|v| {
+        out::print(&match a.json {
+            true => v.to_string(),
+            false => human(&v),
+        })
+    });
+    open::leave(store);
+    r
+}
+
+fn describe(store: &Store, a: &InfoArgs) -> Result<Value, Fail> {
+    let streams = open::streams(store, a.stream.as_deref())?;
     let infos = streams
         .iter()
         .map(|s| stream_info(s, a.top as usize))
         .collect::<Result<Vec<_>, _>>()?;
-    let v = json!({
+    Ok(json!({
         "dir": store.dir().display().to_string(),
         "io_backend": store.io_backend().to_string(),
-        "budget": budget(&store),
+        "budget": budget(store),
         "damaged_streams": store.damaged_streams().iter()
             .map(|d| json!({"name": d.name, "why": d.why})).collect::<Vec<_>>(),
         "streams": infos,
-    });
-    let text = match a.json {
-        true => v.to_string(),
-        false => human(&v),
-    };
-    println!("{text}");
-    store.close().context("closing the store")
+    }))
 }
 
+/// The budget as this command's open resolved it: the default share of the file system. The
+/// store keeps no budget on disk, so the host's own (if it sets one) cannot be known here.
 fn budget(store: &Store) -> Value {
     let b = store.budget();
     json!({
@@ -57,6 +65,7 @@ fn budget(store: &Store) -> Value {
         "used": b.used,
         "retiring": b.retiring,
         "used_percent": 100.0 * b.used as f64 / b.max_bytes.max(1) as f64,
+        "default_percent_of_file_system": DEFAULT_BUDGET_PERCENT,
     })
 }
 
@@ -115,10 +124,12 @@ fn human(v: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "  disk         {} used of a {} budget ({:.1}%), {} reserved, {} retiring",
+        "  disk         {} used of a {} budget ({:.1}%; the default, {}% of the file system), \
+         {} reserved, {} retiring",
         show::bytes(show::num(&b["used"])),
         show::bytes(show::num(&b["max_bytes"])),
         b["used_percent"].as_f64().unwrap_or(0.0),
+        show::num(&b["default_percent_of_file_system"]),
         show::bytes(show::num(&b["reserve"])),
         show::bytes(show::num(&b["retiring"])),
     );
@@ -142,16 +153,7 @@ fn human(v: &Value) -> String {
 fn stream_text(s: &mut String, v: &Value) {
     let st = &v["state"];
     let _ = writeln!(s, "stream {}", show::text(&v["name"]));
-    let _ = writeln!(
-        s,
-        "  messages     {} ({}), sequences {}..{}, {} deleted, {} blocks",
-        show::num(&st["messages"]),
-        show::bytes(show::num(&st["bytes"])),
-        show::num(&st["first_seq"]),
-        show::num(&st["last_seq"]),
-        show::num(&st["num_deleted"]),
-        show::num(&st["blocks"]),
-    );
+    messages_line(s, st);
     if show::num(&st["messages"]) > 0 {
         let (first, last) = (show::int(&st["first_ts"]), show::int(&st["last_ts"]));
         let _ = writeln!(
@@ -169,14 +171,7 @@ fn stream_text(s: &mut String, v: &Value) {
         show::text(&st["bound_by"]),
         show::bytes(show::sum(&v["index_memory"])),
     );
-    let rec = &v["recovery"];
-    let _ = writeln!(
-        s,
-        "  last open    {} records replayed, {} torn bytes cut, lost {}",
-        show::num(&rec["replayed_records"]),
-        show::num(&rec["torn_bytes"]),
-        show::ranges(&rec["lost"]),
-    );
+    recovery_line(s, &v["recovery"]);
     let _ = writeln!(s, "  config");
     show::fields(s, "    ", &v["config"]);
     let top = v["top_subjects"].as_array().map_or(&[][..], Vec::as_slice);
@@ -195,6 +190,51 @@ fn stream_text(s: &mut String, v: &Value) {
         );
     }
     consumers_text(s, v);
+}
+
+fn messages_line(s: &mut String, st: &Value) {
+    let blocks = show::count(show::num(&st["blocks"]), "block");
+    let last = show::num(&st["last_seq"]);
+    if show::num(&st["messages"]) == 0 {
+        // `first_seq..last_seq` would read backwards (`51..50`) for a stream emptied by removals.
+        let _ = writeln!(s, "  messages     0 (last sequence {last}), {blocks}");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "  messages     {} ({}), sequences {}..{last}, {} deleted, {blocks}",
+        show::num(&st["messages"]),
+        show::bytes(show::num(&st["bytes"])),
+        show::num(&st["first_seq"]),
+        show::num(&st["num_deleted"]),
+    );
+}
+
+/// What opening the stream for this command found; damage is flagged for `verify`.
+fn recovery_line(s: &mut String, rec: &Value) {
+    let mut damage = String::new();
+    if rec["damaged_blocks"]
+        .as_array()
+        .is_some_and(|b| !b.is_empty())
+    {
+        damage.push_str(&format!(
+            ", DAMAGED blocks {}",
+            show::ids(&rec["damaged_blocks"])
+        ));
+    }
+    if !rec["checkpoint_error"].is_null() {
+        damage.push_str(", checkpoint DAMAGED");
+    }
+    if !damage.is_empty() || !show::ranges(&rec["lost"]).eq("none") {
+        damage.push_str(" (see 'tidelog verify')");
+    }
+    let _ = writeln!(
+        s,
+        "  last open    {} records replayed, {} torn bytes cut, lost {}{damage}",
+        show::num(&rec["replayed_records"]),
+        show::num(&rec["torn_bytes"]),
+        show::ranges(&rec["lost"]),
+    );
 }
 
 fn consumers_text(s: &mut String, v: &Value) {

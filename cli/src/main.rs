@@ -7,6 +7,7 @@ mod dump;
 mod fail;
 mod info;
 mod open;
+mod out;
 mod parse;
 mod progress;
 mod report;
@@ -94,11 +95,15 @@ is read), checkpoints, stream metadata, consumer state files, and the counters a
 blocks. Damage is reported as the exact sequences it cost.
 
 The store is opened as the engine opens it (recovery cuts a torn tail left by a crash, which
-held nothing acknowledged), so the broker must not have it open. No expiry or compaction runs.
+held nothing acknowledged; messages past their stream's limits or TTL go), so the broker must
+not have it open. No compaction runs. Without --repair no checkpoint is written at the end, so
+what recovery found is found again by the next run (info and dump leave the store the same
+way).
 
 With --repair, damaged messages are removed and the blocks that held them are rewritten
-without them, keeping every good record; the store is then checked again. Unreadable stream
-metadata and consumer state files are reported, not repaired.
+without them, keeping every good record, and an unreadable checkpoint is replaced; the store
+is then checked again. Unreadable stream metadata and consumer state files are reported, not
+repaired.
 
 Exit status: 0 sound (after any repair), 3 damaged, 1 the check could not run, 2 bad
 arguments.";
@@ -153,7 +158,9 @@ fn one_line(rendered: &str) -> String {
         .collect();
     let msg = first.join(" ");
     let msg = msg.strip_prefix("error: ").unwrap_or(&msg).to_owned();
-    let cmd = match std::env::args().nth(1).as_deref() {
+    // `args_os`: `env::args` panics on an argument that is not UTF-8.
+    let first = std::env::args_os().nth(1);
+    let cmd = match first.as_ref().and_then(|a| a.to_str()) {
         Some(c @ ("bench" | "info" | "verify" | "dump")) => format!("tidelog {c}"),
         _ => "tidelog".to_owned(),
     };

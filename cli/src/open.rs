@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
-use tidelog::{Store, StoreError, StoreOptions, Stream};
+use tidelog::{DamagedStream, Store, StoreError, StoreOptions, Stream};
 
 use crate::fail::{chain, Fail};
 
 /// Opens the store at `dir`, which must already be one: inspecting a typo must not create an
-/// empty store. No maintenance thread runs, so nothing is expired or compacted behind the
-/// command's back; open itself recovers as any open does (see `docs/durability.md`).
+/// empty store. No maintenance thread runs, so nothing is compacted behind the command's back;
+/// open itself recovers, and applies limits and TTLs, as any open does (see
+/// `docs/durability.md`).
 pub fn existing(dir: &Path) -> Result<Store, Fail> {
     if !dir.join("streams").is_dir() {
         let why = match dir.metadata() {
@@ -38,8 +39,28 @@ pub fn existing(dir: &Path) -> Result<Store, Fail> {
     })
 }
 
+/// Ends a command that only read the store, without closing it. Closing checkpoints every
+/// stream, and a checkpoint keeps only the outcome of this open's recovery: the sequences it
+/// lost become plain deletions and damaged blocks are no longer named, so a later `verify`
+/// could not report them nor `verify --repair` rewrite them. Ending unclosed is what a crash
+/// does, which every open handles; the next open recovers the same way again.
+pub fn leave(store: Store) {
+    std::mem::forget(store);
+}
+
+/// The stream `name` when the store could not open it because its metadata is damaged.
+pub fn damaged(store: &Store, name: &str) -> Option<DamagedStream> {
+    store.damaged_streams().into_iter().find(|d| d.name == name)
+}
+
 /// The stream called `name`, with the store's stream names in the error when there is none.
 pub fn stream(store: &Store, name: &str) -> Result<Stream, Fail> {
+    if let Some(d) = damaged(store, name) {
+        return Err(Fail::new(format!(
+            "stream {name} is damaged and was not opened: {} (see 'tidelog verify')",
+            d.why
+        )));
+    }
     store.stream(name).map_err(|e| {
         let mut names = store.stream_names();
         names.sort();

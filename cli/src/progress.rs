@@ -2,17 +2,16 @@
 //! with `--json` or when stderr is not a terminal.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How long a phase runs before its bar is drawn.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
-/// Redraw period of a spinner (a call that reports no progress of its own).
+/// Redraw period of a shown bar, and of a spinner (a call that reports no progress of its own).
 const SPIN_EVERY: Duration = Duration::from_millis(100);
 
 /// What a bar counts.
@@ -34,11 +33,14 @@ fn drawable(enabled: bool) -> bool {
     enabled && std::io::stderr().is_terminal()
 }
 
-/// A progress bar that stays hidden for the first second (and for good with `--json`).
+/// A progress bar that stays hidden for the first second (and for good with `--json`). A
+/// timer reveals it, so a phase that reports nothing for a while (one long fdatasync, or the
+/// first batch of huge messages) still shows its bar, and a steady tick keeps it moving.
 pub struct Bar {
     pb: ProgressBar,
-    start: Instant,
-    shown: AtomicBool,
+    /// Dropping the sender tells the timer the phase is over.
+    done: Mutex<Option<Sender<()>>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Bar {
@@ -46,46 +48,67 @@ impl Bar {
         let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
         pb.set_style(style(unit));
         pb.set_prefix(label);
+        // An empty bar (no consumers to count) has nothing to show.
+        let (done, timer) = match drawable(enabled) && len > 0 {
+            true => reveal_later(&pb),
+            false => (None, None),
+        };
         Bar {
             pb,
-            start: Instant::now(),
-            shown: AtomicBool::new(!drawable(enabled)),
+            done: Mutex::new(done),
+            timer: Mutex::new(timer),
         }
     }
 
     pub fn inc(&self, n: u64) {
         self.pb.inc(n);
-        self.reveal();
     }
 
     pub fn set(&self, pos: u64) {
         self.pb.set_position(pos);
-        self.reveal();
     }
 
     pub fn message(&self, msg: &'static str) {
         self.pb.set_message(msg);
-        self.reveal();
     }
 
+    /// Ends the phase: the timer is stopped (and waited for, so it cannot reveal the bar
+    /// afterwards), then the bar is cleared.
     pub fn finish(&self) {
+        drop(take(&self.done));
+        if let Some(t) = take(&self.timer) {
+            let _ = t.join();
+        }
         self.pb.finish_and_clear();
-    }
-
-    fn reveal(&self) {
-        if self.shown.load(Ordering::Relaxed) || self.start.elapsed() < SHOW_AFTER {
-            return;
-        }
-        if !self.shown.swap(true, Ordering::AcqRel) {
-            bars().add(self.pb.clone());
-        }
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.pb.finish_and_clear();
+        self.finish();
     }
+}
+
+/// The value in `m`, whatever a panicking holder left (a bar is only drawing).
+fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// A thread that draws `pb` if the phase is still running after `SHOW_AFTER`. Without the
+/// thread the phase still runs; only its bar is lost.
+fn reveal_later(pb: &ProgressBar) -> (Option<Sender<()>>, Option<JoinHandle<()>>) {
+    let (done, rx) = mpsc::channel::<()>();
+    let pb = pb.clone();
+    let timer = thread::Builder::new()
+        .name("progress".into())
+        .spawn(move || {
+            if rx.recv_timeout(SHOW_AFTER) == Err(RecvTimeoutError::Timeout) {
+                bars().add(pb.clone());
+                pb.enable_steady_tick(SPIN_EVERY);
+            }
+        })
+        .ok();
+    (Some(done), timer)
 }
 
 /// Runs `f`, which reports no progress (a `Store::open`), under a spinner that appears if it

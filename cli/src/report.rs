@@ -1,7 +1,6 @@
 //! The results of `tidelog bench`, as a human summary or one JSON object.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
@@ -13,6 +12,7 @@ use crate::bench::{
 };
 use crate::crash::CrashResult;
 use crate::fail::{Context, Fail};
+use crate::out;
 
 const MB: f64 = 1e6;
 
@@ -95,16 +95,11 @@ fn quantiles(h: &Histogram<u64>) -> [f64; 4] {
 /// Prints the report on stdout: JSON with `--json`, a summary otherwise.
 pub fn print(r: &Report<'_>) -> Result<(), Fail> {
     let text = if r.args.json {
-        let mut s = serde_json::to_string(&to_json(r)).context("encoding JSON")?;
-        s.push('\n');
-        s
+        serde_json::to_string(&to_json(r)).context("encoding JSON")?
     } else {
-        human(r)
+        human(r).trim_end().to_owned()
     };
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .context("writing the report")
+    out::print(&text)
 }
 
 fn round3(x: f64) -> f64 {

@@ -31,8 +31,18 @@ pub fn time(ns: i64) -> String {
     }
 }
 
+/// `1 block`, `7 blocks`.
+pub fn count(n: u64, word: &str) -> String {
+    match n {
+        1 => format!("1 {word}"),
+        n => format!("{n} {word}s"),
+    }
+}
+
 /// Bytes as text when they are printable UTF-8, otherwise with `\xNN` escapes; the
-/// operator reads it, so control characters never reach the terminal raw.
+/// operator reads it, so control characters (C1 ones too: U+009B starts an escape sequence
+/// on some terminals) and the direction overrides that make text display in another order
+/// than it is stored never reach the terminal raw.
 pub fn escaped(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
@@ -42,7 +52,7 @@ pub fn escaped(b: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if c.is_control() => {
+                c if c.is_control() || reorders(c) => {
                     let _ = write!(out, "\\u{{{:x}}}", c as u32);
                 }
                 c => out.push(c),
@@ -53,6 +63,14 @@ pub fn escaped(b: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Bidirectional marks, embeddings, overrides and isolates.
+fn reorders(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Bytes for JSON: a string when UTF-8, otherwise `{"hex": "..."}`, so nothing is lost.
@@ -99,7 +117,8 @@ fn flatten(rows: &mut Vec<(String, String)>, prefix: &str, v: &Value) {
 /// A serialized `std::time::Duration` (`{"secs", "nanos"}`) as `1m 30s`.
 fn duration(v: &Value) -> Option<String> {
     let o = v.as_object().filter(|o| o.len() == 2)?;
-    let d = Duration::new(o.get("secs")?.as_u64()?, o.get("nanos")?.as_u64()? as u32);
+    let secs = Duration::from_secs(o.get("secs")?.as_u64()?);
+    let d = secs.checked_add(Duration::from_nanos(o.get("nanos")?.as_u64()?))?;
     Some(humantime::format_duration(d).to_string())
 }
 
@@ -124,10 +143,11 @@ fn list(v: &Value, f: impl Fn(&Value) -> String) -> String {
     }
 }
 
-/// A JSON string bare, anything else as JSON.
+/// A JSON string bare (escaped as [`escaped`] does: subjects and names come from the store),
+/// anything else as JSON.
 pub fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => escaped(s.as_bytes()),
         v => v.to_string(),
     }
 }
@@ -161,6 +181,16 @@ mod tests {
         assert_eq!(time(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(time(-5), "-5 ns");
         assert_eq!(escaped(b"a\n\x01\xffz"), "a\\n\\u{1}\\xffz");
+        assert_eq!(
+            escaped("a\u{9b}b\u{202e}c".as_bytes()),
+            "a\\u{9b}b\\u{202e}c"
+        );
+        assert_eq!(escaped("é ü 日本".as_bytes()), "é ü 日本");
+        assert_eq!(text(&Value::from("x\u{1b}[2J")), "x\\u{1b}[2J");
+        assert_eq!(
+            (count(1, "block"), count(0, "block")),
+            ("1 block".into(), "0 blocks".into())
+        );
         assert_eq!(json_bytes(b"ok"), Value::from("ok"));
         assert_eq!(json_bytes(b"\xff"), serde_json::json!({"hex": "ff"}));
         let mut s = String::new();

@@ -6,11 +6,12 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use tidelog::Stream;
+use tidelog::{Store, Stream};
 
 use crate::fail::{Context, Fail};
 use crate::open;
-use crate::show::{ids, ranges, text};
+use crate::out;
+use crate::show::{escaped, ids, ranges, text};
 
 /// Exit status when damage was found (and, with `--repair`, remains).
 pub const DAMAGED: u8 = 3;
@@ -34,46 +35,68 @@ pub struct VerifyArgs {
 /// Runs the check; `Ok(true)` when the store is sound (after any repair).
 pub fn run(a: &VerifyArgs) -> Result<bool, Fail> {
     let store = open::existing(&a.dir)?;
-    let streams = open::streams(&store, a.stream.as_deref())?;
-    let mut results = Vec::new();
-    let mut sound = true;
-    for s in &streams {
-        let mut v = check(s);
-        if a.repair && !is_sound(&v) {
-            let repaired = s
-                .repair()
-                .with_context(|| format!("repairing stream {}", s.name()))?;
-            let mut again = check(s);
-            again["repair"] = json!(repaired);
-            // What this open's recovery lost stays part of the story after the repair.
-            again["recovery"] = v["recovery"].take();
-            v = again;
-        }
-        sound &= is_sound(&v);
-        results.push(v);
+    let sound = check_store(&store, a);
+    if !a.repair {
+        open::leave(store);
+        return sound;
     }
-    let damaged_streams: Vec<Value> = match a.stream {
+    // A repair wrote: closing makes its checkpoint the one the next open starts from.
+    let closed = store.close().context("closing the store");
+    let sound = sound?;
+    closed.map(|()| sound)
+}
+
+/// Checks (and with `--repair` repairs) the streams `a` names, prints the findings and says
+/// whether all is sound.
+fn check_store(store: &Store, a: &VerifyArgs) -> Result<bool, Fail> {
+    // A named stream the store could not open is a finding, like any other damage.
+    let named_damaged = a.stream.as_deref().and_then(|n| open::damaged(store, n));
+    let streams = match named_damaged {
         Some(_) => Vec::new(),
-        None => store
-            .damaged_streams()
-            .iter()
-            .map(|d| json!({"name": d.name, "why": d.why}))
-            .collect(),
+        None => open::streams(store, a.stream.as_deref())?,
     };
-    sound &= damaged_streams.is_empty();
+    let results = streams
+        .iter()
+        .map(|s| checked(s, a.repair))
+        .collect::<Result<Vec<_>, _>>()?;
+    let damaged = match a.stream {
+        Some(_) => named_damaged.into_iter().collect(),
+        None => store.damaged_streams(),
+    };
+    let damaged_streams: Vec<Value> = damaged
+        .iter()
+        .map(|d| json!({"name": d.name, "why": d.why}))
+        .collect();
+    let sound = damaged_streams.is_empty() && results.iter().all(is_sound);
     let v = json!({
         "dir": store.dir().display().to_string(),
         "sound": sound,
         "damaged_streams": damaged_streams,
         "streams": results,
     });
-    let text = match a.json {
+    out::print(&match a.json {
         true => v.to_string(),
         false => human(&v),
-    };
-    println!("{text}");
-    store.close().context("closing the store")?;
+    })?;
     Ok(sound)
+}
+
+/// One stream's findings; with `repair`, a damaged stream is repaired and checked again.
+fn checked(s: &Stream, repair: bool) -> Result<Value, Fail> {
+    let mut v = check(s);
+    if !repair || is_sound(&v) {
+        return Ok(v);
+    }
+    let what = |doing: &str| format!("{doing} stream {}", s.name());
+    let repaired = s.repair().with_context(|| what("repairing"))?;
+    // Replaces a checkpoint recovery could not read, and records the repair.
+    s.checkpoint().with_context(|| what("checkpointing"))?;
+    let mut again = check(s);
+    again["repair"] = json!(repaired);
+    again["repair"]["checkpoint_rewritten"] = json!(!v["recovery"]["checkpoint_error"].is_null());
+    // What this open's recovery found stays part of the story after the repair.
+    again["recovery"] = v["recovery"].take();
+    Ok(again)
 }
 
 /// Everything checkable about one stream: what this open's recovery found, every live
@@ -100,16 +123,19 @@ fn check(s: &Stream) -> Value {
     })
 }
 
-/// Sound: no damaged record, no broken invariant, no unreadable consumer. What recovery lost
-/// at this open is reported, but once repaired it no longer makes the stream unsound. A torn
-/// tail is what a crash leaves; it held nothing acknowledged.
+/// Sound: no damaged record, no broken invariant, no unreadable consumer. What recovery found
+/// at this open (lost sequences, damaged blocks, an unreadable checkpoint) is reported, but
+/// once repaired it no longer makes the stream unsound. A torn tail is what a crash leaves; it
+/// held nothing acknowledged.
 fn is_sound(v: &Value) -> bool {
     let empty = |x: &Value| x.as_array().is_none_or(Vec::is_empty);
-    let repaired = v.get("repair").is_some();
+    let rec = &v["recovery"];
+    let recovered_clean =
+        empty(&rec["lost"]) && empty(&rec["damaged_blocks"]) && rec["checkpoint_error"].is_null();
     empty(&v["damaged"])
         && v["invariants"].is_null()
         && empty(&v["damaged_consumers"])
-        && (repaired || (empty(&v["recovery"]["lost"]) && empty(&v["recovery"]["damaged_blocks"])))
+        && (v.get("repair").is_some() || recovered_clean)
 }
 
 fn human(v: &Value) -> String {
@@ -160,10 +186,14 @@ fn stream_text(s: &mut String, v: &Value) {
         );
     }
     if let Some(e) = rec["checkpoint_error"].as_str() {
-        let _ = writeln!(s, "  checkpoint not used: {e}");
+        let _ = writeln!(
+            s,
+            "  checkpoint unreadable, not used: {}",
+            escaped(e.as_bytes())
+        );
     }
     if let Some(e) = v["invariants"].as_str() {
-        let _ = writeln!(s, "  invariant broken: {e}");
+        let _ = writeln!(s, "  invariant broken: {}", escaped(e.as_bytes()));
     }
     for d in v["damaged_consumers"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -174,9 +204,13 @@ fn stream_text(s: &mut String, v: &Value) {
         );
     }
     if let Some(r) = v.get("repair") {
+        let checkpoint = match r["checkpoint_rewritten"].as_bool() {
+            Some(true) => ", wrote a new checkpoint",
+            _ => "",
+        };
         let _ = writeln!(
             s,
-            "  repaired: removed {}, rewrote blocks {}",
+            "  repaired: removed {}, rewrote blocks {}{checkpoint}",
             ranges(&r["removed"]),
             ids(&r["rewritten_blocks"])
         );

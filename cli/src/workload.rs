@@ -146,10 +146,12 @@ impl Workload {
         self.payload_bytes(n) + self.subject_bytes(n)
     }
 
-    /// Estimated log bytes of messages `0..n`.
+    /// Estimated log bytes of messages `0..n`. Drawn sizes count at their mean: summing them
+    /// takes a pass over every message before the run has started.
     pub fn record_bytes(&self, n: u64) -> u64 {
         let ttl = if self.ttl.is_some() { TTL_OVERHEAD } else { 0 };
-        self.user_bytes(n) + n * (RECORD_OVERHEAD + ttl)
+        let mean = (u64::from(self.sizes.min) + u64::from(self.sizes.max)) / 2;
+        n * mean + self.subject_bytes(n) + n * (RECORD_OVERHEAD + ttl)
     }
 
     /// Payload bytes of messages `0..n`.

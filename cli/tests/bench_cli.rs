@@ -285,6 +285,8 @@ fn bad_arguments_exit_2_with_one_line() {
     for args in [
         &["bench", "--durability", "sometimes"][..],
         &["bench", "--messages", "0"],
+        &["bench", "--messages", "100000000001"],
+        &["bench", "--messages", "18446744073709551615"],
         &["bench", "--producers", "many"],
         &["bench", "--frobnicate"],
         &["bench", "--consumers", "0"],
@@ -367,4 +369,38 @@ fn existing_bench_store_is_refused() {
     let again = tidelog(&args);
     assert_one_line_error(&again, 1);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already contains"));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    for extra in [&[][..], &["--json"]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+            .args([&["bench", "--messages", "1000"][..], extra].concat())
+            .stdout(writer)
+            .output()
+            .expect("run tidelog");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.is_empty(), "{extra:?}: {stderr}");
+    }
+}
+
+#[test]
+fn crash_child_takes_any_time_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = tidelog(&[
+        "bench-child",
+        "--dir",
+        d,
+        "--max-messages",
+        "10",
+        "--max-secs",
+        "18446744073709551615",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acked 10"));
 }

@@ -266,3 +266,195 @@ fn bad_arguments_and_unreadable_stores_are_one_line() {
         stderr(&o)
     );
 }
+
+/// Runs `tidelog` with stdout a pipe nobody reads (`| head` that already exited).
+fn tidelog_to_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("run tidelog")
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_usual_status() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    for args in [
+        &["info", d][..],
+        &["info", d, "--json"],
+        &["verify", d],
+        &["verify", d, "--json"],
+        &["dump", d, "orders"],
+        &["dump", d, "orders", "--json"],
+    ] {
+        let o = tidelog_to_closed_pipe(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+    damage(&blocks(&dir)[1], 0);
+    let o = tidelog_to_closed_pipe(&["verify", d]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the verdict survives: {}",
+        stderr(&o)
+    );
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    for args in [&[&b"\xff"[..]][..], &[b"dump", b"dir", b"\xff"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+            .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+            .output()
+            .expect("run tidelog");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// What recovery found at an open must still be there for the next command: `info` and
+/// `dump` write no checkpoint that would turn a lost message into a plain deletion.
+#[test]
+fn inspection_leaves_what_recovery_found_for_verify_and_repair() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    // The last block is replayed at open, so recovery (not a checksum read) meets the damage.
+    let last = blocks(&dir).pop().unwrap();
+    let bad = damage(&last, 1);
+    for args in [&["info", d][..], &["dump", d, "orders"], &["verify", d]] {
+        let o = tidelog(args);
+        assert_ne!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    }
+    let o = tidelog(&["verify", d, "orders", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(
+        v["streams"][0]["recovery"]["lost"],
+        serde_json::json!([[bad, bad]])
+    );
+    let o = tidelog(&["verify", d, "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("lost at open: {bad}")),
+        "{}",
+        stdout(&o)
+    );
+    let o = tidelog(&["verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = tidelog(&["dump", d, "orders", "--json"]);
+    let seqs: Vec<u64> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let want: Vec<u64> = (1..=N).filter(|&q| q != bad).collect();
+    assert_eq!(seqs, want);
+}
+
+#[test]
+fn an_unreadable_checkpoint_is_damage_that_repair_replaces() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    let ck = dir.join("streams/orders/checkpoint");
+    let mut b = std::fs::read(&ck).unwrap();
+    b[40] ^= 0xff;
+    std::fs::write(&ck, b).unwrap();
+    for _ in 0..2 {
+        let o = tidelog(&["verify", d]);
+        assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("checkpoint unreadable"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    let o = tidelog(&["verify", d, "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("wrote a new checkpoint"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tidelog(&["verify", d, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(json(&o)["streams"][1]["recovery"]["checkpoint_error"].is_null());
+}
+
+#[test]
+fn a_named_stream_with_damaged_metadata_is_damaged_not_missing() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    let cfg = dir.join("streams/orders/config");
+    let mut b = std::fs::read(&cfg).unwrap();
+    b[30] ^= 0xff;
+    std::fs::write(&cfg, b).unwrap();
+    let o = tidelog(&["verify", d, "orders", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["damaged_streams"][0]["name"], "orders");
+    assert_eq!(v["streams"], serde_json::json!([]));
+    for args in [&["info", d, "orders"][..], &["dump", d, "orders"]] {
+        let o = tidelog(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("stream orders is damaged"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn text_output_escapes_what_a_terminal_would_act_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    let s = store.create_stream(StreamConfig::new("odd")).unwrap();
+    let subject = "odd.\u{9b}2J.\u{202e}txt";
+    s.append_msg(&NewMessage::new(subject, b"\xff\x00").with_headers(b"\x1b[31m"))
+        .unwrap();
+    let gone = store.create_stream(StreamConfig::new("gone")).unwrap();
+    for _ in 0..3 {
+        gone.append("gone.x", b"", b"x").unwrap();
+    }
+    gone.purge().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let d = dir.to_str().unwrap();
+    let o = tidelog(&["dump", d, "odd"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("odd.\\u{9b}2J.\\u{202e}txt") && text.contains("headers: \\u{1b}[31m"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{9b}') && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    let o = tidelog(&["info", d]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("\\u{202e}") && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    // A stream emptied by a purge: no backwards `4..3` range.
+    let o = tidelog(&["info", d, "gone"]);
+    assert!(
+        stdout(&o).contains("messages     0 (last sequence 3), 1 block\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tidelog(&["dump", d, "odd", "--json"]);
+    let m: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(m["subject"], subject);
+    assert_eq!(m["payload"], serde_json::json!({"hex": "ff00"}));
+}

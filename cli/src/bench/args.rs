@@ -13,6 +13,9 @@ use crate::workload::{Mode, SizeRange};
 
 /// Default payload bytes.
 const DEFAULT_SIZE: u32 = 128;
+/// Most messages a run may append: far beyond any disk, and low enough that the byte counts
+/// of a run (up to 32 MiB per message) cannot overflow.
+const MAX_MESSAGES: u64 = 100_000_000_000;
 
 /// How the benchmark's consumers acknowledge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,9 +53,9 @@ pub struct BenchFlags {
     /// /tmp), removed afterwards; pass --dir to measure a particular file system.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Messages to append.
+    /// Messages to append (at most 100 billion).
     #[arg(long, value_name = "N", default_value_t = 1_000_000,
-          value_parser = number::<1, { u64::MAX }>)]
+          value_parser = number::<1, MAX_MESSAGES>)]
     pub messages: u64,
     /// Payload bytes of every message (at most 32M); the same as --message-size BYTES.
     /// [default: 128]
