@@ -108,6 +108,7 @@ fn check(s: &Stream) -> Value {
         "name": s.name(),
         "checked": found.checked,
         "damaged": found.damaged,
+        "damaged_block_files": found.damaged_blocks,
         "recovery": {
             "lost": rec.lost,
             "damaged_blocks": rec.damaged_blocks,
@@ -133,6 +134,7 @@ fn is_sound(v: &Value) -> bool {
     let recovered_clean =
         empty(&rec["lost"]) && empty(&rec["damaged_blocks"]) && rec["checkpoint_error"].is_null();
     empty(&v["damaged"])
+        && empty(&v["damaged_block_files"])
         && v["invariants"].is_null()
         && empty(&v["damaged_consumers"])
         && (v.get("repair").is_some() || recovered_clean)
@@ -173,6 +175,10 @@ fn stream_text(s: &mut String, v: &Value) {
         ("damaged messages", ranges(&v["damaged"])),
         ("lost at open", ranges(&rec["lost"])),
         ("damaged blocks", ids(&rec["damaged_blocks"])),
+        (
+            "block header or trailer damaged",
+            ids(&v["damaged_block_files"]),
+        ),
     ];
     for (what, list) in lines {
         if list != "none" {

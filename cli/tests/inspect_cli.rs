@@ -458,3 +458,26 @@ fn text_output_escapes_what_a_terminal_would_act_on() {
     assert_eq!(m["subject"], subject);
     assert_eq!(m["payload"], serde_json::json!({"hex": "ff00"}));
 }
+
+#[test]
+fn a_damaged_block_header_is_damage_that_repair_rewrites() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    let f = &blocks(&dir)[1];
+    let mut b = std::fs::read(f).unwrap();
+    b[30] ^= 0x01;
+    std::fs::write(f, b).unwrap();
+    let o = tidelog(&["verify", d, "orders"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("block header or trailer damaged: 2"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tidelog(&["verify", d, "orders", "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = tidelog(&["verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = tidelog(&["dump", d, "orders", "--json"]);
+    assert_eq!(stdout(&o).lines().count() as u64, N);
+}

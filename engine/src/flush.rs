@@ -43,13 +43,12 @@ fn compaction_gain(file_len: u64, live: u64, live_bytes: u64, min_gain: u64) -> 
 /// keeps, with a sparse trailer: (file bytes, new offset table, end of records).
 fn rewrite_block(
     map: &[u8],
-    id: u64,
-    first_seq: u64,
+    (stream_id, id, first_seq): (u64, u64, u64),
     offsets: &[u32],
     live: impl Fn(u64) -> bool,
 ) -> (Vec<u8>, Vec<u32>, usize) {
     let mut out = Vec::with_capacity(map.len() / 2);
-    out.extend_from_slice(map.get(..crate::block::HEADER_LEN).unwrap_or(&[]));
+    out.extend_from_slice(&rewritten_header(map, stream_id, id, first_seq));
     let mut new_offsets = vec![crate::block::NO_RECORD; offsets.len()];
     for (i, &off) in offsets.iter().enumerate() {
         let rec = map.get(off as usize..).and_then(|b| {
@@ -69,6 +68,32 @@ fn rewrite_block(
     let trailer = encode_sparse_trailer(id, first_seq, &out, &new_offsets);
     out.extend(trailer);
     (out, new_offsets, body_end)
+}
+
+/// The old header when it is intact, else a new one (a repair rewrites a block whose header
+/// was damaged), dated by its first record.
+fn rewritten_header(
+    map: &[u8],
+    stream_id: u64,
+    block_id: u64,
+    first_seq: u64,
+) -> [u8; crate::block::HEADER_LEN] {
+    let intact = crate::block::BlockHeader::decode(map)
+        .filter(|h| h.block_id == block_id && h.stream_id == stream_id);
+    let created_ns = match intact {
+        Some(h) => h.created_ns,
+        None => map
+            .get(crate::block::HEADER_LEN..)
+            .and_then(|b| record::decode_head(b).ok())
+            .map_or(0, |h| h.ts),
+    };
+    crate::block::BlockHeader {
+        stream_id,
+        block_id,
+        first_seq,
+        created_ns,
+    }
+    .encode()
 }
 
 /// When the last checkpoint was written (guarded by the sync lock, which orders checkpoints).
@@ -542,17 +567,18 @@ impl Stream {
                         Data::Sealed(m) => {
                             let mut table = b.offsets.physical();
                             table.truncate(e.slots as usize);
-                            Some((b.first_seq, m.clone(), table, e.live))
+                            Some((st.stream_id, b.first_seq, m.clone(), table, e.live))
                         }
                         _ => None,
                     }
                 })
         };
-        let Some((first_seq, map, offsets, ck_live)) = pick else {
+        let Some((stream_id, first_seq, map, offsets, ck_live)) = pick else {
             return Ok(false);
         };
         let live = |seq: u64| seq >= ck.floor && seq <= ck.last_seq && !ck.deletes.contains(seq);
-        let (out, new_offsets, body_end) = rewrite_block(&map, id, first_seq, &offsets, live);
+        let (out, new_offsets, body_end) =
+            rewrite_block(&map, (stream_id, id, first_seq), &offsets, live);
         drop(map);
         let path = Block::path(&self.s.dir, id);
         let tmp = io::tmp_path(&path);

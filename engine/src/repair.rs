@@ -29,6 +29,7 @@ impl Stream {
         let mut blocks = self.blocks_holding(&found.damaged);
         blocks.extend(self.blocks_holding(&rec.lost));
         blocks.extend(rec.damaged_blocks.iter().copied());
+        blocks.extend(found.damaged_blocks.iter().copied());
         blocks.sort_unstable();
         blocks.dedup();
         let mut report = RepairReport {

@@ -57,6 +57,18 @@ impl Block {
             Data::Sealed(m) => m,
         }
     }
+    /// Whether the block's header (and a sealed block's trailer) pass their checksums and
+    /// name this block. A block being sealed has no trailer yet.
+    pub fn frame_intact(&self, stream_id: u64) -> bool {
+        let header = crate::block::BlockHeader::decode(self.bytes())
+            .is_some_and(|h| h.block_id == self.id && h.stream_id == stream_id);
+        let trailer = match &self.data {
+            Data::Sealed(m) => crate::block::decode_trailer(m).is_some(),
+            _ => true,
+        };
+        header && trailer
+    }
+
     /// Decodes the record at `off`. The body checksum is verified only for a mapped (sealed)
     /// block: an in-memory buffer holds records this process encoded, or verified when
     /// recovery read them in.

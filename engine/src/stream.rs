@@ -213,6 +213,10 @@ pub struct VerifyReport {
     pub checked: u64,
     /// Sequences whose records fail their checksum, as inclusive ranges.
     pub damaged: Vec<(u64, u64)>,
+    /// Blocks whose header or (sealed) trailer fails its checksum. Their records may all be
+    /// intact, but the next open that reads the file does more work or loses the trailer's
+    /// table; `repair` rewrites them.
+    pub damaged_blocks: Vec<u64>,
 }
 
 /// A snapshot of a stream's counters.
@@ -1328,8 +1332,8 @@ impl Stream {
         Ok(())
     }
 
-    /// Reads every live message and checks its checksum. Open only reads the log after the
-    /// last checkpoint, so damage to older, sealed blocks is found here (or by the `load` that
+    /// Reads every live message and checks its checksum, and every block's header and
+    /// trailer checksums. Open only reads the log after the last checkpoint, so damage to older, sealed blocks is found here (or by the `load` that
     /// meets it). O(messages); takes the state lock shared, block by block.
     pub fn verify(&self) -> VerifyReport {
         let mut report = VerifyReport::default();
@@ -1338,6 +1342,9 @@ impl Stream {
         for id in ids {
             let st = self.s.state.read();
             let Some(b) = st.block(id) else { continue };
+            if !b.frame_intact(st.stream_id) {
+                report.damaged_blocks.push(id);
+            }
             for seq in b.first_seq..b.end_seq() {
                 let Some((bi, off)) = st.find(seq).filter(|(bi, _)| st.blocks[*bi].id == id) else {
                     continue;

@@ -247,3 +247,51 @@ fn repair_removes_the_timer_of_a_damaged_message_with_a_ttl() {
     s.check_invariants().unwrap();
     assert!(matches!(s.load(seq), Err(LoadError::NotFound(_))));
 }
+
+/// A damaged block header loses no record (`damage-contained`), but `verify` must still find
+/// it (open does not read a checkpointed block's header) and repair must write a sound one.
+#[test]
+fn verify_finds_a_damaged_block_header_and_repair_rewrites_it() {
+    let disk = build(N);
+    let file = &block_files(&disk)[1];
+    disk.corrupt(file, 30, 0x01).unwrap();
+    let (store, s) = open(&disk);
+    let v = s.verify();
+    assert_eq!((v.checked, v.damaged.len()), (N, 0));
+    assert_eq!(v.damaged_blocks, vec![2], "{v:?}");
+    let r = s.repair().unwrap();
+    assert_eq!(r.rewritten_blocks, vec![2], "{r:?}");
+    check_repaired(&s, &[]);
+    assert!(s.verify().damaged_blocks.is_empty());
+    store.close().unwrap();
+    drop((s, store));
+    for disk in [disk.clone(), disk.after_crash(CrashKind::Process)] {
+        let (_store, s) = open(&disk);
+        assert!(s.verify().damaged_blocks.is_empty());
+        check_repaired(&s, &[]);
+    }
+}
+
+/// Memory streams and sound file streams, sealed blocks and the active one: nothing to report.
+#[test]
+fn verify_reports_no_damaged_block_on_sound_streams() {
+    let mem = MemVfs::new();
+    let store = Store::open_with_vfs(DIR, Arc::new(mem.clone()), opts()).unwrap();
+    for storage in [tidelog::Storage::Memory, tidelog::Storage::File] {
+        let name = format!("{storage:?}").to_lowercase();
+        let s = store
+            .create_stream(StreamConfig::new(&name).block_size(4096).storage(storage))
+            .unwrap();
+        for seq in 1..=N {
+            s.append(&subject(seq), b"", &payload(seq)).unwrap();
+        }
+        s.sync().unwrap();
+        let v = s.verify();
+        assert!(s.block_counts().0 > 3);
+        assert_eq!(
+            (v.checked, v.damaged, v.damaged_blocks),
+            (N, vec![], vec![]),
+            "{name}"
+        );
+    }
+}

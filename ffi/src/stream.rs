@@ -771,8 +771,9 @@ unsafe fn json_try<T: serde::Serialize>(
     })
 }
 
-/// Reads every record and checks its checksum: JSON `{"checked": N, "damaged": [[first,
-/// last], ...]}` with the damaged sequence ranges. Free `*out` with `tidelog_string_free`.
+/// Reads every record and checks its checksum, and every block's header and trailer: JSON
+/// `{"checked": N, "damaged": [[first, last], ...], "damaged_blocks": [id, ...]}` with the
+/// damaged sequence ranges and the blocks whose header or trailer is damaged. Free `*out` with `tidelog_string_free`.
 ///
 /// # Safety
 /// `stream` NULL or live; `out` writable.

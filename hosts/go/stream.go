@@ -704,6 +704,9 @@ type VerifyReport struct {
 	Checked uint64 `json:"checked"`
 	// Damaged lists the sequences whose records fail their checksum.
 	Damaged []SeqRange `json:"damaged"`
+	// DamagedBlocks lists the blocks whose header or trailer fails its checksum (Repair
+	// rewrites them).
+	DamagedBlocks []uint64 `json:"damaged_blocks"`
 }
 
 // Verify reads every stored record and checks its checksum. Damage is reported, not an
