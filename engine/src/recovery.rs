@@ -15,6 +15,7 @@ use crate::block::{
 };
 use crate::checkpoint::{decode_lease, BlockEntry, Checkpoint};
 use crate::deletes::DeleteSet;
+use crate::durability::LEASE_SPAN;
 use crate::io::{read_file, Mapping, OpenMode, Vfs};
 use crate::record::{self, Kind, FLAG_BATCH, FLAG_ERASED};
 use crate::state::{Block, Data, LogState};
@@ -38,8 +39,12 @@ pub struct RecoveryReport {
     pub used_checkpoint: bool,
     /// Why the checkpoint could not be used, if it existed.
     pub checkpoint_error: Option<String>,
-    /// Block files that were damaged beyond single records (missing, bad trailer, bad header).
+    /// Block files that were damaged beyond single records (missing, cut short, bad trailer,
+    /// bad header).
     pub damaged_blocks: Vec<u64>,
+    /// Why the `lease` file could not be used, if it existed. Recovery then skips a whole
+    /// lease span past the last sequence found, so no sequence is handed out twice.
+    pub lease_error: Option<String>,
     pub duration_us: u64,
     /// Part of `duration_us` spent rebuilding the subject index.
     pub index_us: u64,
@@ -186,12 +191,25 @@ pub(crate) fn recover(
         let file_len = map.len();
         if BlockHeader::decode(&map).is_some_and(|h| h.stream_id != stream_id || h.block_id != id) {
             // Not this stream's block (left by a writer of a deleted stream of the same
-            // name, or copied in by hand): never replay it; leave it for inspection.
+            // name, or copied in by hand): never replay it; leave it for inspection. What the
+            // checkpoint counted in it is lost, as for a missing file.
             report.damaged_blocks.push(id);
+            if let Some(e) = entry {
+                lose_block(&mut st, &e, &mut replay.lost);
+            }
             continue;
         }
         let trailer = decode_trailer(&map).filter(|t| t.block_id == id);
-        if let (None, Some(t), Some(e)) = (apply_from, trailer, entry) {
+        // A trailer with fewer slots than the checkpoint gives the block was written after
+        // recovery found some of them lost (the checkpoint is then the older one): scanning
+        // settles the counts again.
+        let mapped = match (apply_from, trailer, entry) {
+            (None, Some(t), Some(e)) if t.slots as u64 >= e.slots && t.first_seq == e.first_seq => {
+                Some((t, e))
+            }
+            _ => None,
+        };
+        if let Some((t, e)) = mapped {
             // Covered by the checkpoint and sealed: map it, read nothing.
             st.blocks.push(Block {
                 id,
@@ -214,7 +232,8 @@ pub(crate) fn recover(
             report.damaged_blocks.push(id);
         }
         let header = BlockHeader::decode(&map);
-        if header.is_none() && map.len() >= HEADER_LEN {
+        // A short header is a torn write only in a block the checkpoint does not cover.
+        if header.is_none() && (map.len() >= HEADER_LEN || entry.is_some()) {
             report.damaged_blocks.push(id);
         }
         let first_seq = entry
@@ -266,25 +285,43 @@ pub(crate) fn recover(
             seq_at,
             entry,
             damaged: Vec::new(),
-            gaps: Vec::new(),
+            settled: false,
         };
         let end = scan.run(&map, apply_from, body_end, trailer.is_some());
-        let is_last = Some(id) == last_id;
-        finish_block(&mut st, id, map, trailer.map(|t| t.body_end), end, is_last)?;
+        // Appends may go on in the newest block only if it still reaches the checkpoint's
+        // position: records written below that position would be taken for records the
+        // checkpoint already reflects by the next recovery, and never applied. A block cut
+        // short is sealed instead, and appends start a new one.
+        let proven = match apply_from {
+            None => usize::MAX,
+            Some(_) if ck.is_some() && id == pos_block => pos_offset.max(HEADER_LEN),
+            Some(_) => 0,
+        };
+        let active = Some(id) == last_id && end >= proven;
+        finish_block(&mut st, id, map, trailer.map(|t| t.body_end), end, active)?;
     }
     for id in garbage {
         vfs.remove_file(&Block::path(dir, id))?;
     }
-    let lease = read_file(vfs, &dir.join(LEASE_FILE))
-        .ok()
-        .and_then(|b| decode_lease(&b))
-        .filter(|(sid, _)| *sid == stream_id)
-        .map(|(_, s)| s)
-        .unwrap_or(0);
-    if lease > st.last_seq {
+    let (lease, skip_to) = match read_lease(vfs, dir, stream_id) {
+        Ok(lease) => (lease, lease),
+        Err(why) => {
+            // The lease was last raised to a sequence handed out plus one span, so a span
+            // past the last sequence found covers every sequence a reader may have seen
+            // (unless a crash lost a whole span of appends as well). Reporting the lease as
+            // 0 makes the next append write a sound one.
+            report.lease_error = Some(why);
+            let to = st
+                .last_seq
+                .saturating_add(LEASE_SPAN)
+                .min(crate::state::MAX_SEQ);
+            (0, to)
+        }
+    };
+    if skip_to > st.last_seq {
         // Sequences up to the lease may have been handed out before the crash: never reuse.
         let first = st.last_seq + 1;
-        st.apply_skip(first, lease);
+        st.apply_skip(first, skip_to);
     }
     redo_erases(&st, &replay.erase_redo)?;
     let index_started = Instant::now();
@@ -303,6 +340,23 @@ pub(crate) fn recover(
     })
 }
 
+/// The sequence lease on disk (0 without a lease file), or why the file cannot be trusted.
+fn read_lease(vfs: &dyn Vfs, dir: &Path, stream_id: u64) -> Result<u64, String> {
+    let bytes = match read_file(vfs, &dir.join(LEASE_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{LEASE_FILE}: {e}")),
+    };
+    match decode_lease(&bytes) {
+        Some((sid, seq)) if sid == stream_id => Ok(seq),
+        Some(_) => Err(format!("{LEASE_FILE}: belongs to another stream")),
+        None => Err(format!(
+            "{LEASE_FILE}: bad length, magic or checksum ({} bytes)",
+            bytes.len()
+        )),
+    }
+}
+
 fn lose_block(st: &mut LogState, e: &BlockEntry, lost: &mut DeleteSet) {
     if e.slots == 0 {
         return;
@@ -316,20 +370,6 @@ fn lose_block(st: &mut LogState, e: &BlockEntry, lost: &mut DeleteSet) {
         lost.insert_range(x, y);
     }
     st.discard_range(a, b, e.live_bytes);
-}
-
-/// Bytes of a block that no record could be decoded from, while indexing.
-#[derive(Clone, Copy)]
-struct Stretch {
-    start: usize,
-    /// Where the next intact record begins, once seen.
-    end: Option<usize>,
-}
-
-impl Stretch {
-    fn len(&self, fallback_end: usize) -> usize {
-        self.end.unwrap_or(fallback_end).saturating_sub(self.start)
-    }
 }
 
 /// Replay state that carries across blocks.
@@ -354,8 +394,8 @@ struct BlockScan<'s> {
     /// Damaged records met while indexing: (seq, offset, bytes). Judged once indexing ends,
     /// because a later truncate in the same block may hand the sequence to a new record.
     damaged: Vec<(u64, usize, u64)>,
-    /// Damaged stretches of unknown sequence: (first candidate seq, end seq exclusive, bytes).
-    gaps: Vec<(u64, u64, u64)>,
+    /// The part the checkpoint covers has been reconciled with what the block holds.
+    settled: bool,
 }
 
 impl BlockScan<'_> {
@@ -372,15 +412,14 @@ impl BlockScan<'_> {
         // dropped whole. A damaged record inside a batch does not cancel it.
         let mut batch: Vec<(usize, Scanned<'_>)> = Vec::new();
         let mut committed_end = HEADER_LEN;
-        let mut pending_damage: Option<Stretch> = None;
         let scan_end = block::scan(bytes, HEADER_LEN, body_end, sealed, |off, item| {
             let len = item_len(&item);
             if off < apply_from {
-                self.index_only(item, off, &mut pending_damage);
+                self.index_only(item, off);
                 committed_end = off + len;
                 return;
             }
-            self.settle_damage(&mut pending_damage, off);
+            self.settle_covered();
             self.report.replayed_bytes += len as u64;
             let in_batch = match &item {
                 Scanned::Record(r) => r.flags & FLAG_BATCH != 0,
@@ -402,20 +441,15 @@ impl BlockScan<'_> {
                 committed_end = off + len;
             }
         });
-        if scan_end.torn && scan_end.end < apply_from {
-            // The checkpoint proves these bytes were durable: not a torn tail but damage.
-            pending_damage.get_or_insert(Stretch {
-                start: scan_end.end,
-                end: None,
-            });
-        }
-        self.settle_damage(&mut pending_damage, apply_from.min(body_end));
         if let Some(e) = self.entry.filter(|_| apply_from == usize::MAX) {
             // A covered block rebuilt by scanning: the checkpoint's slot count wins.
             if let Some(b) = self.st.blocks.last_mut().filter(|b| b.id == e.id) {
                 b.offsets.clip(e.slots as usize);
             }
         }
+        // Bytes the checkpoint proves were durable are never a torn tail: whatever the
+        // covered part no longer holds is lost here, however the scan ended.
+        self.settle_covered();
         if scan_end.torn || !batch.is_empty() {
             self.report.torn_bytes += body_end.saturating_sub(committed_end) as u64;
         }
@@ -425,33 +459,86 @@ impl BlockScan<'_> {
         committed_end.max(HEADER_LEN).min(body_end)
     }
 
-    /// A damaged stretch at the end of the checkpoint-covered part held every sequence the
-    /// checkpoint gives this block beyond the last one indexed.
-    fn settle_damage(&mut self, pending: &mut Option<Stretch>, end: usize) {
-        if let (Some(d), Some(e)) = (pending.take(), self.entry) {
-            // A damaged stretch at the end of the covered part held every sequence the
-            // checkpoint gives this block beyond the last one indexed.
-            self.note_gap(e.first_seq + e.slots, d.len(end));
+    /// Ends the part of the block the checkpoint covers (at the first replayed record, or at
+    /// the end of the scan). Every sequence the checkpoint counts as live in this block that
+    /// now has no intact record is lost, wherever the record went (a damaged stretch, a
+    /// file cut short, a header gone), and the block's counters become what it holds.
+    fn settle_covered(&mut self) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let Some(e) = self.entry else {
+            return;
+        };
+        if self.st.blocks.last().map(|b| b.id) != Some(e.id) {
+            return;
         }
         for (seq, off, len) in std::mem::take(&mut self.damaged) {
             if self.st.blocks.last().and_then(|b| b.offset_of(seq)) == Some(off) {
                 self.lose_counted(seq, len);
             }
         }
-        for (from, to, bytes) in std::mem::take(&mut self.gaps) {
-            // The stretch held the sequences the checkpoint counts as live and that still
-            // have no record; its bytes are shared among them.
-            let st = &*self.st;
-            let lost: Vec<u64> = (from..to)
-                .filter(|&s| st.blocks.last().is_some_and(|b| b.offset_of(s).is_none()))
-                .filter(|&s| s >= st.floor && s <= st.last_seq && !st.deletes.contains(s))
-                .collect();
-            let n = lost.len().max(1) as u64;
-            for (i, s) in lost.into_iter().enumerate() {
-                let share = bytes / n + if i == 0 { bytes % n } else { 0 };
-                self.lose_counted(s, share);
+        let missing = self.missing(&e);
+        for &(a, z) in &missing {
+            self.replay.lost.insert_range(a, z);
+            self.st.discard_range(a, z, 0);
+        }
+        if !missing.is_empty() {
+            self.report.damaged_blocks.push(e.id);
+        }
+        let st = &mut *self.st;
+        let Some(b) = st.blocks.last() else {
+            return;
+        };
+        let (mut live, mut bytes) = (0, 0);
+        for seq in b.first_seq.max(st.floor)..b.end_seq().min(st.last_seq.saturating_add(1)) {
+            if let Some(off) = b.offset_of(seq).filter(|_| !st.deletes.contains(seq)) {
+                live += 1;
+                bytes += b.record_len(off);
             }
         }
+        let before = b.live_bytes;
+        st.live_bytes = st.live_bytes.saturating_sub(before).saturating_add(bytes);
+        if let Some(b) = st.blocks.last_mut() {
+            b.live = live;
+            b.live_bytes = bytes;
+            debug_assert!(b.live <= b.slots());
+        }
+    }
+
+    /// The sequences the checkpoint counts as live in block `e` that the block (the last one)
+    /// has no slot for, as inclusive ranges. Work is bounded by the slots the scan placed:
+    /// whole ranges beyond them are taken at once.
+    fn missing(&self, e: &BlockEntry) -> Vec<(u64, u64)> {
+        let st = &*self.st;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut add = |a: u64, z: u64| match out.last_mut() {
+            Some(last) if last.1 + 1 == a => last.1 = z,
+            _ => out.push((a, z)),
+        };
+        let Some(b) = st.blocks.last() else {
+            return out;
+        };
+        let lo = e.first_seq.max(st.floor);
+        let hi = (e.first_seq + e.slots).min(st.last_seq.saturating_add(1));
+        if lo >= hi {
+            return out;
+        }
+        let (first, end) = (b.first_seq, b.end_seq());
+        for (a, z) in st.deletes.gaps(lo, hi - 1) {
+            if a < first {
+                add(a, z.min(first - 1));
+            }
+            for seq in a.max(first)..z.saturating_add(1).min(end) {
+                if b.offset_of(seq).is_none() {
+                    add(seq, seq);
+                }
+            }
+            if z >= end {
+                add(a.max(end), z);
+            }
+        }
+        out
     }
 
     fn replay_item(&mut self, item: Scanned<'_>, off: usize) {
@@ -526,12 +613,9 @@ impl BlockScan<'_> {
     }
 
     /// Rebuilds the slot of a record the checkpoint already reflects. A damaged message the
-    /// checkpoint counted as live is now lost and leaves the counters.
-    fn index_only(&mut self, item: Scanned<'_>, off: usize, pending_damage: &mut Option<Stretch>) {
-        if let (Scanned::Record(_), Some(d)) = (&item, pending_damage.as_mut()) {
-            // The damaged stretch ends at the first intact record, whatever its kind.
-            d.end.get_or_insert(off);
-        }
+    /// checkpoint counted as live is lost once indexing ends (`settle_covered`), as is every
+    /// live sequence left without a record; undecodable bytes need nothing more here.
+    fn index_only(&mut self, item: Scanned<'_>, off: usize) {
         let seq = match &item {
             Scanned::Record(r) if r.kind == Kind::Truncate => {
                 if let Some(b) = self.st.blocks.last_mut() {
@@ -548,18 +632,9 @@ impl BlockScan<'_> {
                 .or_else(|| self.seq_at.get(&off).copied()),
         };
         let Some(seq) = seq else {
-            pending_damage
-                .get_or_insert(Stretch {
-                    start: off,
-                    end: None,
-                })
-                .end = None;
             return;
         };
-        if let Some(d) = pending_damage.take() {
-            self.note_gap(seq, d.len(off));
-        }
-        if !self.st.place_indexed(seq, off) {
+        if !self.place_covered(seq, off) {
             return;
         }
         if let Scanned::Damaged(_) = item {
@@ -573,12 +648,24 @@ impl BlockScan<'_> {
         }
     }
 
-    /// Sequences just before `seq` with no record yet had their records inside a damaged
-    /// stretch of `bytes`; they are lost if nothing takes their slot before indexing ends.
-    fn note_gap(&mut self, seq: u64, bytes: usize) {
-        if let Some(b) = self.st.blocks.last() {
-            self.gaps.push((b.end_seq(), seq, bytes as u64));
+    /// Places the slot of a covered record. Compaction can leave more than `MAX_PAD`
+    /// sequences between two records of a block, which the live placement rule refuses:
+    /// inside the slots the checkpoint gives the block, any gap is padded.
+    fn place_covered(&mut self, seq: u64, off: usize) -> bool {
+        if self.st.place_indexed(seq, off) {
+            return true;
         }
+        let (Some(e), Some(b)) = (self.entry, self.st.blocks.last_mut()) else {
+            return false;
+        };
+        if b.slots() == 0 || seq < b.end_seq() || seq >= e.first_seq + e.slots {
+            return false;
+        }
+        while b.end_seq() < seq {
+            b.offsets.push(NO_RECORD);
+        }
+        b.offsets.push(off as u32);
+        true
     }
 
     fn lose_counted(&mut self, seq: u64, len: u64) {
@@ -596,14 +683,15 @@ fn item_len(item: &Scanned<'_>) -> usize {
     }
 }
 
-/// Turns a scanned block into the active block (the newest, unsealed one) or seals it.
+/// Turns a scanned block into the active block (the newest, unsealed one, when `active`) or
+/// seals it.
 fn finish_block(
     st: &mut LogState,
     id: u64,
     map: Arc<Mapping>,
     sealed_body: Option<usize>,
     end: usize,
-    is_last: bool,
+    active: bool,
 ) -> io::Result<()> {
     let (stream_id, block_size) = (st.stream_id, st.block_size);
     let Some(b) = st.block_mut(id) else {
@@ -646,11 +734,11 @@ fn finish_block(
     b.written = body.len();
     b.file_len = body.len();
     b.synced = b.synced.min(b.file_len);
-    if is_last {
+    if active {
         b.data = Data::Active(w);
     }
-    // An older block without a valid trailer (a crash while sealing) stays `Sealing`: the
-    // next flush writes its trailer. Recovery itself writes nothing that needs space, so a
+    // An older block without a valid trailer (a crash while sealing), or a newest one cut
+    // short of the checkpoint's position, stays `Sealing`: the next flush writes its trailer. Recovery itself writes nothing that needs space, so a
     // stream opens (and heals) on a full disk.
     Ok(())
 }

@@ -378,6 +378,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Why a stream's config file could not be read, naming the file (relative to the store):
+/// the store reports the stream as damaged with this text.
+fn config_unreadable(dir: &Path, e: io::Error) -> StreamError {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = format!("{STREAMS_DIR}/{name}/{CONFIG_FILE}");
+    if e.kind() == io::ErrorKind::NotFound {
+        // A stream directory is only renamed into place with its config inside.
+        return StreamError::Corrupt {
+            what: format!("stream {name}"),
+            why: format!("config file {file} is missing"),
+        };
+    }
+    StreamError::Io(io::Error::new(e.kind(), format!("config file {file}: {e}")))
+}
+
 fn open_stream(
     dir: &Path,
     vfs_arc: Arc<dyn Vfs>,
@@ -385,7 +403,7 @@ fn open_stream(
     usage: &Arc<Usage>,
 ) -> Result<Stream, StreamError> {
     let vfs = &*vfs_arc;
-    let bytes = read_file(vfs, &dir.join(CONFIG_FILE))?;
+    let bytes = read_file(vfs, &dir.join(CONFIG_FILE)).map_err(|e| config_unreadable(dir, e))?;
     let (stream_id, cfg) = decode_config(&bytes).map_err(|why| StreamError::Corrupt {
         what: format!("{}/config", dir.display()),
         why,
