@@ -114,6 +114,7 @@ fn check(s: &Stream) -> Value {
             "damaged_blocks": rec.damaged_blocks,
             "torn_bytes": rec.torn_bytes,
             "checkpoint_error": rec.checkpoint_error,
+            "lease_error": rec.lease_error,
         },
         "invariants": match s.check_invariants() {
             Ok(()) => Value::Null,
@@ -125,14 +126,16 @@ fn check(s: &Stream) -> Value {
 }
 
 /// Sound: no damaged record, no broken invariant, no unreadable consumer. What recovery found
-/// at this open (lost sequences, damaged blocks, an unreadable checkpoint) is reported, but
+/// at this open (lost sequences, damaged blocks, an unreadable checkpoint or lease) is reported, but
 /// once repaired it no longer makes the stream unsound. A torn tail is what a crash leaves; it
 /// held nothing acknowledged.
 fn is_sound(v: &Value) -> bool {
     let empty = |x: &Value| x.as_array().is_none_or(Vec::is_empty);
     let rec = &v["recovery"];
-    let recovered_clean =
-        empty(&rec["lost"]) && empty(&rec["damaged_blocks"]) && rec["checkpoint_error"].is_null();
+    let recovered_clean = empty(&rec["lost"])
+        && empty(&rec["damaged_blocks"])
+        && rec["checkpoint_error"].is_null()
+        && rec["lease_error"].is_null();
     empty(&v["damaged"])
         && empty(&v["damaged_block_files"])
         && v["invariants"].is_null()
@@ -195,6 +198,13 @@ fn stream_text(s: &mut String, v: &Value) {
         let _ = writeln!(
             s,
             "  checkpoint unreadable, not used: {}",
+            escaped(e.as_bytes())
+        );
+    }
+    if let Some(e) = rec["lease_error"].as_str() {
+        let _ = writeln!(
+            s,
+            "  lease unreadable: {} (sequences skipped ahead one lease span)",
             escaped(e.as_bytes())
         );
     }

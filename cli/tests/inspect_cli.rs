@@ -481,3 +481,31 @@ fn a_damaged_block_header_is_damage_that_repair_rewrites() {
     let o = tidelog(&["dump", d, "orders", "--json"]);
     assert_eq!(stdout(&o).lines().count() as u64, N);
 }
+
+#[test]
+fn an_unreadable_lease_is_damage_that_repair_replaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new("fast").durability(tidelog::Durability::None))
+        .unwrap();
+    for i in 0..100u64 {
+        s.append("f.x", b"", &i.to_le_bytes()).unwrap();
+    }
+    drop(s);
+    store.close().unwrap();
+    drop(store);
+    let lease = dir.join("streams/fast/lease");
+    let mut b = std::fs::read(&lease).unwrap();
+    b[20] ^= 0x40;
+    std::fs::write(&lease, b).unwrap();
+    let d = dir.to_str().unwrap();
+    let o = tidelog(&["verify", d]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("lease unreadable"), "{}", stdout(&o));
+    let o = tidelog(&["verify", d, "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = tidelog(&["verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}

@@ -1,6 +1,8 @@
 //! Repair: a stream whose records fail their checksums is rewritten without them, so its
 //! files are clean again and every good record is kept (invariant `repair-keeps-good`).
 
+use std::sync::atomic::Ordering;
+
 use serde::Serialize;
 
 use crate::error::{DurabilityError, WriteError};
@@ -16,6 +18,8 @@ pub struct RepairReport {
     pub removed: Vec<(u64, u64)>,
     /// Block files rewritten without the damaged records.
     pub rewritten_blocks: Vec<u64>,
+    /// The lease file, unreadable at open (`RecoveryReport::lease_error`), was written anew.
+    pub lease_rewritten: bool,
 }
 
 impl Stream {
@@ -36,7 +40,20 @@ impl Stream {
             checked: found.checked,
             removed: found.damaged,
             rewritten_blocks: Vec::new(),
+            lease_rewritten: false,
         };
+        if rec.lease_error.is_some() {
+            // Recovery already skipped a lease span past the last sequence; writing a lease
+            // just above that keeps the skip and makes the file sound again.
+            let upto = self
+                .s
+                .lease
+                .load(Ordering::SeqCst)
+                .max(self.state().last_seq)
+                + 1;
+            self.raise_lease(upto)?;
+            report.lease_rewritten = true;
+        }
         if blocks.is_empty() {
             return Ok(report);
         }

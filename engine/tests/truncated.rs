@@ -549,3 +549,21 @@ fn a_stream_without_a_config_file_is_reported_naming_the_file() {
         damaged[0].why
     );
 }
+
+#[test]
+fn repair_writes_a_sound_lease_over_a_damaged_one() {
+    let disk = build_leased(50);
+    let path = lease_path();
+    disk.corrupt(&path, 20, 0x40).unwrap();
+    let (_store, s) = open(&disk);
+    assert!(s.recovery_report().lease_error.is_some());
+    let last = s.state().last_seq;
+    let r = s.repair().unwrap();
+    assert!(r.lease_rewritten, "{r:?}");
+    s.check_invariants().unwrap();
+    // Even a crash right after the repair finds a sound lease and reuses no sequence.
+    let after = disk.after_crash(CrashKind::Process);
+    let (_store, s) = open(&after);
+    assert_eq!(s.recovery_report().lease_error, None);
+    assert!(s.append("orders.x", b"", b"next").unwrap().seq > last);
+}
