@@ -1360,7 +1360,8 @@ enum tidelog_status tidelog_stream_verify_json(const struct tidelog_stream *stre
 
 // Removes the messages `verify` finds damaged and rewrites the blocks that held them (or
 // that recovery found damaged) without them, keeping every good record: JSON `{"checked":
-// N, "removed": [[first, last], ...], "rewritten_blocks": [id, ...]}`. A sound stream is
+// N, "removed": [[first, last], ...], "rewritten_blocks": [id, ...], "lease_rewritten":
+// bool}`. A sound stream is
 // left untouched. Free `*out` with `tidelog_string_free`.
 //
 // # Safety
@@ -1370,7 +1371,8 @@ enum tidelog_status tidelog_stream_repair_json(const struct tidelog_stream *stre
                                                struct tidelog_error *err);
 
 // What recovery found when the stream opened, as JSON: `lost` sequence ranges of damaged
-// records, `torn_bytes`, `replayed_records`, `damaged_blocks` and timings. Free `*out` with
+// records, `torn_bytes`, `replayed_records`, `damaged_blocks`, `checkpoint_error`,
+// `lease_error` and timings. Free `*out` with
 // `tidelog_string_free`.
 //
 // # Safety

@@ -754,6 +754,9 @@ type RecoveryReport struct {
 	// existing one could not be used.
 	UsedCheckpoint  bool   `json:"used_checkpoint"`
 	CheckpointError string `json:"checkpoint_error"`
+	// LeaseError says why the lease file could not be read, if it could not: recovery then
+	// skipped one lease span of sequences, so none is reused (Repair writes a sound one).
+	LeaseError string `json:"lease_error"`
 	// DamagedBlocks lists block files damaged beyond single records (missing, bad trailer,
 	// bad header).
 	DamagedBlocks []uint64 `json:"damaged_blocks"`
