@@ -244,7 +244,7 @@ impl Stream {
             }
             let (n, lsn, last) = {
                 let mut st = self.s.state.write();
-                self.check_writable().map_err(as_write)?;
+                self.check_open().map_err(as_write)?;
                 let now = self.s.clock.now_ns();
                 let age_from = st.age_from;
                 let seqs = due_batch(&mut st, now, EXPIRE_BATCH);

@@ -541,6 +541,16 @@ impl Stream {
         Ok(())
     }
 
+    /// `check_writable` for a caller holding one of the stream's locks: a heal takes them all
+    /// (the locks are not reentrant), so here a poisoned stream is only reported. The caller
+    /// has tried to heal before taking its lock.
+    pub(crate) fn check_open(&self) -> Result<(), AppendError> {
+        if self.s.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        self.check_poison().map_err(AppendError::Durability)
+    }
+
     pub(crate) fn check_message(&self, m: &NewMessage<'_>) -> Result<(), AppendError> {
         self.check_subject(m.subject)?;
         self.check_size(m)
@@ -964,10 +974,21 @@ impl Stream {
         apply: impl FnOnce(&mut LogState, u64) -> T,
     ) -> Result<(T, u64, u64), WriteError> {
         self.check_writable().map_err(as_write)?;
+        self.control_record_checked(kind, seq_of, apply)
+    }
+
+    /// `control_record` after the caller's own `check_writable`, taken before any lock it
+    /// holds now.
+    fn control_record_checked<T>(
+        &self,
+        kind: Kind,
+        seq_of: impl FnOnce(&LogState) -> Result<(u64, Vec<u8>), WriteError>,
+        apply: impl FnOnce(&mut LogState, u64) -> T,
+    ) -> Result<(T, u64, u64), WriteError> {
         {
             let mut st = self.s.state.write();
             // Re-checked under the lock: a deleted stream must not touch its old directory.
-            self.check_writable().map_err(as_write)?;
+            self.check_open().map_err(as_write)?;
             let (seq, payload) = seq_of(&st)?;
             let now = self.s.clock.now_ns();
             let len = record::encoded_len(0, 0, payload.len());
@@ -1051,10 +1072,12 @@ impl Stream {
         // The write lock is held from the tombstone to the overwrite, so no checkpoint can
         // cover the tombstone before the bytes are gone; the compaction lock (taken first, as
         // compaction does) keeps a compaction from copying them meanwhile.
+        // Healed (if need be) before the locks: a heal takes them itself.
+        self.check_writable().map_err(as_write)?;
         let _c = self.s.compact_lock.lock();
         let w = self.s.write_lock.lock();
         let mut sum = None;
-        let (marked, lsn, _) = self.control_record(
+        let (marked, lsn, _) = self.control_record_checked(
             Kind::Erase,
             |st| {
                 let (bi, off) = st.find(seq).ok_or(WriteError::NotFound(seq))?;
@@ -1137,7 +1160,7 @@ impl Stream {
         self.check_writable().map_err(as_write)?;
         let (out, lsn, last) = {
             let mut st = self.s.state.write();
-            self.check_writable().map_err(as_write)?;
+            self.check_open().map_err(as_write)?;
             let now = self.s.clock.now_ns();
             let out = f(self, &mut st, now)?;
             (out, st.lsn, st.last_seq)
