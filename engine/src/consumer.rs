@@ -319,7 +319,48 @@ impl Saved {
         if s.pending.len() as u64 > s.config.max_ack_pending {
             return Err("more pending than max_ack_pending".into());
         }
+        s.check_consistent()?;
         Ok(s)
+    }
+
+    /// What the engine never writes, so a file holding it is damaged (or forged) even though
+    /// its checksum holds: restoring it would break the pending set's and the counters'
+    /// assumptions (arithmetic that cannot overflow, sequences in range, unique and ordered).
+    fn check_consistent(&self) -> Result<(), String> {
+        let seq_ok = |q: u64| (1..=crate::record::MAX_SEQ).contains(&q);
+        // Room for every later delivery: the counters only grow by one at a time.
+        let count_ok = |n: u64| n < u64::MAX / 2;
+        let (dseq_last, dseq) = (self.delivered.0, self.delivered.1);
+        let dseq_ok = |d: u64| d >= 1 && d <= dseq;
+        if self.next > crate::record::MAX_SEQ + 1 || dseq_last > crate::record::MAX_SEQ {
+            return Err("sequence out of range".into());
+        }
+        if !count_ok(dseq) {
+            return Err("delivery sequence out of range".into());
+        }
+        if !self.initial.windows(2).all(|w| w[0] < w[1])
+            || !self.initial.iter().all(|&q| seq_ok(q) && q < self.next)
+        {
+            return Err("starting set not ascending below next".into());
+        }
+        let mut seen: Vec<u64> = Vec::with_capacity(self.pending.len());
+        for &(q, n, d, _, _) in &self.pending {
+            if !seq_ok(q) || q >= self.next || !count_ok(n) || n == 0 || !dseq_ok(d) {
+                return Err(format!("pending message {q} out of range"));
+            }
+            seen.push(q);
+        }
+        for &(q, d) in &self.max_delivered {
+            if !seq_ok(q) || !dseq_ok(d) {
+                return Err(format!("max-delivered message {q} out of range"));
+            }
+            seen.push(q);
+        }
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err("a message listed twice".into());
+        }
+        Ok(())
     }
 }
 
