@@ -351,7 +351,7 @@ impl Saved {
             seen.push(q);
         }
         for &(q, d) in &self.max_delivered {
-            if !seq_ok(q) || !dseq_ok(d) {
+            if !seq_ok(q) || q >= self.next || !dseq_ok(d) {
                 return Err(format!("max-delivered message {q} out of range"));
             }
             seen.push(q);
@@ -359,6 +359,14 @@ impl Saved {
         seen.sort_unstable();
         if seen.windows(2).any(|w| w[0] == w[1]) {
             return Err("a message listed twice".into());
+        }
+        // Starters are delivered in order, before anything else: one left below a message
+        // already delivered would be a first delivery out of order, which the ack floor
+        // cannot take.
+        if let (Some(&first), Some(&top)) = (self.initial.first(), seen.last()) {
+            if first <= top {
+                return Err(format!("starter {first} not above delivered message {top}"));
+            }
         }
         Ok(())
     }

@@ -348,6 +348,12 @@ fn read_lease(vfs: &dyn Vfs, dir: &Path, stream_id: u64) -> Result<u64, String> 
         Err(e) => return Err(format!("{LEASE_FILE}: {e}")),
     };
     match decode_lease(&bytes) {
+        // The engine never leases past the sequence limit; such a lease would overflow
+        // the last sequence, so it is damage like a bad checksum.
+        Some((sid, seq)) if sid == stream_id && seq > record::MAX_SEQ => Err(format!(
+            "{LEASE_FILE}: sequence {seq} is past the limit {}",
+            record::MAX_SEQ
+        )),
         Some((sid, seq)) if sid == stream_id => Ok(seq),
         Some(_) => Err(format!("{LEASE_FILE}: belongs to another stream")),
         None => Err(format!(

@@ -1213,11 +1213,18 @@ impl LogState {
             Kind::Remove => {
                 let mut seqs = Vec::new();
                 for (a, b) in crate::limits::decode_ranges(r.seq, r.payload) {
+                    // Only the sequences not already deleted are visited: a damaged payload
+                    // can name a range of 2^62, and recovery must not walk it.
+                    let (lo, hi) = (a.max(self.floor), b.min(self.last_seq));
+                    if lo <= hi {
+                        for (x, y) in self.deletes.gaps(lo, hi) {
+                            seqs.extend((x..=y).filter(|&q| self.find(q).is_some()));
+                        }
+                    }
                     if b > self.last_seq {
                         // As for a Delete: sequences handed out are never reused.
                         self.apply_skip(a.max(self.last_seq + 1), b);
                     }
-                    seqs.extend((a..=b).filter(|&q| self.find(q).is_some()));
                 }
                 // A damaged payload can repeat a sequence.
                 seqs.sort_unstable();

@@ -78,6 +78,15 @@ fn restored_consumer_states_do_not_panic() {
             state(2, "[]", (6, 6), "[[9,1,1,0,false]]", "[]"),
         ),
         ("starter above next", state(3, "[9]", (6, 6), "[]", "[]")),
+        // The ack floor's "first deliveries in order" assertion, on the next fetch.
+        (
+            "max-delivered message at next",
+            state(7, "[]", (6, 6), "[]", "[[7,1]]"),
+        ),
+        (
+            "starter below a pending message",
+            state(20, "[4,12]", (6, 6), "[[9,1,1,0,false]]", "[]"),
+        ),
     ];
     let mut failed = Vec::new();
     for (name, json) in cases {

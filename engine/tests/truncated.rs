@@ -478,7 +478,13 @@ fn an_intact_lease_is_applied_and_not_reported() {
 
 #[test]
 fn a_damaged_lease_never_lets_a_sequence_be_reused() {
-    for damage in ["checksum", "short", "empty", "other stream"] {
+    for damage in [
+        "checksum",
+        "short",
+        "empty",
+        "other stream",
+        "past the limit",
+    ] {
         let disk = build_leased(50);
         let path = lease_path();
         let mut bytes = read_file(&disk, &path).unwrap();
@@ -486,6 +492,13 @@ fn a_damaged_lease_never_lets_a_sequence_be_reused() {
             "checksum" => bytes[20] ^= 0x40,
             "short" => bytes.truncate(20),
             "empty" => bytes.clear(),
+            "past the limit" => {
+                // Sound checksum, but a sequence the engine never hands out (2^62 + 5):
+                // taken as it is, the next append would overflow.
+                bytes[16..24].copy_from_slice(&((1u64 << 62) + 5).to_le_bytes());
+                let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..24]);
+                bytes[24..].copy_from_slice(&sum.to_le_bytes());
+            }
             _ => {
                 // A well-formed lease of another stream.
                 bytes[8] ^= 1;
