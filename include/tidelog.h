@@ -955,6 +955,17 @@ enum tidelog_status tidelog_store_options_set_io_backend(struct tidelog_store_op
 enum tidelog_status tidelog_store_options_set_manual_maintenance(struct tidelog_store_options *opts,
                                                                  bool manual);
 
+// With `read_only` true, the store never changes its directory: recovery, expiry, appends
+// and checkpoints work on an in-memory copy of what they change, discarded when the store
+// is freed. The store must exist (`TIDELOG_STATUS_NOT_FOUND` otherwise); its lock is still
+// taken. For inspecting a store, and for looking at one again without the first look
+// changing what the second finds.
+//
+// # Safety
+// `opts` is NULL or live.
+enum tidelog_status tidelog_store_options_set_read_only(struct tidelog_store_options *opts,
+                                                        bool read_only);
+
 // The store reads time from `clock` instead of the system clock.
 //
 // # Safety

@@ -40,10 +40,8 @@ fn filter(s: &str) -> Result<String, String> {
 }
 
 pub fn run(a: &DumpArgs) -> Result<(), Fail> {
-    let store = open::existing(&a.dir)?;
-    let r = open::stream(&store, &a.stream).and_then(|s| dump(&s, a));
-    open::leave(store);
-    r
+    let store = open::existing(&a.dir, false)?;
+    open::stream(&store, &a.stream).and_then(|s| dump(&s, a))
 }
 
 fn dump(s: &Stream, a: &DumpArgs) -> Result<(), Fail> {

@@ -28,15 +28,13 @@ pub struct InfoArgs {
 }
 
 pub fn run(a: &InfoArgs) -> Result<(), Fail> {
-    let store = open::existing(&a.dir)?;
-    let r = describe(&store, a).and_then(|v| {
+    let store = open::existing(&a.dir, false)?;
+    describe(&store, a).and_then(|v| {
         out::print(&match a.json {
             true => v.to_string(),
             false => human(&v),
         })
-    });
-    open::leave(store);
-    r
+    })
 }
 
 fn describe(store: &Store, a: &InfoArgs) -> Result<Value, Fail> {

@@ -7,10 +7,11 @@ use tidelog::{DamagedStream, Store, StoreError, StoreOptions, Stream};
 use crate::fail::{chain, Fail};
 
 /// Opens the store at `dir`, which must already be one: inspecting a typo must not create an
-/// empty store. No maintenance thread runs, so nothing is compacted behind the command's back;
-/// open itself recovers, and applies limits and TTLs, as any open does (see
-/// `docs/durability.md`).
-pub fn existing(dir: &Path) -> Result<Store, Fail> {
+/// empty store. No maintenance thread runs, so nothing is compacted behind the command's back.
+/// Unless `write`, the store is opened read-only: recovery, expiry and the close run on an
+/// in-memory copy of what they change, and not a byte of the directory changes (see
+/// `docs/durability.md`), so a second look finds the same damage as the first.
+pub fn existing(dir: &Path, write: bool) -> Result<Store, Fail> {
     if !dir.join("streams").is_dir() {
         let why = match dir.metadata() {
             Err(e) => e.to_string(),
@@ -24,6 +25,7 @@ pub fn existing(dir: &Path) -> Result<Store, Fail> {
     }
     let opts = StoreOptions {
         manual_maintenance: true,
+        read_only: !write,
         ..Default::default()
     };
     Store::open(dir, opts).map_err(|e| match e {
@@ -37,15 +39,6 @@ pub fn existing(dir: &Path) -> Result<Store, Fail> {
             chain(&e)
         )),
     })
-}
-
-/// Ends a command that only read the store, without closing it. Closing checkpoints every
-/// stream, and a checkpoint keeps only the outcome of this open's recovery: the sequences it
-/// lost become plain deletions and damaged blocks are no longer named, so a later `verify`
-/// could not report them nor `verify --repair` rewrite them. Ending unclosed is what a crash
-/// does, which every open handles; the next open recovers the same way again.
-pub fn leave(store: Store) {
-    std::mem::forget(store);
 }
 
 /// The stream `name` when the store could not open it because its metadata is damaged.

@@ -34,10 +34,9 @@ pub struct VerifyArgs {
 
 /// Runs the check; `Ok(true)` when the store is sound (after any repair).
 pub fn run(a: &VerifyArgs) -> Result<bool, Fail> {
-    let store = open::existing(&a.dir)?;
+    let store = open::existing(&a.dir, a.repair)?;
     let sound = check_store(&store, a);
     if !a.repair {
-        open::leave(store);
         return sound;
     }
     // A repair wrote: closing makes its checkpoint the one the next open starts from.

@@ -362,6 +362,47 @@ fn inspection_leaves_what_recovery_found_for_verify_and_repair() {
     assert_eq!(seqs, want);
 }
 
+/// Every file below `dir` with its bytes (the LOCK file's name only).
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn inspection_changes_no_byte_of_the_store() {
+    let (_t, dir) = build();
+    let d = dir.to_str().unwrap();
+    // A crash-like state: damage that recovery meets, and a lease and checkpoint behind.
+    let last = blocks(&dir).pop().unwrap();
+    damage(&last, 1);
+    let before = files(&dir);
+    for args in [
+        &["info", d][..],
+        &["info", d, "orders", "--json"],
+        &["dump", d, "orders"],
+        &["dump", d, "orders", "--from", "100", "--json"],
+        &["verify", d],
+        &["verify", d, "orders", "--json"],
+    ] {
+        let o = tidelog(args);
+        assert_ne!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(files(&dir) == before, "{args:?} changed the store");
+    }
+    // A repair is the one command that writes.
+    let o = tidelog(&["verify", d, "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(files(&dir) != before);
+}
+
 #[test]
 fn an_unreadable_checkpoint_is_damage_that_repair_replaces() {
     let (_t, dir) = build();

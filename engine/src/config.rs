@@ -477,6 +477,10 @@ pub struct StoreOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// Run no background thread (tests drive flushes and checkpoints by hand).
     pub manual_maintenance: bool,
+    /// Never change the directory: recovery, expiry, appends and checkpoints work on an
+    /// in-memory copy of what they change, discarded at close (`docs/durability.md`,
+    /// "Opening a store read-only"). The store must exist. The lock is still taken.
+    pub read_only: bool,
 }
 
 impl StoreOptions {
@@ -494,6 +498,7 @@ impl Default for StoreOptions {
             io_backend: IoBackendChoice::from_env(),
             clock: None,
             manual_maintenance: false,
+            read_only: false,
         }
     }
 }
@@ -504,6 +509,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("budget", &self.budget)
             .field("io_backend", &self.io_backend)
             .field("manual_maintenance", &self.manual_maintenance)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }

@@ -87,6 +87,9 @@ pub enum StoreError {
     Config(#[from] ConfigError),
     #[error("store is closed")]
     Closed,
+    /// A read-only open of a directory that holds no store (it creates none).
+    #[error("no store at {0} (a read-only open creates none)")]
+    NotAStore(String),
 }
 
 /// Errors of stream creation, opening and deletion.

@@ -17,7 +17,7 @@ use crate::budget::{BudgetInfo, Usage, PAGE};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Storage, StoreOptions, StreamConfig};
 use crate::error::{StoreError, StreamError};
-use crate::io::{read_file, IoBackend, OpenMode, OsVfs, Vfs};
+use crate::io::{read_file, IoBackend, OpenMode, OsVfs, OverlayVfs, Vfs};
 use crate::recovery::{recover, RecoveryReport};
 use crate::state::LogState;
 use crate::stream::Stream;
@@ -133,6 +133,13 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let sdir = dir.join(STREAMS_DIR);
+        let vfs: Arc<dyn Vfs> = match opts.read_only {
+            true if !vfs.exists(&sdir) => {
+                return Err(StoreError::NotAStore(dir.display().to_string()))
+            }
+            true => Arc::new(OverlayVfs::new(vfs)),
+            false => vfs,
+        };
         vfs.create_dir_all(&sdir)?;
         let lock = vfs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {

@@ -229,6 +229,7 @@ impl From<StoreError> for Fail {
             StoreError::Corrupt { .. } => tidelog_status::Corrupt,
             StoreError::Stream { source, .. } => stream_status(source),
             StoreError::Config(c) => config_status(c),
+            StoreError::NotAStore(_) => tidelog_status::NotFound,
             _ => tidelog_status::Closed,
         };
         Fail::from_error(status, &e)

@@ -140,6 +140,22 @@ pub unsafe extern "C" fn tidelog_store_options_set_manual_maintenance(
     set(opts, |o| o.manual_maintenance = manual)
 }
 
+/// With `read_only` true, the store never changes its directory: recovery, expiry, appends
+/// and checkpoints work on an in-memory copy of what they change, discarded when the store
+/// is freed. The store must exist (`TIDELOG_STATUS_NOT_FOUND` otherwise); its lock is still
+/// taken. For inspecting a store, and for looking at one again without the first look
+/// changing what the second finds.
+///
+/// # Safety
+/// `opts` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn tidelog_store_options_set_read_only(
+    opts: *mut tidelog_store_options,
+    read_only: bool,
+) -> tidelog_status {
+    set(opts, |o| o.read_only = read_only)
+}
+
 /// The store reads time from `clock` instead of the system clock.
 ///
 /// # Safety

@@ -280,3 +280,38 @@ func TestVerifyAndRecoveryReport(t *testing.T) {
 		t.Fatalf("the last message is %q", m.Payload)
 	}
 }
+
+// TestReadOnlyOpen: a read-only open takes an append and a close, and the next open finds
+// none of it; a directory with no store is not found, and not made one.
+func TestReadOnlyOpen(t *testing.T) {
+	dir := t.TempDir()
+	st := must(tidelog.Open(dir, tidelog.WithManualMaintenance())).of(t)
+	s := must(st.CreateStream(tidelog.StreamConfig{Name: "ro"})).of(t)
+	must(s.Append("a.b", []byte("one"))).of(t)
+	s.Close()
+	st.Close()
+
+	ro := must(tidelog.Open(dir, tidelog.WithReadOnly(), tidelog.WithManualMaintenance())).of(t)
+	s = must(ro.Stream("ro")).of(t)
+	if a := must(s.Append("a.b", []byte("two"))).of(t); a.Seq != 2 {
+		t.Fatalf("append on the read-only store got %d", a.Seq)
+	}
+	s.Close()
+	ro.Close()
+
+	st = must(tidelog.Open(dir, tidelog.WithManualMaintenance())).of(t)
+	defer st.Close()
+	s = must(st.Stream("ro")).of(t)
+	defer s.Close()
+	if n := must(s.State()).of(t).Messages; n != 1 {
+		t.Fatalf("after a read-only open the stream holds %d messages, want 1", n)
+	}
+
+	none := filepath.Join(t.TempDir(), "none")
+	if _, err := tidelog.Open(none, tidelog.WithReadOnly()); !errors.Is(err, tidelog.ErrNotFound) {
+		t.Fatalf("read-only open of no store: %v", err)
+	}
+	if _, err := os.Stat(none); !os.IsNotExist(err) {
+		t.Fatalf("a read-only open created %s", none)
+	}
+}

@@ -59,6 +59,7 @@ type options struct {
 	budgetBytes      bool
 	io               IOChoice
 	manual           bool
+	readOnly         bool
 	clock            *ManualClock
 	budgetPercentSet bool
 }
@@ -85,6 +86,11 @@ func WithIOBackend(c IOChoice) Option { return func(o *options) { o.io = c } }
 // WithManualMaintenance runs no background thread: the host calls Stream.Checkpoint,
 // Stream.EnforceLimits and Stream.Reclaim itself.
 func WithManualMaintenance() Option { return func(o *options) { o.manual = true } }
+
+// WithReadOnly opens an existing store without ever changing its directory: recovery,
+// expiry, appends and checkpoints work on an in-memory copy of what they change, discarded
+// at Close. Opening a directory that holds no store fails (StatusNotFound).
+func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
 // WithClock makes the store read time from c instead of the system clock (tests of TTLs,
 // max_age and redelivery without sleeping).
@@ -199,6 +205,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	if o.manual {
 		C.tidelog_store_options_set_manual_maintenance(copts, true)
+	}
+	if o.readOnly {
+		C.tidelog_store_options_set_read_only(copts, true)
 	}
 	if o.clock != nil {
 		if !o.clock.g.enter() {

@@ -5,6 +5,7 @@
 mod fault;
 mod mem;
 mod os;
+mod overlay;
 #[cfg(target_os = "linux")]
 mod uring;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub use fault::{Fault, FaultPlan, FaultyVfs};
 pub use mem::{CrashKind, MemVfs};
 pub use os::{IoBackendChoice, OsVfs};
+pub use overlay::OverlayVfs;
 
 /// Which write path a store is using.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

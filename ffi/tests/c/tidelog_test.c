@@ -726,6 +726,7 @@ static void test_store_options_and_open_errors(void) {
     EXPECT_NE(ST(NULL_ARGUMENT),
               tidelog_store_options_set_io_backend(NULL, TIDELOG_IO_CHOICE_PWRITE));
     EXPECT_NE(ST(NULL_ARGUMENT), tidelog_store_options_set_manual_maintenance(NULL, true));
+    EXPECT_NE(ST(NULL_ARGUMENT), tidelog_store_options_set_read_only(NULL, true));
     EXPECT_NE(ST(NULL_ARGUMENT), tidelog_store_options_set_clock(NULL, clock));
     /* NULL and a bad value together: the NULL options are reported. */
     EXPECT_NE(ST(NULL_ARGUMENT), tidelog_store_options_set_io_backend(NULL, 99));
@@ -860,6 +861,48 @@ static void test_store_accessors(void) {
     tidelog_stream_free(a);
     tidelog_stream_free(c);
     tidelog_stream_free(m);
+    tidelog_store_free(st);
+}
+
+/* A read-only open takes appends and a close, and the next open finds none of it. */
+static void test_read_only_open(void) {
+    struct tidelog_store_options *o = tidelog_store_options_new();
+    REQUIRE(o != NULL);
+    OK_NE(tidelog_store_options_set_manual_maintenance(o, true));
+    OK_NE(tidelog_store_options_set_read_only(o, true));
+    OK_NE(tidelog_store_options_set_io_backend(o, g_io_choice));
+    struct tidelog_store *st = SENTINEL(struct tidelog_store);
+    /* No store there: not found, and nothing is created. */
+    EXPECT(ST(NOT_FOUND), tidelog_store_open(tpath("none"), o, &st, E));
+    CHECK(st == SENTINEL(struct tidelog_store));
+    CHECK(access(tpath("none"), F_OK) != 0);
+
+    st = open_store(NULL);
+    struct tidelog_stream *s = mk_plain(st, "ro");
+    CHECK(put(s, "a.b", "one") == 1);
+    CHECK(put(s, "a.b", "two") == 2);
+    tidelog_stream_free(s);
+    tidelog_store_free(st);
+
+    st = NULL;
+    OK(tidelog_store_open(tpath("store"), o, &st, E));
+    REQUIRE(st != NULL);
+    s = NULL;
+    OK(tidelog_store_open_stream(st, "ro", &s, E));
+    REQUIRE(s != NULL);
+    CHECK(put(s, "a.b", "three") == 3);
+    CHECK(sstate(s).messages == 3);
+    tidelog_stream_free(s);
+    tidelog_store_free(st);
+    tidelog_store_options_free(o);
+
+    st = open_store(NULL);
+    s = NULL;
+    OK(tidelog_store_open_stream(st, "ro", &s, E));
+    REQUIRE(s != NULL);
+    CHECK(sstate(s).messages == 2);
+    CHECK(put(s, "a.b", "three again") == 3);
+    tidelog_stream_free(s);
     tidelog_store_free(st);
 }
 
@@ -5056,6 +5099,7 @@ static const struct test TESTS[] = {
     T(free_functions_accept_null),
     T(store_options_and_open_errors),
     T(store_accessors),
+    T(read_only_open),
     T(io_backend_choices),
     T(damaged_streams),
     T(stream_config_setters),
