@@ -479,7 +479,8 @@ pub struct StoreOptions {
     pub manual_maintenance: bool,
     /// Never change the directory: recovery, expiry, appends and checkpoints work on an
     /// in-memory copy of what they change, discarded at close (`docs/durability.md`,
-    /// "Opening a store read-only"). The store must exist. The lock is still taken.
+    /// "Opening a store read-only"). The store must exist. A shared lock keeps writable opens
+    /// out; other read-only opens may share it.
     pub read_only: bool,
 }
 

@@ -501,6 +501,9 @@ impl Stream {
     pub(crate) fn compact_one_sparse(&self) -> std::io::Result<bool> {
         // Compact against the older checkpoint on disk: if the newest is damaged, recovery
         // falls back to it, and it must still find every record it counts as live.
+        if !self.s.vfs.reclaims_space() {
+            return Ok(false);
+        }
         let Some(ck) = self.s.ckpts.lock().older.clone() else {
             return Ok(false);
         };
@@ -637,6 +640,9 @@ impl Stream {
     /// messages, removal records), so that space can be reclaimed: the active block is never
     /// compacted. Half a block keeps a stream of deletes from making many small blocks.
     pub(crate) fn roll_if_dead(&self) {
+        if !self.s.vfs.reclaims_space() {
+            return;
+        }
         let half = self.s.cfg.block_size / 2;
         let mut st = self.s.state.write();
         let dead = st

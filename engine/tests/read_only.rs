@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidelog::io::{read_file, CrashKind, MemVfs, Vfs};
+use tidelog::io::{read_file, CrashKind, MemVfs, OverlayVfs, Vfs};
 use tidelog::{
     ConsumerConfig, ManualClock, NewMessage, Store, StoreError, StoreOptions, StreamConfig, Ttl,
 };
@@ -147,4 +147,111 @@ fn a_read_only_open_still_takes_the_lock() {
     let r = Store::open_with_vfs(DIR, Arc::new(disk.clone()), opts(&clock, true));
     assert!(matches!(r, Err(StoreError::Locked(_))));
     drop(writer);
+}
+
+#[test]
+fn a_read_only_store_deletes_and_recreates_a_stream_in_memory() {
+    let clock = Arc::new(ManualClock::new(1000 * SEC));
+    let disk = crashed(&clock);
+    let before = snapshot(&disk);
+    let store = Store::open_with_vfs(DIR, Arc::new(disk.clone()), opts(&clock, true)).unwrap();
+    store.delete_stream(NAME).unwrap();
+    assert!(store.stream_names().is_empty());
+    let s = store.create_stream(StreamConfig::new(NAME)).unwrap();
+    assert_eq!(s.append("a.b", b"", b"x").unwrap().seq, 1);
+    assert_eq!(s.state().messages, 1);
+    drop(s);
+    store.close().unwrap();
+    drop(store);
+    assert_eq!(snapshot(&disk), before, "the directory changed");
+}
+
+/// Every file below `dir` on the real file system, with its bytes.
+fn os_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        match p.is_dir() {
+            true => out.extend(os_tree(&p)),
+            false => {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(p, bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn on_the_real_file_system_nothing_changes_and_no_lock_file_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let clock = Arc::new(ManualClock::new(1000 * SEC));
+    let store = Store::open(&dir, opts(&clock, false)).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new(NAME).block_size(4096).allow_msg_ttl(true))
+        .unwrap();
+    for i in 0..200u64 {
+        let m = NewMessage::new("a.b", b"payload").with_ttl(Ttl::Secs(1 + i % 20));
+        s.append_msg(&m).unwrap();
+    }
+    drop(s);
+    // Unclosed, as a crash leaves it; and without the LOCK file (a copied store).
+    std::mem::forget(store);
+    std::fs::remove_file(dir.join("LOCK")).unwrap();
+    let before = os_tree(&dir);
+    clock.set_ns(2000 * SEC);
+    let store = Store::open(&dir, opts(&clock, true)).unwrap();
+    let s = store.stream(NAME).unwrap();
+    assert_eq!(s.state().messages, 0, "every TTL is due");
+    s.append("a.b", b"", b"x").unwrap();
+    s.reclaim().unwrap();
+    drop(s);
+    store.close().unwrap();
+    drop(store);
+    assert!(os_tree(&dir) == before, "the directory changed");
+}
+
+#[test]
+fn read_only_opens_share_the_lock_and_keep_a_writer_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let clock = Arc::new(ManualClock::new(SEC));
+    drop(Store::open(&dir, opts(&clock, false)).unwrap());
+    let a = Store::open(&dir, opts(&clock, true)).unwrap();
+    let b = Store::open(&dir, opts(&clock, true)).unwrap();
+    let w = Store::open(&dir, opts(&clock, false));
+    assert!(matches!(w, Err(StoreError::Locked(_))));
+    drop((a, b));
+    Store::open(&dir, opts(&clock, false)).unwrap();
+}
+
+#[test]
+fn compaction_does_not_copy_blocks_into_memory() {
+    let clock = Arc::new(ManualClock::new(SEC));
+    let mem = MemVfs::new();
+    let store = Store::open_with_vfs(DIR, Arc::new(mem.clone()), opts(&clock, false)).unwrap();
+    let s = store
+        .create_stream(StreamConfig::new(NAME).block_size(16 * 1024))
+        .unwrap();
+    for _ in 0..3000 {
+        s.append("a.b", b"", &[7u8; 1000]).unwrap();
+    }
+    for seq in (1..=3000).filter(|q| q % 3 != 0) {
+        s.remove(seq).unwrap();
+    }
+    drop(s);
+    store.close().unwrap();
+    drop(store);
+    let overlay = Arc::new(OverlayVfs::new(Arc::new(mem.clone())));
+    let store = Store::open_with_vfs(DIR, overlay.clone(), opts(&clock, false)).unwrap();
+    let s = store.stream(NAME).unwrap();
+    assert_eq!(s.reclaim().unwrap(), 0);
+    assert_eq!(s.state().messages, 1000);
+    // Two checkpoints and a fresh active block at most; the 3 MB of blocks stay below.
+    assert!(
+        overlay.changed_bytes() < 256 * 1024,
+        "{} bytes copied into memory",
+        overlay.changed_bytes()
+    );
 }

@@ -142,8 +142,9 @@ pub unsafe extern "C" fn tidelog_store_options_set_manual_maintenance(
 
 /// With `read_only` true, the store never changes its directory: recovery, expiry, appends
 /// and checkpoints work on an in-memory copy of what they change, discarded when the store
-/// is freed. The store must exist (`TIDELOG_STATUS_NOT_FOUND` otherwise); its lock is still
-/// taken. For inspecting a store, and for looking at one again without the first look
+/// is freed. The store must exist (`TIDELOG_STATUS_NOT_FOUND` otherwise). A shared lock keeps
+/// writable opens out (`TIDELOG_STATUS_LOCKED`); read-only opens may share it. For inspecting
+/// a store (also on a read-only mount), and for looking at one again without the first look
 /// changing what the second finds.
 ///
 /// # Safety

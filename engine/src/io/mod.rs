@@ -117,6 +117,21 @@ pub trait Vfs: Send + Sync {
             self.open(path, OpenMode::Existing)?.size()?,
         ))
     }
+    /// Opens an existing file only to read it (a read-only store never writes below, and
+    /// may sit on a read-only mount).
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        self.open(path, OpenMode::Existing)
+    }
+    /// A lock that keeps out whoever holds `lock` but may be shared with other readers; it
+    /// creates no file.
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
+        self.lock(path)
+    }
+    /// False when removing records frees no space (an overlay keeps changes in memory):
+    /// compaction would only copy blocks into memory.
+    fn reclaims_space(&self) -> bool {
+        true
+    }
 }
 
 /// Reads a whole file.

@@ -162,6 +162,25 @@ impl Vfs for OsVfs {
         let v = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
         Ok(v.f_blocks.saturating_mul(v.f_frsize))
     }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Ok(Arc::new(OsFile {
+            file: File::open(path)?,
+            #[cfg(target_os = "linux")]
+            ring: None,
+        }))
+    }
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            // No process has opened the store since the file went missing: there is no
+            // writer to keep out, and a reader must not create the file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Box::new(())),
+            Err(e) => return Err(e),
+        };
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared)
+            .map_err(io::Error::from)?;
+        Ok(Box::new(f))
+    }
     fn disk_bytes(&self, path: &Path) -> io::Result<u64> {
         use std::os::unix::fs::MetadataExt;
         Ok(std::fs::metadata(path)?.blocks() * 512)

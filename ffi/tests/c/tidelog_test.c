@@ -241,6 +241,14 @@ static struct tidelog_stream *mk(const struct tidelog_store *st, struct tidelog_
     return s;
 }
 
+/* Opens the existing stream `name` of `st`. */
+static struct tidelog_stream *stream_of(const struct tidelog_store *st, const char *name) {
+    struct tidelog_stream *s = NULL;
+    OK(tidelog_store_open_stream(st, name, &s, E));
+    REQUIRE(s != NULL);
+    return s;
+}
+
 static struct tidelog_stream *mk_plain(const struct tidelog_store *st, const char *name) {
     return mk(st, scfg(name));
 }
@@ -887,9 +895,7 @@ static void test_read_only_open(void) {
     st = NULL;
     OK(tidelog_store_open(tpath("store"), o, &st, E));
     REQUIRE(st != NULL);
-    s = NULL;
-    OK(tidelog_store_open_stream(st, "ro", &s, E));
-    REQUIRE(s != NULL);
+    s = stream_of(st, "ro");
     CHECK(put(s, "a.b", "three") == 3);
     CHECK(sstate(s).messages == 3);
     tidelog_stream_free(s);
@@ -897,9 +903,7 @@ static void test_read_only_open(void) {
     tidelog_store_options_free(o);
 
     st = open_store(NULL);
-    s = NULL;
-    OK(tidelog_store_open_stream(st, "ro", &s, E));
-    REQUIRE(s != NULL);
+    s = stream_of(st, "ro");
     CHECK(sstate(s).messages == 2);
     CHECK(put(s, "a.b", "three again") == 3);
     tidelog_stream_free(s);
