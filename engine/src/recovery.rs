@@ -265,24 +265,11 @@ pub(crate) fn recover(
             b.first_seq = st.last_seq + 1;
             st.push_block(b);
         }
-        // In a sealed block the trailer names the sequence at every offset, so a damaged
-        // record is identified exactly even when its header is gone.
-        let seq_at: HashMap<usize, u64> = match trailer {
-            Some(t) => t
-                .offsets(&map, t.slots)
-                .physical()
-                .iter()
-                .enumerate()
-                .filter(|(_, &o)| o != NO_RECORD)
-                .map(|(i, &o)| (o as usize, t.first_seq + i as u64))
-                .collect(),
-            None => HashMap::new(),
-        };
         let mut scan = BlockScan {
             st: &mut st,
             report: &mut report,
             replay: &mut replay,
-            seq_at,
+            seq_at: SeqAt::new(trailer, &map),
             entry,
             damaged: Vec::new(),
             settled: false,
@@ -389,13 +376,44 @@ struct Replay {
     lost: DeleteSet,
 }
 
+/// In a sealed block the trailer names the sequence at every offset, so a damaged record is
+/// identified exactly even when its header is gone. The table is built at the first damaged
+/// record: an intact block never needs it.
+struct SeqAt<'m> {
+    trailer: Option<(block::Trailer, &'m Arc<Mapping>)>,
+    table: Option<HashMap<usize, u64>>,
+}
+
+impl<'m> SeqAt<'m> {
+    fn new(trailer: Option<block::Trailer>, map: &'m Arc<Mapping>) -> Self {
+        SeqAt {
+            trailer: trailer.map(|t| (t, map)),
+            table: None,
+        }
+    }
+
+    fn get(&mut self, off: usize) -> Option<u64> {
+        let (t, map) = self.trailer?;
+        let table = self.table.get_or_insert_with(|| {
+            t.offsets(map, t.slots)
+                .physical()
+                .iter()
+                .enumerate()
+                .filter(|(_, &o)| o != NO_RECORD)
+                .map(|(i, &o)| (o as usize, t.first_seq + i as u64))
+                .collect()
+        });
+        table.get(&off).copied()
+    }
+}
+
 /// Scanning one block: records before `apply_from` are only indexed (the checkpoint already
 /// reflects them), records after it are applied.
 struct BlockScan<'s> {
     st: &'s mut LogState,
     report: &'s mut RecoveryReport,
     replay: &'s mut Replay,
-    seq_at: HashMap<usize, u64>,
+    seq_at: SeqAt<'s>,
     entry: Option<BlockEntry>,
     /// Damaged records met while indexing: (seq, offset, bytes). Judged once indexing ends,
     /// because a later truncate in the same block may hand the sequence to a new record.
@@ -554,7 +572,7 @@ impl BlockScan<'_> {
                 let seq = head
                     .filter(|h| h.kind == Kind::Msg)
                     .map(|h| h.seq)
-                    .or_else(|| self.seq_at.get(&off).copied());
+                    .or_else(|| self.seq_at.get(off));
                 match (head, seq) {
                     (_, Some(seq)) => self.lose(seq, off),
                     (Some(h), None) => self.apply_damaged_control(h),
@@ -635,7 +653,7 @@ impl BlockScan<'_> {
             Scanned::Damaged(h) => h
                 .filter(|h| h.kind == Kind::Msg)
                 .map(|h| h.seq)
-                .or_else(|| self.seq_at.get(&off).copied()),
+                .or_else(|| self.seq_at.get(off)),
         };
         let Some(seq) = seq else {
             return;
