@@ -1,6 +1,7 @@
 //! Opening an existing store for the inspection commands (`info`, `verify`, `dump`).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tidelog::{DamagedStream, Store, StoreError, StoreOptions, Stream};
 
@@ -28,7 +29,7 @@ pub fn existing(dir: &Path, write: bool) -> Result<Store, Fail> {
         read_only: !write,
         ..Default::default()
     };
-    Store::open(dir, opts).map_err(|e| match e {
+    open_waiting(dir, opts).map_err(|e| match e {
         StoreError::Locked(_) => Fail::new(format!(
             "store {} is open in another process (its LOCK is held); stop that process first",
             dir.display()
@@ -39,6 +40,24 @@ pub fn existing(dir: &Path, write: bool) -> Result<Store, Fail> {
             chain(&e)
         )),
     })
+}
+
+/// How long a command waits for a store's lock. A process that has just closed the store can
+/// still hold its lock for a moment: a child it forked keeps a copy of the lock's descriptor
+/// until that child execs.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// `Store::open`, retried while the lock is held, for up to `LOCK_WAIT`.
+fn open_waiting(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+    let until = Instant::now() + LOCK_WAIT;
+    loop {
+        match Store::open(dir, opts.clone()) {
+            Err(StoreError::Locked(_)) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// The stream `name` when the store could not open it because its metadata is damaged.
