@@ -662,3 +662,26 @@ fn damage_contained_checkpointed_record_in_active_block() {
     assert_eq!(s.state().messages, N - gone as u64);
     s.check_invariants().unwrap();
 }
+
+/// Header damage to the last record of a sealed block that ends the log (the block after it
+/// is gone): no later record tells its sequence, so only the trailer's offset table can name
+/// it, and it must be reported lost rather than vanish.
+#[test]
+fn damage_contained_last_record_of_the_last_sealed_block_is_named_by_its_trailer() {
+    let base = build(N, false);
+    let blocks = block_files(&base);
+    let (last_sealed, active) = (&blocks[blocks.len() - 2], &blocks[blocks.len() - 1]);
+    assert!(is_sealed(&read(&base, last_sealed)));
+    let (off, _len, seq) = *records(&read(&base, last_sealed)).last().unwrap();
+    let disk = base.after_crash(CrashKind::Process);
+    disk.remove_file(active).unwrap();
+    disk.corrupt(last_sealed, off + 9, 0x01).unwrap();
+    let (_store, s) = open(&disk).unwrap();
+    let rep = s.recovery_report().clone();
+    s.check_invariants().unwrap();
+    assert!(
+        rep.lost.iter().any(|&(a, b)| (a..=b).contains(&seq)),
+        "message {seq} is gone but not reported lost: {rep:?}"
+    );
+    assert!((1..seq).all(|q| intact(&s, q)));
+}
