@@ -1684,8 +1684,9 @@ impl OpRun {
     /// so a power loss may still take it.
     fn recovered(&mut self, clean: bool) {
         let acked = self.m.acked_max;
-        // Unacknowledged messages the model had (whether the reopen expired them or lost
-        // them): their sequences may be handed out again if they are gone.
+        // A sequence above every acknowledged one that holds nothing after the reopen may go
+        // to another message, whether the reopen expired what was there or lost it: what an
+        // append that failed (or was lost) left there is forgotten.
         let unacked: Vec<u64> = self
             .m
             .maybe
@@ -1747,9 +1748,6 @@ impl OpRun {
             // handed out are still never reused (the lease), other moves of the end may be lost.
             self.m.min_next = self.m.acked_max + 1;
         }
-        // A sequence above every acknowledged one that holds nothing now may go to another
-        // message: what an append that failed (or was lost) left there is forgotten.
-
         self.m
             .known
             .retain(|q, _| *q <= acked || present.contains_key(q));
